@@ -1,0 +1,159 @@
+//! The command line (DESIGN.md §2, a fixed contract). Doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::Shard;
+
+/// Declarative IMAP mailbox migration: `plan` shows exactly what would be copied,
+/// `apply` copies it. The source is never changed, nothing is ever deleted on the
+/// destination, and re-running never duplicates a message.
+#[derive(Debug, Parser)]
+#[command(name = "mailshift", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Flags valid before or after the subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// The migration config (TOML, no secrets).
+    #[arg(short = 'c', long = "config", global = true, default_value = "migration.toml", value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Only this account (matches `source_user`); repeatable.
+    #[arg(long = "account", global = true, value_name = "USER")]
+    pub accounts: Vec<String>,
+
+    /// Only the accounts in shard K of N (K in 0..N-1), by a hash of `source_user`.
+    #[arg(long, global = true, value_name = "K/N")]
+    pub shard: Option<Shard>,
+
+    /// More logging on stderr: -v info, -vv debug, -vvv trace.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+
+    /// When to use colors (`NO_COLOR` is honoured with `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Also write logs as JSON lines to this file.
+    #[arg(long = "log-file", global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read both servers (read-only) and show what `apply` would create and copy.
+    Plan(PlanArgs),
+    /// Create the missing folders and copy the missing messages (never deletes).
+    Apply(ApplyArgs),
+    /// Check the config and CSV, connect and log in to every account on both sides.
+    Check(CheckArgs),
+    /// Render a saved plan file.
+    Show(ShowArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Save the plan as JSON to this file (for `apply FILE` or `show FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// List every message to copy (date, from, subject, size).
+    #[arg(long)]
+    pub detail: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; without it, plan now and ask.
+    #[arg(value_name = "PLANFILE")]
+    pub plan_file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Write a JSON report of what was copied, failed and pending.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The plan file to render.
+    #[arg(value_name = "PLANFILE")]
+    pub plan_file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// List every message to copy.
+    #[arg(long)]
+    pub detail: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["mailshift", "-c", "x.toml", "--account", "a", "plan"]).unwrap();
+        let b = Cli::try_parse_from(["mailshift", "plan", "-c", "x.toml", "--account", "a"]).unwrap();
+        assert_eq!(a.global.config, b.global.config);
+        assert_eq!(a.global.accounts, vec!["a".to_string()]);
+        assert_eq!(b.global.accounts, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn verbose_and_quiet_conflict() {
+        assert!(Cli::try_parse_from(["mailshift", "-v", "-q", "check"]).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! The subcommands, wired from the parsed command line to settings, inventory, planner,
+//! renderers and the executor. Everything here returns an [`Outcome`] or an error that
+//! `run` prints once.
+
+mod check;
+mod plan;
+mod show;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::CommandFactory;
+use tokio::sync::Semaphore;
+
+use crate::cli::{Cli, Command};
+use crate::settings::{self, Selection, Settings};
+use crate::Outcome;
+
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli, color: bool) -> anyhow::Result<Outcome> {
+    let _ = color;
+    match cli.command {
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "mailshift", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
+        Command::Show(args) => show::run(&args),
+        Command::Plan(args) => {
+            let settings = load_settings(&cli.global)?;
+            runtime()?.block_on(plan::run(&settings, &args))
+        }
+        Command::Check(args) => {
+            let settings = load_settings(&cli.global)?;
+            runtime()?.block_on(check::run(&settings, &args))
+        }
+        Command::Apply(_) => anyhow::bail!("`apply` is not available in this build yet"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Loads and validates the config and the CSV; logs the settings' warnings.
+pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings> {
+    let selection = Selection {
+        accounts: global.accounts.clone(),
+        shard: global.shard,
+    };
+    let settings = settings::load(&global.config, &selection)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(settings)
+}
+
+/// Connection caps per server (`max-connections`), shared by all accounts.
+#[derive(Clone)]
+pub struct ConnectionCaps {
+    pub source: Arc<Semaphore>,
+    pub destination: Arc<Semaphore>,
+}
+
+impl ConnectionCaps {
+    pub fn new(settings: &Settings) -> ConnectionCaps {
+        ConnectionCaps {
+            source: Arc::new(Semaphore::new(settings.source.max_connections.max(1))),
+            destination: Arc::new(Semaphore::new(settings.destination.max_connections.max(1))),
+        }
+    }
+}
+
+/// Credentials for one account on one side.
+pub fn credentials(
+    user: &str,
+    password: &Option<secrecy::SecretString>,
+) -> crate::imap::Credentials {
+    crate::imap::Credentials {
+        user: user.to_string(),
+        password: password.clone(),
+    }
+}

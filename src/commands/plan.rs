@@ -1,0 +1,130 @@
+//! `mailshift plan`: inventory both sides of every selected account (read-only), plan,
+//! render, optionally save.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use futures::stream::{self, StreamExt};
+
+use super::{credentials, ConnectionCaps};
+use crate::cli::{Format, PlanArgs};
+use crate::imap::ImapError;
+use crate::inventory::{self, InventoryError, Side};
+use crate::plan::{self, AccountPlan, Rules};
+use crate::planfile::PlanFile;
+use crate::render::text::{render_plan, TextOptions};
+use crate::settings::{Account, Settings};
+use crate::Outcome;
+
+pub async fn run(settings: &Settings, args: &PlanArgs) -> anyhow::Result<Outcome> {
+    let plan = plan_all(settings).await;
+    if let Some(path) = &args.out {
+        plan.save(path)
+            .with_context(|| format!("cannot save the plan to `{}`", path.display()))?;
+        tracing::info!("plan saved to `{}`", path.display());
+    }
+    match args.format {
+        Format::Json => println!("{}", plan.to_json()),
+        Format::Text => print!("{}", render_plan(&plan, TextOptions { detail: args.detail })),
+    }
+    Ok(if plan.has_errors() {
+        Outcome::Failed
+    } else if args.detailed_exitcode && plan.has_changes() {
+        Outcome::ChangesPending
+    } else {
+        Outcome::Success
+    })
+}
+
+/// Plans every selected account, `parallel-accounts` at a time, results in CSV order.
+pub async fn plan_all(settings: &Settings) -> PlanFile {
+    let caps = ConnectionCaps::new(settings);
+    let parallel = settings.limits.parallel_accounts.max(1);
+    let accounts: Vec<AccountPlan> = stream::iter(settings.accounts.iter())
+        .map(|account| {
+            let caps = caps.clone();
+            async move { plan_account(settings, account, &caps).await }
+        })
+        .buffered(parallel)
+        .collect()
+        .await;
+    PlanFile::new(settings.config_digest.clone(), accounts)
+}
+
+/// Inventories both sides of one account and plans it; a failure becomes the account's
+/// error (the other accounts go on).
+pub async fn plan_account(settings: &Settings, account: &Account, caps: &ConnectionCaps) -> AccountPlan {
+    let source = async {
+        let _permit = caps.source.acquire().await.expect("semaphore never closed");
+        inventory::collect(
+            Side::Source,
+            &settings.source,
+            &settings.limits,
+            &credentials(&account.source_user, &account.source_password),
+        )
+        .await
+    };
+    let destination = async {
+        let _permit = caps.destination.acquire().await.expect("semaphore never closed");
+        inventory::collect(
+            Side::Destination,
+            &settings.destination,
+            &settings.limits,
+            &credentials(&account.destination_user, &account.destination_password),
+        )
+        .await
+    };
+    let (source, destination) = tokio::join!(source, destination);
+    let result = source.and_then(|s| destination.map(|d| (s, d)));
+    match result {
+        Ok((source, destination)) => {
+            tracing::info!(account = %account.source_user, "inventory done");
+            plan::plan_account(
+                &account.source_user,
+                &account.destination_user,
+                &source,
+                &destination,
+                Rules {
+                    folders: &settings.folders,
+                    messages: &settings.messages,
+                },
+            )
+        }
+        Err(e) => {
+            let message = describe_account_error(settings, account, &e);
+            tracing::error!(account = %account.source_user, "{}", message.lines().next().unwrap_or(""));
+            AccountPlan::failed(&account.source_user, &account.destination_user, message)
+        }
+    }
+}
+
+/// One clear message for an account that failed: which side and server, the server's
+/// words, and a hint naming the CSV line when it is a login problem. Never a password.
+pub fn describe_account_error(settings: &Settings, account: &Account, e: &InventoryError) -> String {
+    let (side, imap_error) = match e {
+        InventoryError::Imap { side, source } => (*side, source),
+        InventoryError::Folder { side, source, .. } => (*side, source),
+    };
+    let server = match side {
+        Side::Source => &settings.source,
+        Side::Destination => &settings.destination,
+    };
+    let mut out = format!("{side} `{}:{}`: ", server.host, server.port);
+    match e {
+        InventoryError::Folder { folder, .. } => {
+            let _ = write!(out, "folder `{folder}`: {imap_error}");
+        }
+        InventoryError::Imap { .. } => {
+            let _ = write!(out, "{imap_error}");
+        }
+    }
+    if matches!(imap_error, ImapError::AuthFailed { .. }) && !out.contains("hint:") {
+        let _ = write!(
+            out,
+            "\nhint: check the {side} user and password in `{}` line {}",
+            settings.csv_path.display(),
+            account.line
+        );
+    }
+    out
+}

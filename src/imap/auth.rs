@@ -1,0 +1,381 @@
+//! Logging in: LOGIN, SASL PLAIN (also on behalf of a user, with an admin's credentials),
+//! XOAUTH2 and OAUTHBEARER with a token from `token-command`. Secrets stay inside
+//! `SecretString` until the moment they are written to the socket; nothing here logs them.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_imap::{Authenticator, Client, Session};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::error::{Endpoint, ImapError};
+use super::transport::{Greeted, ImapIo};
+use crate::settings::{AuthMethod, Limits, ServerSettings};
+
+/// Who logs in. With `[source.admin]`/`[destination.admin]` (in [`ServerSettings::admin`])
+/// the admin's credentials are used on behalf of `user` and `password` may be `None`.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Option<SecretString>,
+}
+
+/// The mechanism actually used, decided from the settings and the capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mechanism {
+    Login,
+    Plain,
+    /// SASL PLAIN with authzid = the user, authcid = the admin.
+    AdminPlain,
+    Xoauth2,
+    OAuthBearer,
+}
+
+fn choose(server: &ServerSettings, caps: &super::Capabilities) -> Mechanism {
+    if server.admin.is_some() {
+        return Mechanism::AdminPlain;
+    }
+    match server.auth {
+        AuthMethod::Auto if caps.has("AUTH=PLAIN") => Mechanism::Plain,
+        AuthMethod::Auto | AuthMethod::Login => Mechanism::Login,
+        AuthMethod::Plain => Mechanism::Plain,
+        AuthMethod::Xoauth2 => Mechanism::Xoauth2,
+        AuthMethod::OAuthBearer => Mechanism::OAuthBearer,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Logs in on a greeted connection and returns the session.
+pub(crate) async fn login(
+    greeted: Greeted,
+    server: &ServerSettings,
+    limits: &Limits,
+    creds: &Credentials,
+    ep: &Endpoint,
+) -> Result<Session<ImapIo>, ImapError> {
+    if !greeted.tls {
+        let refuse = |reason: String| ImapError::PlaintextAuthRefused {
+            host: ep.host.clone(),
+            port: ep.port,
+            reason,
+        };
+        if greeted.caps.has("LOGINDISABLED") {
+            return Err(refuse(
+                "the server advertises LOGINDISABLED on this unencrypted connection\n\
+                 hint: use `security = \"starttls\"` or `security = \"tls\"`"
+                    .into(),
+            ));
+        }
+        if !server.allow_plaintext_auth && !is_loopback(&ep.host) {
+            return Err(refuse(
+                "`security = \"plain\"` to a remote host\nhint: use `starttls` or `tls`, or \
+                 set `allow-plaintext-auth = true` if the network is trusted"
+                    .into(),
+            ));
+        }
+    }
+    let mechanism = choose(server, &greeted.caps);
+    tracing::debug!(host = %ep.host, user = %creds.user, ?mechanism, "logging in");
+    let auth_failed = |text: String| ImapError::AuthFailed {
+        user: creds.user.clone(),
+        host: ep.host.clone(),
+        port: ep.port,
+        server_text: text,
+    };
+    let password = || {
+        creds
+            .password
+            .as_ref()
+            .ok_or_else(|| ImapError::NoPassword {
+                user: creds.user.clone(),
+                host: ep.host.clone(),
+                port: ep.port,
+            })
+    };
+    let client = Client::new(greeted.stream);
+    let result = match mechanism {
+        Mechanism::Login => {
+            let pw = password()?;
+            client.login(&creds.user, pw.expose_secret()).await
+        }
+        Mechanism::Plain => {
+            let pw = password()?;
+            let sasl = SaslOnce::new(plain_message("", &creds.user, pw));
+            client.authenticate("PLAIN", sasl).await
+        }
+        Mechanism::AdminPlain => {
+            let admin = server.admin.as_ref().expect("chosen only with an admin");
+            let sasl = SaslOnce::new(plain_message(&creds.user, &admin.user, &admin.password));
+            client.authenticate("PLAIN", sasl).await
+        }
+        Mechanism::Xoauth2 | Mechanism::OAuthBearer => {
+            let token = run_token_command(server, limits, &creds.user).await?;
+            let message = if mechanism == Mechanism::Xoauth2 {
+                format!(
+                    "user={}\x01auth=Bearer {}\x01\x01",
+                    creds.user,
+                    token.expose_secret()
+                )
+            } else {
+                format!(
+                    "n,a={},\x01auth=Bearer {}\x01\x01",
+                    creds.user.replace('=', "=3D").replace(',', "=2C"),
+                    token.expose_secret()
+                )
+            };
+            let name = if mechanism == Mechanism::Xoauth2 {
+                "XOAUTH2"
+            } else {
+                "OAUTHBEARER"
+            };
+            client
+                .authenticate(name, SaslOnce::new(message.into_bytes()))
+                .await
+        }
+    };
+    match result {
+        Ok(session) => Ok(session),
+        Err((err, _client)) => {
+            use async_imap::error::Error as E;
+            Err(match err {
+                E::No(dump) | E::Bad(dump) => {
+                    auth_failed(super::error::server_text_from_dump(&dump))
+                }
+                E::Validate(_) => auth_failed(
+                    "the password contains a line break, which LOGIN cannot send\n\
+                     hint: use `auth = \"plain\"`"
+                        .into(),
+                ),
+                other => ep.from_async_imap(other, "the login", limits.idle_timeout),
+            })
+        }
+    }
+}
+
+/// SASL PLAIN: `authzid NUL authcid NUL password`.
+fn plain_message(authzid: &str, authcid: &str, password: &SecretString) -> Vec<u8> {
+    let mut m = Vec::with_capacity(authzid.len() + authcid.len() + 32);
+    m.extend_from_slice(authzid.as_bytes());
+    m.push(0);
+    m.extend_from_slice(authcid.as_bytes());
+    m.push(0);
+    m.extend_from_slice(password.expose_secret().as_bytes());
+    m
+}
+
+/// Answers the first challenge with the message and every later one (an error report from
+/// XOAUTH2/OAUTHBEARER) with an empty response, which makes the server finish with NO.
+struct SaslOnce(Option<Vec<u8>>);
+
+impl SaslOnce {
+    fn new(message: Vec<u8>) -> SaslOnce {
+        SaslOnce(Some(message))
+    }
+}
+
+impl Authenticator for SaslOnce {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+/// Characters that can stand in a shell command unquoted.
+fn shell_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._+-=%:,".contains(c))
+}
+
+/// `{user}` replaced: verbatim when it is shell-safe (so `'{user}'` in the template still
+/// works for ordinary addresses), else single-quoted.
+fn expand_token_command(template: &str, user: &str) -> String {
+    let value = if shell_safe(user) {
+        user.to_string()
+    } else {
+        format!("'{}'", user.replace('\'', r"'\''"))
+    };
+    template.replace("{user}", &value)
+}
+
+/// Runs `token-command` (`sh -c`, `{user}` replaced, `MAILSHIFT_USER` set) and returns its
+/// trimmed stdout.
+async fn run_token_command(
+    server: &ServerSettings,
+    limits: &Limits,
+    user: &str,
+) -> Result<SecretString, ImapError> {
+    let fail = |reason: String| ImapError::TokenCommand {
+        user: user.to_string(),
+        reason,
+    };
+    let template = server.token_command.as_deref().ok_or_else(|| {
+        fail(
+            "no `token-command` is configured\nhint: `auth = \"xoauth2\"` and \
+              `\"oauthbearer\"` need a `token-command` that prints an access token"
+                .into(),
+        )
+    })?;
+    let command = expand_token_command(template, user);
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .env("MAILSHIFT_USER", user)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run `sh`: {e}")))?;
+    let limit = limits.connect_timeout.max(Duration::from_secs(60));
+    let output = match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(out) => out.map_err(|e| fail(e.to_string()))?,
+        Err(_) => {
+            return Err(fail(format!(
+                "no answer within {}",
+                humantime::format_duration(limit)
+            )))
+        }
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr: String = stderr.trim().chars().take(500).collect();
+        return Err(fail(format!("it exited with {}: {stderr}", output.status)));
+    }
+    let token = String::from_utf8(output.stdout)
+        .map_err(|_| fail("it printed something that is not UTF-8".into()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(fail("it printed nothing".into()));
+    }
+    Ok(SecretString::from(token.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::Capabilities;
+    use crate::settings::{AdminLogin, Security, TlsRoots};
+
+    fn server(auth: AuthMethod) -> ServerSettings {
+        ServerSettings {
+            host: "localhost".into(),
+            port: 143,
+            security: Security::Plain,
+            ca_file: None,
+            tls_roots: TlsRoots::System,
+            accept_invalid_certs: false,
+            allow_plaintext_auth: false,
+            auth,
+            token_command: None,
+            max_connections: 10,
+            admin: None,
+        }
+    }
+
+    #[test]
+    fn mechanism_choice() {
+        let with_plain = Capabilities::from_atoms(["IMAP4rev1", "AUTH=PLAIN"]);
+        let without = Capabilities::from_atoms(["IMAP4rev1"]);
+        assert_eq!(
+            choose(&server(AuthMethod::Auto), &with_plain),
+            Mechanism::Plain
+        );
+        assert_eq!(
+            choose(&server(AuthMethod::Auto), &without),
+            Mechanism::Login
+        );
+        assert_eq!(
+            choose(&server(AuthMethod::Login), &with_plain),
+            Mechanism::Login
+        );
+        assert_eq!(
+            choose(&server(AuthMethod::Plain), &without),
+            Mechanism::Plain
+        );
+        assert_eq!(
+            choose(&server(AuthMethod::Xoauth2), &without),
+            Mechanism::Xoauth2
+        );
+        let mut admin = server(AuthMethod::Login);
+        admin.admin = Some(AdminLogin {
+            user: "admin".into(),
+            password: SecretString::from("x".to_string()),
+        });
+        assert_eq!(choose(&admin, &without), Mechanism::AdminPlain);
+    }
+
+    #[test]
+    fn plain_message_layout() {
+        let pw = SecretString::from("s3cret".to_string());
+        assert_eq!(plain_message("", "bob", &pw), b"\0bob\0s3cret");
+        assert_eq!(plain_message("bob", "admin", &pw), b"bob\0admin\0s3cret");
+    }
+
+    #[test]
+    fn sasl_answers_once() {
+        let mut s = SaslOnce::new(b"abc".to_vec());
+        assert_eq!(s.process(b""), b"abc");
+        assert_eq!(s.process(b"{\"status\":\"401\"}"), b"");
+    }
+
+    #[test]
+    fn token_command_expansion_quotes_unsafe_users() {
+        assert_eq!(
+            expand_token_command("get-token --user {user}", "bob@example.org"),
+            "get-token --user bob@example.org"
+        );
+        assert_eq!(
+            expand_token_command("get-token {user}", "x; rm -rf /"),
+            "get-token 'x; rm -rf /'"
+        );
+        assert_eq!(
+            expand_token_command("t {user}", "o'brien"),
+            r"t 'o'\''brien'"
+        );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("localhost"));
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("[::1]"));
+        assert!(!is_loopback("imap.example.org"));
+        assert!(!is_loopback("10.0.0.1"));
+    }
+
+    #[tokio::test]
+    async fn token_command_output_is_trimmed_and_failures_explained() {
+        let limits = Limits {
+            parallel_accounts: 1,
+            connections_per_account: 1,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+        };
+        let mut s = server(AuthMethod::Xoauth2);
+        s.token_command = Some("printf '  tok-%s\\n' {user}".into());
+        let token = run_token_command(&s, &limits, "bob").await.unwrap();
+        assert_eq!(token.expose_secret(), "tok-bob");
+
+        s.token_command = Some("echo nope >&2; exit 3".into());
+        let err = run_token_command(&s, &limits, "bob").await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("exit status: 3") && text.contains("nope"),
+            "{text}"
+        );
+
+        s.token_command = Some("true".into());
+        let err = run_token_command(&s, &limits, "bob").await.unwrap_err();
+        assert!(err.to_string().contains("printed nothing"));
+    }
+}

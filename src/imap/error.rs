@@ -1,0 +1,380 @@
+//! Errors of the IMAP layer, classified for the people who have to fix them: a refused
+//! port, an unknown host, a certificate nobody trusts and a wrong password each say so,
+//! name `host:port` and the user, quote the server's own words, and never carry a secret.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use tokio_rustls::rustls;
+
+/// Why a TCP connection could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectReason {
+    /// The host answered, but nothing listens on that port.
+    Refused,
+    /// The name does not resolve.
+    UnknownHost(String),
+    /// No answer within `connect-timeout`.
+    TimedOut(Duration),
+    /// Anything else the operating system reported.
+    Other(String),
+}
+
+impl fmt::Display for ConnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectReason::Refused => write!(
+                f,
+                "connection refused\nhint: check `host`, `port` and `security` \
+                 (993 is the usual port for `tls`, 143 for `starttls`/`plain`)"
+            ),
+            ConnectReason::UnknownHost(detail) => write!(
+                f,
+                "unknown host ({detail})\nhint: check the spelling of `host` and the DNS"
+            ),
+            ConnectReason::TimedOut(after) => write!(
+                f,
+                "no answer within {}\nhint: a firewall may drop the connection; \
+                 check `host` and `port`, or raise `connect-timeout` in [limits]",
+                humantime::format_duration(*after)
+            ),
+            ConnectReason::Other(detail) => f.write_str(detail),
+        }
+    }
+}
+
+/// An error of the IMAP layer. `Display` is meant for users (with `hint:` lines);
+/// nothing in here ever holds a password or a token.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("cannot connect to `{host}:{port}`: {reason}")]
+    ConnectFailed {
+        host: String,
+        port: u16,
+        reason: ConnectReason,
+    },
+
+    #[error("TLS with `{host}:{port}` failed: {reason}")]
+    Tls {
+        host: String,
+        port: u16,
+        /// What went wrong, with a hint when the fix is knowable.
+        reason: String,
+    },
+
+    #[error(
+        "`{host}:{port}` does not offer STARTTLS\nhint: use `security = \"tls\"` (usually \
+         port 993) if the server speaks implicit TLS; mailshift never falls back to plaintext"
+    )]
+    StartTlsUnavailable { host: String, port: u16 },
+
+    #[error("refusing to send credentials in plaintext to `{host}:{port}`: {reason}")]
+    PlaintextAuthRefused {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+
+    #[error("login as `{user}` on `{host}:{port}` failed: {server_text}")]
+    AuthFailed {
+        user: String,
+        host: String,
+        port: u16,
+        /// The server's words, e.g. `[AUTHENTICATIONFAILED] Authentication failed.`
+        server_text: String,
+    },
+
+    #[error("no password for `{user}` and no admin login configured for `{host}:{port}`")]
+    NoPassword {
+        user: String,
+        host: String,
+        port: u16,
+    },
+
+    #[error("`token-command` for `{user}` failed: {reason}")]
+    TokenCommand { user: String, reason: String },
+
+    #[error(
+        "no answer from `{host}:{port}` within {} while {doing}\nhint: the server may be \
+         overloaded; raise `idle-timeout` (or `connect-timeout`) in [limits]",
+        humantime::format_duration(*after)
+    )]
+    Timeout {
+        host: String,
+        port: u16,
+        doing: String,
+        after: Duration,
+    },
+
+    #[error("`{host}:{port}` refused {command}: {server_text}")]
+    Protocol {
+        host: String,
+        port: u16,
+        /// The command, without arguments that could be secret (e.g. `EXAMINE \"Sent\"`).
+        command: String,
+        server_text: String,
+    },
+
+    #[error(
+        "folder `{folder}` on `{host}:{port}`: the server returned {received} of {expected} \
+         messages\nhint: the folder changed during the scan or the server refused the FETCH; \
+         run the command again"
+    )]
+    IncompleteFetch {
+        host: String,
+        port: u16,
+        folder: String,
+        expected: u32,
+        received: u32,
+    },
+
+    #[error("connection to `{host}:{port}` lost: {reason}")]
+    Closed {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+}
+
+impl ImapError {
+    /// After this error the connection is out of step with the server (or gone): it must
+    /// never carry another command.
+    pub fn kills_session(&self) -> bool {
+        !matches!(
+            self,
+            ImapError::Protocol { .. } | ImapError::IncompleteFetch { .. }
+        )
+    }
+}
+
+/// `host:port` of a connection, carried into every error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub(crate) fn closed(&self, reason: impl Into<String>) -> ImapError {
+        ImapError::Closed {
+            host: self.host.clone(),
+            port: self.port,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn protocol(
+        &self,
+        command: impl Into<String>,
+        text: impl Into<String>,
+    ) -> ImapError {
+        ImapError::Protocol {
+            host: self.host.clone(),
+            port: self.port,
+            command: command.into(),
+            server_text: text.into(),
+        }
+    }
+
+    pub(crate) fn timeout(&self, doing: impl Into<String>, after: Duration) -> ImapError {
+        ImapError::Timeout {
+            host: self.host.clone(),
+            port: self.port,
+            doing: doing.into(),
+            after,
+        }
+    }
+
+    /// An I/O error on an established connection: a timeout, a TLS failure, or a loss.
+    pub(crate) fn io(&self, err: &io::Error, doing: &str, idle: Duration) -> ImapError {
+        if err.kind() == io::ErrorKind::TimedOut {
+            return self.timeout(doing, idle);
+        }
+        if let Some(tls) = rustls_error(err) {
+            return ImapError::Tls {
+                host: self.host.clone(),
+                port: self.port,
+                reason: explain_tls(tls),
+            };
+        }
+        self.closed(format!("{err} (while {doing})"))
+    }
+
+    /// An error from async-imap while running `command`. NO/BAD keep the session; the
+    /// rest do not (see [`ImapError::kills_session`]).
+    pub(crate) fn from_async_imap(
+        &self,
+        err: async_imap::error::Error,
+        command: &str,
+        idle: Duration,
+    ) -> ImapError {
+        use async_imap::error::Error as E;
+        match err {
+            E::No(dump) | E::Bad(dump) => self.protocol(command, server_text_from_dump(&dump)),
+            E::Io(io) => self.io(&io, command, idle),
+            E::ConnectionLost => {
+                self.closed(format!("the server closed the connection during {command}"))
+            }
+            // Parse errors close async-imap's read side: the session is unusable.
+            other => self.closed(format!("{other} (during {command})")),
+        }
+    }
+}
+
+fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
+    err.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// Turns a rustls error into a sentence with a hint.
+pub(crate) fn explain_tls(err: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    const HINT_TRUST: &str = "hint: if the server uses a private CA or a self-signed certificate, \
+         set `ca-file` to its PEM certificate; in a container without system certificates, \
+         set `tls-roots = \"mozilla\"`";
+    match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer | C::BadSignature => {
+                format!("the server's certificate is not signed by a trusted authority ({cert:?})\n{HINT_TRUST}")
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                "the server's certificate is not valid for this host name\nhint: connect with \
+                 the name the certificate was issued for ({cert:?})"
+            ),
+            C::Expired | C::ExpiredContext { .. } => {
+                format!("the server's certificate has expired ({cert:?})")
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => format!(
+                "the server's certificate is not valid yet; check this machine's clock ({cert:?})"
+            ),
+            C::Revoked => "the server's certificate has been revoked".to_string(),
+            // webpki refuses a certificate marked CA:TRUE as a server certificate: in
+            // practice a self-signed certificate made with openssl's defaults.
+            C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+                "the server's certificate is self-signed (a CA certificate used as a server \
+                 certificate)\n{HINT_TRUST}"
+            ),
+            other => format!("the server's certificate was rejected ({other:?})\n{HINT_TRUST}"),
+        },
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => format!(
+            "the server does not speak TLS here ({err})\nhint: port 993 usually speaks implicit \
+             TLS (`security = \"tls\"`), port 143 `starttls` or `plain`"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Extracts the server's words from async-imap's error strings, which are Debug dumps such
+/// as `code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")` or
+/// `outcome: Outcome { tag: .., code: None, information: Some("...") }`.
+pub(crate) fn server_text_from_dump(dump: &str) -> String {
+    for marker in ["info: Some(\"", "information: Some(\""] {
+        if let Some(start) = dump.find(marker) {
+            if let Some(text) = unescape_debug_str(&dump[start + marker.len()..]) {
+                let code = code_from_dump(dump);
+                return match code {
+                    Some(code) if !text.starts_with('[') => format!("[{code}] {text}"),
+                    _ => text,
+                };
+            }
+        }
+    }
+    dump.to_string()
+}
+
+/// `code: Some(TryCreate)` → `TRYCREATE` (only for codes without arguments).
+fn code_from_dump(dump: &str) -> Option<String> {
+    let start = dump.find("code: Some(")? + "code: Some(".len();
+    let rest = &dump[start..];
+    let end = rest.find(')')?;
+    let code = &rest[..end];
+    if code.chars().all(|c| c.is_ascii_alphanumeric()) && !code.is_empty() {
+        Some(code.to_ascii_uppercase())
+    } else {
+        None
+    }
+}
+
+/// Reads a Rust Debug string body up to its closing quote.
+fn unescape_debug_str(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '0' => out.push('\0'),
+                'u' => {
+                    // \u{XXXX}
+                    let rest: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let hex = rest.trim_start_matches('{');
+                    out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_is_extracted_from_async_imap_dumps() {
+        let cases = [
+            (
+                r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#,
+                "[AUTHENTICATIONFAILED] Authentication failed.",
+            ),
+            (
+                r#"outcome: Outcome { code: None, information: Some("Mailbox doesn't exist: \"Nope\"") }"#,
+                "Mailbox doesn't exist: \"Nope\"",
+            ),
+            (
+                r#"code: Some(TryCreate), info: Some("Mailbox doesn't exist")"#,
+                "[TRYCREATE] Mailbox doesn't exist",
+            ),
+            (r#"code: None, info: Some("caf\u{e9}")"#, "café"),
+            ("something else", "something else"),
+        ];
+        for (dump, want) in cases {
+            assert_eq!(server_text_from_dump(dump), want, "{dump}");
+        }
+    }
+
+    #[test]
+    fn connect_reasons_are_distinct() {
+        let refused = ConnectReason::Refused.to_string();
+        let unknown = ConnectReason::UnknownHost("no such name".into()).to_string();
+        let timeout = ConnectReason::TimedOut(Duration::from_secs(30)).to_string();
+        assert!(refused.starts_with("connection refused"));
+        assert!(unknown.starts_with("unknown host"));
+        assert!(timeout.starts_with("no answer within 30s"));
+    }
+
+    #[test]
+    fn unknown_issuer_hints_at_ca_file() {
+        let text = explain_tls(&rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert!(text.contains("ca-file"), "{text}");
+        assert!(text.contains("tls-roots"), "{text}");
+    }
+
+    #[test]
+    fn protocol_errors_keep_the_session_others_kill_it() {
+        let ep = Endpoint {
+            host: "h".into(),
+            port: 1,
+        };
+        assert!(!ep.protocol("EXAMINE", "no").kills_session());
+        assert!(ep.closed("eof").kills_session());
+        assert!(ep.timeout("FETCH", Duration::from_secs(1)).kills_session());
+    }
+}

@@ -1,0 +1,641 @@
+//! The read-only side of a connection. `Reader` has no method that changes anything on a
+//! server: EXAMINE, LIST, LSUB, STATUS, NAMESPACE, CAPABILITY and `UID FETCH` with
+//! `BODY.PEEK` are all it can send (that is how the source stays untouched: by type).
+//!
+//! Commands go through async-imap's `run_command`/`read_response` and are interpreted here,
+//! because its high-level helpers turn a tagged NO into an empty success (FETCH, LIST) and
+//! feed a bounded channel with unsolicited responses. Any I/O error, timeout, parse error or
+//! a future dropped mid-command leaves the session unusable; later calls fail at once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_imap::Session;
+use imap_proto::{
+    AttributeValue, MailboxDatum, NameAttribute, Outcome, Response, ResponseCode, Status,
+};
+
+use super::auth::{self, Credentials};
+use super::error::{Endpoint, ImapError};
+use super::namespace::{namespace_data, parse_namespace_data, Namespace};
+use super::transport::{self, Capabilities, ImapIo};
+use super::wire::{internal_date_to_rfc3339, keep_flag, quote, uid_sets, unescape_quoted};
+use crate::inventory::FolderStatus;
+use crate::settings::{Limits, ServerSettings};
+
+/// One LIST answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// The name as LIST returned it (modified UTF-7), quoting removed: the folder's identity.
+    pub wire_name: String,
+    pub delimiter: Option<char>,
+    /// Attributes as sent (`\HasNoChildren`, `\Noselect`, `\Sent`, ...).
+    pub attributes: Vec<String>,
+}
+
+/// Metadata of one message from the inventory FETCH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMeta {
+    pub uid: u32,
+    /// Flags and keywords, `\Recent` removed.
+    pub flags: Vec<String>,
+    /// INTERNALDATE as RFC 3339 with the server's offset; `None` if absent or unparsable.
+    pub internal_date: Option<String>,
+    pub size: u64,
+    /// The `HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)` bytes.
+    pub header: Vec<u8>,
+}
+
+/// What [`Reader::fetch_bodies`] could not deliver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodiesOutcome {
+    /// Requested UIDs the server sent no body for (expunged meanwhile, or refused).
+    pub missing: Vec<u32>,
+    /// The server's words when it answered NO to (part of) the request.
+    pub server_text: Option<String>,
+}
+
+/// The metadata items of the inventory FETCH (DESIGN §3).
+const META_ITEMS: &str =
+    "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)])";
+
+/// Longest UID set per `UID FETCH` (servers cap command lines; Dovecot at 64 KiB).
+const MAX_UID_SET: usize = 8_000;
+
+/// A logged-in, read-only IMAP session.
+pub struct Reader {
+    session: Session<ImapIo>,
+    ep: Endpoint,
+    idle: Duration,
+    caps: Capabilities,
+    /// The folder of the last successful EXAMINE.
+    selected: Option<String>,
+    /// Set once the session is out of step with the server; the reason.
+    broken: Option<String>,
+    /// A command started and did not finish (its future was dropped): the session is dead.
+    busy: bool,
+    raw_tags: u32,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("host", &self.ep.host)
+            .field("port", &self.ep.port)
+            .field("selected", &self.selected)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects, logs in and logs out: what `mailshift check` needs. Returns the capabilities
+/// after login.
+pub async fn probe(
+    server: &ServerSettings,
+    limits: &Limits,
+    creds: &Credentials,
+) -> Result<Capabilities, ImapError> {
+    let reader = Reader::connect(server, limits, creds).await?;
+    let caps = reader.capabilities().clone();
+    reader.logout().await?;
+    Ok(caps)
+}
+
+impl Reader {
+    /// Connects (TLS as configured), logs in and reads the capabilities.
+    pub async fn connect(
+        server: &ServerSettings,
+        limits: &Limits,
+        creds: &Credentials,
+    ) -> Result<Reader, ImapError> {
+        let ep = Endpoint {
+            host: server.host.clone(),
+            port: server.port,
+        };
+        let greeted = transport::open(server, limits, &ep).await?;
+        let session = auth::login(greeted, server, limits, creds, &ep).await?;
+        let mut reader = Reader {
+            session,
+            ep,
+            idle: limits.idle_timeout,
+            caps: Capabilities::default(),
+            selected: None,
+            broken: None,
+            busy: false,
+            raw_tags: 0,
+        };
+        // Capabilities may change with login (Dovecot announces more afterwards).
+        let mut atoms = Vec::new();
+        reader
+            .run("CAPABILITY", "CAPABILITY", |r| {
+                if let Response::Capabilities(caps) = r {
+                    atoms.extend(caps.iter().map(capability_atom));
+                }
+            })
+            .await?
+            .ok_or_protocol(&reader.ep, "CAPABILITY")?;
+        reader.caps = Capabilities::from_atoms(atoms.iter().map(String::as_str));
+        Ok(reader)
+    }
+
+    /// Capabilities after login.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// `host:port` this reader talks to.
+    pub fn host(&self) -> (&str, u16) {
+        (&self.ep.host, self.ep.port)
+    }
+
+    /// `LIST "" "*"`, with special-use attributes. Dovecot sends them in a plain LIST; a
+    /// server that offers SPECIAL-USE but did not is asked again with
+    /// `RETURN (SPECIAL-USE)` (RFC 6154) and the attributes are merged.
+    pub async fn list_all(&mut self) -> Result<Vec<ListEntry>, ImapError> {
+        let mut entries = self.list_command("LIST \"\" \"*\"", "LIST").await?;
+        let has_special_use = entries
+            .iter()
+            .any(|e| e.attributes.iter().any(|a| is_special_use(a)));
+        if !has_special_use && self.caps.has("SPECIAL-USE") {
+            let extra = self
+                .list_command(
+                    "LIST \"\" \"*\" RETURN (SPECIAL-USE)",
+                    "LIST RETURN (SPECIAL-USE)",
+                )
+                .await?;
+            for x in extra {
+                if let Some(e) = entries.iter_mut().find(|e| e.wire_name == x.wire_name) {
+                    for a in x.attributes {
+                        if !e.attributes.iter().any(|b| b.eq_ignore_ascii_case(&a)) {
+                            e.attributes.push(a);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// `LSUB "" "*"`: the subscribed names (wire form, unescaped).
+    pub async fn subscribed(&mut self) -> Result<Vec<String>, ImapError> {
+        let entries = self.list_command("LSUB \"\" \"*\"", "LSUB").await?;
+        Ok(entries.into_iter().map(|e| e.wire_name).collect())
+    }
+
+    async fn list_command(
+        &mut self,
+        command: &str,
+        display: &str,
+    ) -> Result<Vec<ListEntry>, ImapError> {
+        let mut entries = Vec::new();
+        self.run(command, display, |r| {
+            if let Response::MailboxData(MailboxDatum::List(data)) = r {
+                entries.push(ListEntry {
+                    wire_name: unescape_quoted(&data.name),
+                    delimiter: data
+                        .delimiter
+                        .as_deref()
+                        .and_then(|d| unescape_quoted(d).chars().next()),
+                    attributes: data.name_attributes.iter().map(attribute_name).collect(),
+                });
+            }
+        })
+        .await?
+        .ok_or_protocol(&self.ep, display)?;
+        Ok(entries)
+    }
+
+    /// The personal namespace, `None` when the server has no NAMESPACE (or no personal
+    /// namespace, or an answer we cannot read: then the caller guesses from LIST).
+    ///
+    /// Sent raw, below async-imap: imap-proto 0.17 cannot parse Dovecot's answer and would
+    /// kill the session.
+    pub async fn namespace(&mut self) -> Result<Option<Namespace>, ImapError> {
+        if !self.caps.has("NAMESPACE") {
+            return Ok(None);
+        }
+        self.begin()?;
+        self.raw_tags += 1;
+        let tag = format!("NS{}", self.raw_tags);
+        let result = transport::raw_command(
+            self.session.get_mut(),
+            &tag,
+            "NAMESPACE",
+            &self.ep,
+            self.idle,
+        )
+        .await;
+        let (untagged, done) = self.finish(result)?;
+        if !done.ok {
+            tracing::warn!(host = %self.ep.host, text = %done.text, "NAMESPACE refused; guessing the prefix from LIST");
+            return Ok(None);
+        }
+        for response in &untagged {
+            if let Some(data) = namespace_data(response) {
+                return match parse_namespace_data(data) {
+                    Ok(ns) => Ok(ns),
+                    Err(why) => {
+                        tracing::warn!(host = %self.ep.host, %why, "unreadable NAMESPACE answer; guessing the prefix from LIST");
+                        Ok(None)
+                    }
+                };
+            }
+        }
+        Ok(None)
+    }
+
+    /// `EXAMINE` (read-only select). UIDVALIDITY is required; a missing UIDNEXT is asked
+    /// for with STATUS.
+    pub async fn examine(&mut self, wire_name: &str) -> Result<FolderStatus, ImapError> {
+        self.selected = None;
+        let name = self.quoted(wire_name, "EXAMINE")?;
+        let display = format!("EXAMINE {name}");
+        let (mut uidvalidity, mut uidnext, mut exists) = (None, None, None);
+        self.run(&format!("EXAMINE {name}"), &display, |r| match r {
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => match outcome.code {
+                Some(ResponseCode::UidValidity(v)) => uidvalidity = Some(v),
+                Some(ResponseCode::UidNext(v)) => uidnext = Some(v),
+                _ => {}
+            },
+            Response::MailboxData(MailboxDatum::Exists(n)) => exists = Some(*n),
+            _ => {}
+        })
+        .await?
+        .ok_or_protocol(&self.ep, &display)?;
+        let uidvalidity = uidvalidity.ok_or_else(|| {
+            self.ep.protocol(
+                &display,
+                "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
+            )
+        })?;
+        let exists =
+            exists.ok_or_else(|| self.ep.protocol(&display, "the server sent no EXISTS"))?;
+        self.selected = Some(wire_name.to_string());
+        if uidnext.is_none() {
+            uidnext = self.status_uidnext(wire_name).await?;
+        }
+        Ok(FolderStatus {
+            uidvalidity,
+            uidnext,
+            exists,
+        })
+    }
+
+    /// `STATUS name (UIDNEXT)`; `None` if the server does not say.
+    async fn status_uidnext(&mut self, wire_name: &str) -> Result<Option<u32>, ImapError> {
+        let name = self.quoted(wire_name, "STATUS")?;
+        let display = format!("STATUS {name} (UIDNEXT)");
+        let mut uidnext = None;
+        self.run(&display, &display, |r| {
+            if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                for s in status {
+                    if let imap_proto::StatusAttribute::UidNext(n) = s {
+                        uidnext = Some(*n);
+                    }
+                }
+            }
+        })
+        .await?
+        .ok_or_protocol(&self.ep, &display)?;
+        Ok(uidnext)
+    }
+
+    /// One streamed `UID FETCH 1:*` of the inventory items for the examined folder
+    /// (nothing is sent when `exists` is 0). Fewer messages than `exists` is an error:
+    /// a refused or cut FETCH must never look like an empty folder.
+    pub async fn fetch_metadata(
+        &mut self,
+        exists: u32,
+        mut on_message: impl FnMut(FetchedMeta),
+    ) -> Result<(), ImapError> {
+        let folder = self.selected_folder("UID FETCH")?;
+        if exists == 0 {
+            return Ok(());
+        }
+        let mut seen = HashSet::with_capacity(exists as usize);
+        let command = format!("UID FETCH 1:* {META_ITEMS}");
+        self.run(&command, "UID FETCH 1:* (metadata)", |r| {
+            let Response::Fetch(_, attrs) = r else { return };
+            let mut meta = FetchedMeta {
+                uid: 0,
+                flags: Vec::new(),
+                internal_date: None,
+                size: 0,
+                header: Vec::new(),
+            };
+            let (mut has_uid, mut has_header) = (false, false);
+            for attr in attrs {
+                match attr {
+                    AttributeValue::Uid(u) => {
+                        meta.uid = *u;
+                        has_uid = true;
+                    }
+                    AttributeValue::Flags(flags) => {
+                        meta.flags = flags
+                            .iter()
+                            .filter(|f| keep_flag(f))
+                            .map(|f| f.to_string())
+                            .collect();
+                    }
+                    AttributeValue::InternalDate(d) => {
+                        meta.internal_date = internal_date_to_rfc3339(d)
+                    }
+                    AttributeValue::Rfc822Size(n) => meta.size = u64::from(*n),
+                    AttributeValue::BodySection { data, .. } => {
+                        has_header = true;
+                        meta.header = data.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
+                    }
+                    _ => {}
+                }
+            }
+            // Without a header section this is an unsolicited flag update, not our answer.
+            if has_uid && has_header && seen.insert(meta.uid) {
+                on_message(meta);
+            }
+        })
+        .await?
+        .ok_or_protocol(&self.ep, "UID FETCH 1:* (metadata)")?;
+        let received = seen.len() as u32;
+        if received < exists {
+            return Err(ImapError::IncompleteFetch {
+                host: self.ep.host.clone(),
+                port: self.ep.port,
+                folder,
+                expected: exists,
+                received,
+            });
+        }
+        Ok(())
+    }
+
+    /// `UID FETCH <uids> BODY.PEEK[]` for the examined folder, as few commands as the
+    /// command-line limit allows. Every body is passed to `on_body` as it arrives; UIDs
+    /// the server did not deliver are returned in [`BodiesOutcome::missing`].
+    pub async fn fetch_bodies(
+        &mut self,
+        uids: &[u32],
+        mut on_body: impl FnMut(u32, Vec<u8>),
+    ) -> Result<BodiesOutcome, ImapError> {
+        self.selected_folder("UID FETCH")?;
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut received = HashSet::with_capacity(wanted.len());
+        let mut outcome = BodiesOutcome::default();
+        for set in uid_sets(uids, MAX_UID_SET) {
+            let done = self
+                .run(
+                    &format!("UID FETCH {set} BODY.PEEK[]"),
+                    "UID FETCH BODY.PEEK[]",
+                    |r| {
+                        let Response::Fetch(_, attrs) = r else { return };
+                        let mut uid = None;
+                        let mut body = None;
+                        for attr in attrs {
+                            match attr {
+                                AttributeValue::Uid(u) => uid = Some(*u),
+                                AttributeValue::BodySection {
+                                    section: None,
+                                    data: Some(d),
+                                    ..
+                                } => body = Some(d),
+                                AttributeValue::Rfc822(Some(d)) => body = Some(d),
+                                _ => {}
+                            }
+                        }
+                        if let (Some(uid), Some(body)) = (uid, body) {
+                            if wanted.contains(&uid) && received.insert(uid) {
+                                on_body(uid, body.to_vec());
+                            }
+                        }
+                    },
+                )
+                .await?;
+            match done {
+                CommandEnd::Ok => {}
+                // Dovecot answers NO when some messages vanished; the rest still came.
+                CommandEnd::No(text) => outcome.server_text = Some(text),
+                CommandEnd::Bad(text) => {
+                    return Err(self.ep.protocol("UID FETCH BODY.PEEK[]", text))
+                }
+            }
+        }
+        let mut missing: Vec<u32> = wanted.difference(&received).copied().collect();
+        missing.sort_unstable();
+        outcome.missing = missing;
+        Ok(outcome)
+    }
+
+    /// `LOGOUT`. Errors are reported but the connection is gone either way.
+    pub async fn logout(mut self) -> Result<(), ImapError> {
+        if self.broken.is_some() || self.busy {
+            return Ok(());
+        }
+        // The server answers BYE then the tagged OK; a closed connection is fine too.
+        match self.run("LOGOUT", "LOGOUT", |_| {}).await {
+            Ok(_) | Err(ImapError::Closed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn selected_folder(&self, command: &str) -> Result<String, ImapError> {
+        self.selected.clone().ok_or_else(|| {
+            self.ep
+                .protocol(command, "no folder is examined (call `examine` first)")
+        })
+    }
+
+    fn quoted(&self, wire_name: &str, command: &str) -> Result<String, ImapError> {
+        quote(wire_name).ok_or_else(|| {
+            self.ep.protocol(
+                command,
+                format!("the folder name {wire_name:?} contains a line break"),
+            )
+        })
+    }
+
+    /// Refuses to start a command on a dead session.
+    fn begin(&mut self) -> Result<(), ImapError> {
+        if self.busy && self.broken.is_none() {
+            self.broken = Some("an earlier command was interrupted".into());
+        }
+        if let Some(why) = &self.broken {
+            return Err(self.ep.closed(format!("the session is unusable: {why}")));
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    /// Ends a command: marks the session dead when the error says so.
+    fn finish<T>(&mut self, result: Result<T, ImapError>) -> Result<T, ImapError> {
+        self.busy = false;
+        if let Err(e) = &result {
+            if e.kills_session() {
+                self.broken = Some(e.to_string());
+                self.selected = None;
+            }
+        }
+        result
+    }
+
+    /// Runs one command, handing every response before the tagged one to `on_response`.
+    /// Returns how it ended; I/O errors, timeouts and parse errors are errors (and kill
+    /// the session).
+    async fn run(
+        &mut self,
+        command: &str,
+        display: &str,
+        on_response: impl FnMut(&Response<'_>),
+    ) -> Result<CommandEnd, ImapError> {
+        self.begin()?;
+        let result = self.run_inner(command, display, on_response).await;
+        self.finish(result)
+    }
+
+    async fn run_inner(
+        &mut self,
+        command: &str,
+        label: &str,
+        mut on_response: impl FnMut(&Response<'_>),
+    ) -> Result<CommandEnd, ImapError> {
+        tracing::trace!(host = %self.ep.host, command = %label, "imap command");
+        let id = self
+            .session
+            .run_command(command)
+            .await
+            .map_err(|e| self.ep.from_async_imap(e, label, self.idle))?;
+        let mut bye = None;
+        loop {
+            let response = match self.session.read_response().await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return Err(self.ep.closed(match bye {
+                        Some(text) => format!("the server said BYE: {text}"),
+                        None => format!("the server closed the connection during {label}"),
+                    }))
+                }
+                Err(e) => return Err(self.ep.io(&e, label, self.idle)),
+            };
+            match response.parsed() {
+                Response::Done {
+                    tag,
+                    status,
+                    outcome,
+                } if *tag == id => {
+                    let text = outcome_text(outcome);
+                    return Ok(match status {
+                        Status::Ok => CommandEnd::Ok,
+                        Status::No => CommandEnd::No(text),
+                        _ => CommandEnd::Bad(text),
+                    });
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => bye = Some(outcome_text(outcome)),
+                other => on_response(other),
+            }
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug)]
+enum CommandEnd {
+    Ok,
+    No(String),
+    Bad(String),
+}
+
+impl CommandEnd {
+    fn ok_or_protocol(self, ep: &Endpoint, display: &str) -> Result<(), ImapError> {
+        match self {
+            CommandEnd::Ok => Ok(()),
+            CommandEnd::No(text) | CommandEnd::Bad(text) => Err(ep.protocol(display, text)),
+        }
+    }
+}
+
+/// The server's words of a status response, with the response code when it has one.
+fn outcome_text(outcome: &Outcome<'_>) -> String {
+    let info = outcome.information.as_deref().unwrap_or("").trim();
+    let code = match &outcome.code {
+        None => None,
+        Some(ResponseCode::Alert) => Some("ALERT"),
+        Some(ResponseCode::Parse) => Some("PARSE"),
+        Some(ResponseCode::ReadOnly) => Some("READ-ONLY"),
+        Some(ResponseCode::ReadWrite) => Some("READ-WRITE"),
+        Some(ResponseCode::TryCreate) => Some("TRYCREATE"),
+        Some(ResponseCode::UidNotSticky) => Some("UIDNOTSTICKY"),
+        Some(_) => None,
+    };
+    match code {
+        Some(code) => format!("[{code}] {info}"),
+        None => info.to_string(),
+    }
+}
+
+fn capability_atom(c: &imap_proto::Capability<'_>) -> String {
+    match c {
+        imap_proto::Capability::Imap4rev1 => "IMAP4rev1".to_string(),
+        imap_proto::Capability::Auth(mech) => format!("AUTH={mech}"),
+        imap_proto::Capability::Atom(atom) => atom.to_string(),
+    }
+}
+
+fn attribute_name(a: &NameAttribute<'_>) -> String {
+    match a {
+        NameAttribute::NoInferiors => "\\Noinferiors",
+        NameAttribute::NoSelect => "\\Noselect",
+        NameAttribute::Marked => "\\Marked",
+        NameAttribute::Unmarked => "\\Unmarked",
+        NameAttribute::All => "\\All",
+        NameAttribute::Archive => "\\Archive",
+        NameAttribute::Drafts => "\\Drafts",
+        NameAttribute::Flagged => "\\Flagged",
+        NameAttribute::Junk => "\\Junk",
+        NameAttribute::Sent => "\\Sent",
+        NameAttribute::Trash => "\\Trash",
+        NameAttribute::Extension(s) => return s.to_string(),
+        #[allow(unreachable_patterns)]
+        _ => return format!("{a:?}"),
+    }
+    .to_string()
+}
+
+fn is_special_use(attr: &str) -> bool {
+    crate::inventory::SpecialUse::from_attribute(attr).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn attribute_names_round_trip_to_special_use() {
+        assert_eq!(attribute_name(&NameAttribute::Sent), "\\Sent");
+        assert_eq!(attribute_name(&NameAttribute::NoSelect), "\\Noselect");
+        assert_eq!(
+            attribute_name(&NameAttribute::Extension(Cow::Borrowed("\\HasNoChildren"))),
+            "\\HasNoChildren"
+        );
+        assert!(is_special_use("\\sent"));
+        assert!(!is_special_use("\\HasChildren"));
+    }
+
+    #[test]
+    fn outcome_texts() {
+        let o = Outcome {
+            code: Some(ResponseCode::TryCreate),
+            information: Some(Cow::Borrowed("Mailbox doesn't exist")),
+        };
+        assert_eq!(outcome_text(&o), "[TRYCREATE] Mailbox doesn't exist");
+        let o = Outcome {
+            code: None,
+            information: Some(Cow::Borrowed("[NONEXISTENT] Mailbox doesn't exist: X")),
+        };
+        assert_eq!(outcome_text(&o), "[NONEXISTENT] Mailbox doesn't exist: X");
+    }
+}

@@ -1,0 +1,489 @@
+//! Getting a byte stream to an IMAP server up to the point where async-imap takes over:
+//! TCP with connect and idle timeouts, implicit TLS or STARTTLS (never a plaintext
+//! fallback), the greeting and the pre-login capabilities, all read raw because async-imap's
+//! `Client` neither reads the greeting nor offers pre-login CAPABILITY.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream,
+    ReadBuf,
+};
+use tokio::net::TcpStream;
+use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::error::{ConnectReason, Endpoint, ImapError};
+use super::tls;
+use crate::settings::{Limits, Security, ServerSettings};
+
+/// A TCP stream whose reads and writes time out after `idle-timeout`.
+pub(crate) type Timed = Pin<Box<TimeoutStream<TcpStream>>>;
+
+/// Plain or TLS, below async-imap.
+pub(crate) enum Transport {
+    Plain(Timed),
+    Tls(Box<TlsStream<Timed>>),
+}
+
+/// What async-imap runs on: buffered, so a command is one write syscall.
+pub(crate) type ImapIo = BufStream<Transport>;
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Plain(_) => "Transport::Plain",
+            Transport::Tls(_) => "Transport::Tls",
+        })
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => s.as_mut().poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => s.as_mut().poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => s.as_mut().poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => s.as_mut().poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The server's capabilities (atoms, compared case-insensitively).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities(BTreeSet<String>);
+
+impl Capabilities {
+    /// Builds the set from capability atoms as sent (`IMAP4rev1`, `AUTH=PLAIN`, ...).
+    pub fn from_atoms<'a>(atoms: impl IntoIterator<Item = &'a str>) -> Capabilities {
+        Capabilities(atoms.into_iter().map(|a| a.to_ascii_uppercase()).collect())
+    }
+
+    /// `has("UIDPLUS")`, `has("AUTH=PLAIN")`; case-insensitive.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains(&name.to_ascii_uppercase())
+    }
+
+    /// All capabilities, upper-cased, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// An open, greeted, not yet authenticated connection.
+pub(crate) struct Greeted {
+    pub stream: ImapIo,
+    pub caps: Capabilities,
+    pub tls: bool,
+}
+
+/// Connects, does TLS as configured and reads the greeting and capabilities.
+pub(crate) async fn open(
+    server: &ServerSettings,
+    limits: &Limits,
+    ep: &Endpoint,
+) -> Result<Greeted, ImapError> {
+    let tcp = tcp_connect(ep, limits.connect_timeout).await?;
+    let _ = tcp.set_nodelay(true);
+    let mut timed = TimeoutStream::new(tcp);
+    timed.set_read_timeout(Some(limits.idle_timeout));
+    timed.set_write_timeout(Some(limits.idle_timeout));
+    let timed: Timed = Box::pin(timed);
+
+    // TLS handshake and greeting are bounded by the connect timeout as a whole: a server
+    // that accepts TCP and then says nothing should not cost `idle-timeout`.
+    let setup = async {
+        match server.security {
+            Security::Tls => {
+                let tls = handshake(server, ep, timed).await?;
+                let mut stream = BufStream::new(Transport::Tls(Box::new(tls)));
+                let caps = greeting_and_caps(&mut stream, ep, limits).await?;
+                Ok(Greeted {
+                    stream,
+                    caps,
+                    tls: true,
+                })
+            }
+            Security::StartTls => {
+                let mut stream = BufStream::new(Transport::Plain(timed));
+                let caps = greeting_and_caps(&mut stream, ep, limits).await?;
+                if !caps.has("STARTTLS") {
+                    return Err(ImapError::StartTlsUnavailable {
+                        host: ep.host.clone(),
+                        port: ep.port,
+                    });
+                }
+                let (_, done) =
+                    raw_command(&mut stream, "S1", "STARTTLS", ep, limits.idle_timeout).await?;
+                if !done.ok {
+                    return Err(ImapError::Tls {
+                        host: ep.host.clone(),
+                        port: ep.port,
+                        reason: format!("the server refused STARTTLS: {}", done.text),
+                    });
+                }
+                // `into_inner` drops whatever was buffered after the OK: bytes injected
+                // before the handshake must never be read as if they came over TLS.
+                let Transport::Plain(timed) = stream.into_inner() else {
+                    unreachable!("STARTTLS runs on a plain stream")
+                };
+                let tls = handshake(server, ep, timed).await?;
+                let mut stream = BufStream::new(Transport::Tls(Box::new(tls)));
+                // No greeting follows the handshake; capabilities must be asked again.
+                let caps = capability(&mut stream, ep, limits.idle_timeout).await?;
+                Ok(Greeted {
+                    stream,
+                    caps,
+                    tls: true,
+                })
+            }
+            Security::Plain => {
+                let mut stream = BufStream::new(Transport::Plain(timed));
+                let caps = greeting_and_caps(&mut stream, ep, limits).await?;
+                Ok(Greeted {
+                    stream,
+                    caps,
+                    tls: false,
+                })
+            }
+        }
+    };
+    match tokio::time::timeout(limits.connect_timeout, setup).await {
+        Ok(result) => result,
+        Err(_) => Err(ep.timeout(
+            "setting up the connection (TLS handshake and greeting)",
+            limits.connect_timeout,
+        )),
+    }
+}
+
+async fn tcp_connect(ep: &Endpoint, timeout: Duration) -> Result<TcpStream, ImapError> {
+    let failed = |reason| ImapError::ConnectFailed {
+        host: ep.host.clone(),
+        port: ep.port,
+        reason,
+    };
+    let attempt = async {
+        let addrs: Vec<_> = tokio::net::lookup_host((ep.host.as_str(), ep.port))
+            .await
+            .map_err(|e| failed(ConnectReason::UnknownHost(e.to_string())))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(failed(ConnectReason::UnknownHost("no address".into())));
+        }
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.expect("at least one address was tried");
+        Err(failed(match e.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectReason::Refused,
+            _ => ConnectReason::Other(e.to_string()),
+        }))
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(failed(ConnectReason::TimedOut(timeout))),
+    }
+}
+
+async fn handshake(
+    server: &ServerSettings,
+    ep: &Endpoint,
+    timed: Timed,
+) -> Result<TlsStream<Timed>, ImapError> {
+    let tls_err = |reason: String| ImapError::Tls {
+        host: ep.host.clone(),
+        port: ep.port,
+        reason,
+    };
+    let config = tls::client_config(server).map_err(tls_err)?;
+    let name = tls::server_name(&ep.host).map_err(tls_err)?;
+    TlsConnector::from(config)
+        .connect(name, timed)
+        .await
+        .map_err(|e| match ep.io(&e, "the TLS handshake", Duration::ZERO) {
+            // Not a rustls error: the peer hung up mid-handshake, typically a plain IMAP
+            // port spoken to with TLS or a TLS port that rejects us.
+            ImapError::Closed { .. } => tls_err(format!(
+                "{e}\nhint: is `{}` a TLS port? 993 usually speaks implicit TLS \
+                 (`security = \"tls\"`), 143 `starttls`",
+                ep.port
+            )),
+            other => other,
+        })
+}
+
+/// Reads the greeting; returns the capabilities it announced or asks for them.
+async fn greeting_and_caps(
+    stream: &mut ImapIo,
+    ep: &Endpoint,
+    limits: &Limits,
+) -> Result<Capabilities, ImapError> {
+    let line = read_response(stream, ep, "waiting for the greeting", limits.idle_timeout).await?;
+    let text = String::from_utf8_lossy(&line);
+    let text = text.trim_end();
+    let upper = text.to_ascii_uppercase();
+    if upper.starts_with("* BYE") {
+        return Err(ImapError::ConnectFailed {
+            host: ep.host.clone(),
+            port: ep.port,
+            reason: ConnectReason::Other(format!(
+                "the server refused the session: {}",
+                text[5..].trim()
+            )),
+        });
+    }
+    if upper.starts_with("* PREAUTH") {
+        return Err(ep.protocol(
+            "the greeting",
+            format!("pre-authenticated sessions (`{text}`) are not supported"),
+        ));
+    }
+    if !upper.starts_with("* OK") {
+        return Err(ep.closed(format!("this is not an IMAP server (greeting `{text}`)")));
+    }
+    match caps_in_code(text) {
+        Some(caps) => Ok(caps),
+        None => capability(stream, ep, limits.idle_timeout).await,
+    }
+}
+
+/// `* OK [CAPABILITY IMAP4rev1 STARTTLS] ready` → the capabilities.
+fn caps_in_code(text: &str) -> Option<Capabilities> {
+    let start = text.find('[')?;
+    let end = text[start..].find(']')? + start;
+    let code = &text[start + 1..end];
+    let mut words = code.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("CAPABILITY") {
+        return None;
+    }
+    Some(Capabilities::from_atoms(words))
+}
+
+/// A raw `CAPABILITY`.
+async fn capability<S>(
+    stream: &mut S,
+    ep: &Endpoint,
+    idle: Duration,
+) -> Result<Capabilities, ImapError>
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    let (untagged, done) = raw_command(stream, "C1", "CAPABILITY", ep, idle).await?;
+    if !done.ok {
+        return Err(ep.protocol("CAPABILITY", done.text));
+    }
+    let mut atoms = Vec::new();
+    for line in &untagged {
+        let text = String::from_utf8_lossy(line);
+        let mut words = text.split_ascii_whitespace();
+        if words.next() == Some("*")
+            && words
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("CAPABILITY"))
+        {
+            atoms.extend(words.map(str::to_string));
+        }
+    }
+    Ok(Capabilities::from_atoms(atoms.iter().map(String::as_str)))
+}
+
+/// The tagged completion of a raw command.
+#[derive(Debug)]
+pub(crate) struct Done {
+    pub ok: bool,
+    /// Everything after the tag and the status word.
+    pub text: String,
+}
+
+/// Sends `tag command` and reads until the tagged completion. Only for commands whose
+/// arguments are not secret. Returns the untagged responses (each complete, literals inline).
+pub(crate) async fn raw_command<S>(
+    stream: &mut S,
+    tag: &str,
+    command: &str,
+    ep: &Endpoint,
+    idle: Duration,
+) -> Result<(Vec<Vec<u8>>, Done), ImapError>
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    let doing = format!("waiting for the answer to {command}");
+    let line = format!("{tag} {command}\r\n");
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| ep.io(&e, &doing, idle))?;
+    stream.flush().await.map_err(|e| ep.io(&e, &doing, idle))?;
+    let mut untagged = Vec::new();
+    loop {
+        let response = read_response(stream, ep, &doing, idle).await?;
+        if let Some(rest) = response
+            .strip_prefix(tag.as_bytes())
+            .and_then(|r| r.strip_prefix(b" "))
+        {
+            let rest = String::from_utf8_lossy(rest);
+            let rest = rest.trim_end();
+            let (status, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Ok((
+                untagged,
+                Done {
+                    ok: status.eq_ignore_ascii_case("OK"),
+                    text: text.to_string(),
+                },
+            ));
+        }
+        if response.starts_with(b"* BYE") {
+            return Err(ep.closed(format!(
+                "the server said `{}`",
+                String::from_utf8_lossy(&response).trim_end()
+            )));
+        }
+        untagged.push(response);
+    }
+}
+
+/// Longest raw response accepted before login or for NAMESPACE: these are small.
+const MAX_RAW_RESPONSE: u64 = 1 << 20;
+
+/// Reads one complete response: a line plus any literals it announces (`{n}` or `{n+}`
+/// at the end of a line), CRLFs included.
+pub(crate) async fn read_response<S>(
+    stream: &mut S,
+    ep: &Endpoint,
+    doing: &str,
+    idle: Duration,
+) -> Result<Vec<u8>, ImapError>
+where
+    S: AsyncBufRead + Unpin,
+{
+    let mut out = Vec::new();
+    loop {
+        let budget = MAX_RAW_RESPONSE.saturating_sub(out.len() as u64);
+        let start = out.len();
+        let n = (&mut *stream)
+            .take(budget)
+            .read_until(b'\n', &mut out)
+            .await
+            .map_err(|e| ep.io(&e, doing, idle))?;
+        if n == 0 {
+            return Err(ep.closed(format!("the server closed the connection while {doing}")));
+        }
+        if !out.ends_with(b"\n") {
+            return Err(ep.closed(format!("oversized response while {doing}")));
+        }
+        match literal_size(&out[start..]) {
+            None => return Ok(out),
+            Some(size) => {
+                if out.len() as u64 + size > MAX_RAW_RESPONSE {
+                    return Err(ep.closed(format!("oversized response while {doing}")));
+                }
+                let from = out.len();
+                out.resize(from + size as usize, 0);
+                stream
+                    .read_exact(&mut out[from..])
+                    .await
+                    .map_err(|e| ep.io(&e, doing, idle))?;
+            }
+        }
+    }
+}
+
+/// `... {12}\r\n` → `Some(12)`; also `{12+}`.
+fn literal_size(line: &[u8]) -> Option<u64> {
+    let line = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))?;
+    let line = line.strip_suffix(b"}")?;
+    let open = line.iter().rposition(|&b| b == b'{')?;
+    let digits = &line[open + 1..];
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_from_the_greeting_code() {
+        let caps =
+            caps_in_code("* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] Dovecot ready.").unwrap();
+        assert!(caps.has("starttls"));
+        assert!(caps.has("AUTH=PLAIN"));
+        assert!(!caps.has("LOGINDISABLED"));
+        assert!(caps_in_code("* OK Dovecot ready.").is_none());
+        assert!(caps_in_code("* OK [ALERT] hi").is_none());
+    }
+
+    #[test]
+    fn literal_sizes() {
+        assert_eq!(literal_size(b"* LIST () \"/\" {5}\r\n"), Some(5));
+        assert_eq!(literal_size(b"A1 APPEND x {12+}\r\n"), Some(12));
+        assert_eq!(literal_size(b"* OK done\r\n"), None);
+        assert_eq!(literal_size(b"* OK {x}\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn raw_responses_include_literals() {
+        let ep = Endpoint {
+            host: "h".into(),
+            port: 1,
+        };
+        let data: &[u8] = b"* NAMESPACE (({6}\r\nINBOX. \".\")) NIL NIL\r\nN1 OK done\r\n";
+        let mut reader = tokio::io::BufReader::new(data);
+        let first = read_response(&mut reader, &ep, "test", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(first, &data[..data.len() - 12]);
+        let second = read_response(&mut reader, &ep, "test", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(second, b"N1 OK done\r\n");
+        let eof = read_response(&mut reader, &ep, "test", Duration::from_secs(1)).await;
+        assert!(matches!(eof, Err(ImapError::Closed { .. })));
+    }
+}

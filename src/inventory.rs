@@ -1,0 +1,259 @@
+//! What one account looks like on one side: folders (with their wire names, delimiter,
+//! special-use attributes and status) and per-folder message metadata. Produced read-only
+//! by [`collect`] through `crate::imap::Reader`; consumed by the pure planner.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::identity::IdentityKey;
+
+/// The special-use attributes (RFC 6154) mailshift maps by meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SpecialUse {
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+    /// A view, not storage (Gmail "All Mail").
+    All,
+    /// A view, not storage (Gmail "Starred").
+    Flagged,
+}
+
+impl SpecialUse {
+    /// Parses an attribute such as `\Sent` (case-insensitively; some servers send `\sent`).
+    pub fn from_attribute(attr: &str) -> Option<SpecialUse> {
+        let a = attr.strip_prefix('\\')?;
+        Some(match a.to_ascii_lowercase().as_str() {
+            "sent" => SpecialUse::Sent,
+            "drafts" => SpecialUse::Drafts,
+            "trash" => SpecialUse::Trash,
+            "junk" => SpecialUse::Junk,
+            "archive" => SpecialUse::Archive,
+            "all" => SpecialUse::All,
+            "flagged" => SpecialUse::Flagged,
+            _ => return None,
+        })
+    }
+
+    /// The attribute as written in plans: `\Sent`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Trash => "\\Trash",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Archive => "\\Archive",
+            SpecialUse::All => "\\All",
+            SpecialUse::Flagged => "\\Flagged",
+        }
+    }
+
+    pub fn is_view(self) -> bool {
+        matches!(self, SpecialUse::All | SpecialUse::Flagged)
+    }
+}
+
+/// UIDVALIDITY / UIDNEXT / EXISTS of a folder at inventory time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderStatus {
+    pub uidvalidity: u32,
+    /// Missing on some servers' EXAMINE; then taken from STATUS; `None` if neither gave it.
+    pub uidnext: Option<u32>,
+    pub exists: u32,
+}
+
+/// One message as seen by the inventory: enough to match, copy and describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    pub uid: u32,
+    /// Flags and keywords as the server sent them, `\Recent` removed.
+    pub flags: Vec<String>,
+    /// INTERNALDATE as an RFC 3339 string with the server's offset, when sent.
+    pub internal_date: Option<String>,
+    /// RFC822.SIZE.
+    pub size: u64,
+    pub key: IdentityKey,
+    /// For `--detail` only: the Date header (raw, trimmed), From (first address), Subject (decoded).
+    pub date: String,
+    pub from: String,
+    pub subject: String,
+}
+
+impl MessageMeta {
+    pub fn is_deleted(&self) -> bool {
+        self.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"))
+    }
+}
+
+/// One folder from LIST, with its status and messages when it is selectable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folder {
+    /// The name exactly as on the wire (modified UTF-7, LIST quoting removed): the identity.
+    pub wire_name: String,
+    /// Decoded UTF-8 name (falls back to the wire name if it is not valid mUTF-7).
+    pub name: String,
+    /// Every LIST attribute, as sent (e.g. `\HasChildren`, `\Sent`).
+    pub attributes: Vec<String>,
+    pub special_use: Option<SpecialUse>,
+    /// `\Noselect` or `\NonExistent`: known, never examined.
+    pub noselect: bool,
+    pub subscribed: bool,
+    pub status: Option<FolderStatus>,
+    pub messages: Vec<MessageMeta>,
+}
+
+/// An account's folder tree on one side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Inventory {
+    /// Personal namespace prefix, e.g. `INBOX.` or empty.
+    pub prefix: String,
+    /// Hierarchy delimiter; `None` for a flat server.
+    pub delimiter: Option<char>,
+    pub folders: Vec<Folder>,
+}
+
+impl Inventory {
+    pub fn folder(&self, wire_name: &str) -> Option<&Folder> {
+        self.folders.iter().find(|f| f.wire_name == wire_name)
+    }
+}
+
+use crate::imap::{Credentials, ImapError, ListEntry, Reader};
+use crate::plan::identity::parse_headers;
+use crate::settings::{Limits, ServerSettings};
+
+/// Which side an inventory is for (in messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+/// Why an inventory failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("{side}: {source}")]
+    Imap {
+        side: Side,
+        #[source]
+        source: ImapError,
+    },
+    #[error("{side} folder `{folder}`: {source}")]
+    Folder {
+        side: Side,
+        folder: String,
+        #[source]
+        source: ImapError,
+    },
+}
+
+/// Guesses the personal namespace prefix from LIST when NAMESPACE is not offered:
+/// `INBOX` + delimiter when every other folder starts with it (Courier, Cyrus).
+pub fn guess_prefix(entries: &[ListEntry]) -> String {
+    let Some(delim) = entries.iter().find_map(|e| e.delimiter) else {
+        return String::new();
+    };
+    let prefix = format!("INBOX{delim}");
+    let others: Vec<&ListEntry> = entries
+        .iter()
+        .filter(|e| !e.wire_name.eq_ignore_ascii_case("INBOX"))
+        .collect();
+    if !others.is_empty() && others.iter().all(|e| e.wire_name.starts_with(&prefix)) {
+        prefix
+    } else {
+        String::new()
+    }
+}
+
+/// Reads one account on one side: LIST, LSUB, NAMESPACE, then per selectable folder
+/// EXAMINE and one streamed UID FETCH of the metadata. Never writes.
+pub async fn collect(
+    side: Side,
+    server: &ServerSettings,
+    limits: &Limits,
+    credentials: &Credentials,
+) -> Result<Inventory, InventoryError> {
+    let imap = |source| InventoryError::Imap { side, source };
+    let mut reader = Reader::connect(server, limits, credentials)
+        .await
+        .map_err(imap)?;
+    let entries = reader.list_all().await.map_err(imap)?;
+    let subscribed = reader.subscribed().await.map_err(imap)?;
+    let namespace = reader.namespace().await.map_err(imap)?;
+    let (prefix, ns_delimiter) = match namespace {
+        Some(ns) => (ns.prefix, ns.delimiter),
+        None => (guess_prefix(&entries), None),
+    };
+    let delimiter = entries.iter().find_map(|e| e.delimiter).or(ns_delimiter);
+    let mut folders = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let noselect = entry.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        });
+        let special_use = entry
+            .attributes
+            .iter()
+            .find_map(|a| SpecialUse::from_attribute(a));
+        let name = crate::imap::mutf7::decode(&entry.wire_name)
+            .unwrap_or_else(|_| entry.wire_name.clone());
+        let mut folder = Folder {
+            subscribed: subscribed.iter().any(|s| s == &entry.wire_name),
+            wire_name: entry.wire_name,
+            name,
+            attributes: entry.attributes,
+            special_use,
+            noselect,
+            status: None,
+            messages: Vec::new(),
+        };
+        if !noselect {
+            let folder_err = |source| InventoryError::Folder {
+                side,
+                folder: folder.name.clone(),
+                source,
+            };
+            let status = reader.examine(&folder.wire_name).await.map_err(folder_err)?;
+            let mut messages = Vec::with_capacity(status.exists as usize);
+            reader
+                .fetch_metadata(status.exists, |m| {
+                    let parsed = parse_headers(&m.header);
+                    messages.push(MessageMeta {
+                        uid: m.uid,
+                        flags: m.flags,
+                        internal_date: m.internal_date,
+                        size: m.size,
+                        key: parsed.key,
+                        date: parsed.date,
+                        from: parsed.from,
+                        subject: parsed.subject,
+                    });
+                })
+                .await
+                .map_err(|source| InventoryError::Folder {
+                    side,
+                    folder: folder.name.clone(),
+                    source,
+                })?;
+            folder.status = Some(status);
+            folder.messages = messages;
+        }
+        folders.push(folder);
+    }
+    // Logging out is a courtesy; the inventory is complete either way.
+    let _ = reader.logout().await;
+    Ok(Inventory {
+        prefix,
+        delimiter,
+        folders,
+    })
+}

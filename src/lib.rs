@@ -1,0 +1,100 @@
+//! mailshift: declarative IMAP mailbox migration. `plan` reads both servers read-only and
+//! shows what would be created; `apply` does it, never deleting, never duplicating.
+
+pub mod apply;
+pub mod cli;
+pub mod imap;
+pub mod inventory;
+pub mod logging;
+pub mod plan;
+pub mod planfile;
+pub mod render;
+pub mod report;
+pub mod settings;
+pub mod commands;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// How a command ended, mapped onto the exit statuses of DESIGN.md §2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0.
+    Success,
+    /// 2, only for `plan --detailed-exitcode`.
+    ChangesPending,
+    /// 1: something failed and was already reported (e.g. one account).
+    Failed,
+    /// 130: Ctrl-C.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::ChangesPending => ExitCode::from(2),
+            Outcome::Failed => ExitCode::from(1),
+            Outcome::Interrupted => ExitCode::from(130),
+        }
+    }
+}
+
+/// Parses `args`, runs the command, prints any error chain once on stderr.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap's own usage-error code is 2, which means "changes pending" here.
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let color = match cli.global.color {
+        cli::ColorChoice::Always => true,
+        cli::ColorChoice::Never => false,
+        cli::ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    };
+    if let Err(e) = logging::init(
+        cli.global.verbose,
+        cli.global.quiet,
+        color,
+        cli.global.log_file.as_deref(),
+    ) {
+        eprintln!(
+            "error: cannot create the log file `{}`: {e}",
+            cli.global.log_file.as_deref().unwrap_or(std::path::Path::new("")).display()
+        );
+        return ExitCode::from(1);
+    }
+    match commands::dispatch(cli, color) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(e) => {
+            print_error_chain(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `error: ...` then one `  caused by: ...` per source; `hint:` lines stay as written.
+pub fn print_error_chain(e: &anyhow::Error) {
+    let mut out = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        out.push_str(&format!("\n  caused by: {cause}"));
+    }
+    eprintln!("{out}");
+}

@@ -1,0 +1,86 @@
+//! Logging set-up: human logs on stderr at the `-v`/`-q` level, optional JSON lines to
+//! `--log-file`. async-imap logs every command at trace level, including
+//! `LOGIN user "password"`, so its targets are capped at `warn` whatever `-v` says.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Targets that may print credentials at debug/trace level.
+const CAPPED_TARGETS: &[&str] = &["async_imap", "imap_proto"];
+
+fn level_for(verbose: u8, quiet: bool) -> LevelFilter {
+    if quiet {
+        return LevelFilter::ERROR;
+    }
+    match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    }
+}
+
+fn filter(level: LevelFilter) -> Targets {
+    let mut targets = Targets::new().with_default(level);
+    for t in CAPPED_TARGETS {
+        targets = targets.with_target(*t, level.min(LevelFilter::WARN));
+    }
+    targets
+}
+
+/// Installs the global subscriber. Fails only when the log file cannot be created.
+pub fn init(verbose: u8, quiet: bool, color: bool, log_file: Option<&Path>) -> std::io::Result<()> {
+    let level = level_for(verbose, quiet);
+    let stderr_layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(verbose >= 2)
+        .without_time()
+        .with_filter(filter(level));
+    let file_layer = match log_file {
+        Some(path) => {
+            let file = File::create(path)?;
+            // The file log is at least info, so a batch run leaves a useful trail.
+            let file_level = level.max(LevelFilter::INFO);
+            Some(
+                fmt::layer()
+                    .json()
+                    .with_writer(Mutex::new(file))
+                    .with_filter(filter(file_level)),
+            )
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imap_targets_are_capped_at_warn_even_at_trace() {
+        let f = filter(level_for(3, false));
+        assert!(!f.would_enable("async_imap::client", &tracing::Level::TRACE));
+        assert!(!f.would_enable("imap_proto", &tracing::Level::DEBUG));
+        assert!(f.would_enable("async_imap", &tracing::Level::WARN));
+        assert!(f.would_enable("mailshift::apply", &tracing::Level::TRACE));
+    }
+
+    #[test]
+    fn quiet_means_errors_only() {
+        assert_eq!(level_for(0, true), LevelFilter::ERROR);
+        assert_eq!(level_for(2, false), LevelFilter::DEBUG);
+    }
+}

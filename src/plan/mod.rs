@@ -1,0 +1,474 @@
+//! The planner: pure data in, pure data out. No I/O, no async. Given both sides'
+//! inventories and the rules, it decides which destination folders to create and which
+//! source messages to copy, by a multiset difference of identity keys per destination
+//! folder (DESIGN.md §3). Its action types have no delete variant: a plan can only add.
+
+pub mod identity;
+pub mod mapping;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{FolderStatus, Inventory, MessageMeta, SpecialUse};
+use crate::settings::{FolderRules, MessageRules};
+use identity::IdentityKey;
+
+/// What happens to one destination folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FolderAction {
+    /// It exists on the destination already.
+    Exists,
+    /// It will be created (before any message is appended to it).
+    Create,
+}
+
+/// A source folder that feeds a destination folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFolder {
+    /// Decoded name as the source lists it (prefix and delimiter included), for display.
+    pub name: String,
+    /// Wire name (modified UTF-7): the folder's identity on the source.
+    pub wire_name: String,
+    /// `None` for a `\Noselect` source folder.
+    pub status: Option<FolderStatus>,
+    pub subscribed: bool,
+}
+
+/// Why a source message is not copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// Flagged `\Deleted` on the source (and `copy-deleted` is off).
+    Deleted,
+    /// Bigger than `max-size`.
+    OverMaxSize,
+}
+
+/// One source message the plan copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCopy {
+    /// Index into the folder plan's `sources`.
+    pub source: usize,
+    pub uid: u32,
+    pub size: u64,
+    pub flags: Vec<String>,
+    pub internal_date: Option<String>,
+    pub key: IdentityKey,
+    pub date: String,
+    pub from: String,
+    pub subject: String,
+}
+
+/// One source message left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedMessage {
+    pub source: usize,
+    pub uid: u32,
+    pub size: u64,
+    pub reason: SkipReason,
+    pub subject: String,
+}
+
+/// Everything the plan decides for one destination folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderPlan {
+    /// Display path on the destination (decoded, `/`-separated, prefix stripped).
+    pub destination: String,
+    /// Wire name (modified UTF-7, with prefix and delimiter) on the destination.
+    pub destination_wire: String,
+    pub action: FolderAction,
+    /// Status of the destination folder at plan time (`None` when it does not exist or is
+    /// `\Noselect`).
+    pub destination_status: Option<FolderStatus>,
+    pub sources: Vec<SourceFolder>,
+    /// The mapping rule that chose this destination, for the table (`default`,
+    /// `special-use`, `well-known name`, `rename`).
+    pub rule: String,
+    pub special_use: Option<SpecialUse>,
+    /// Two or more source folders land here.
+    pub merged: bool,
+    /// A destination delimiter inside a source name was replaced by `_`.
+    pub renamed_delimiter: bool,
+    /// Subscribe after creating (its source is subscribed).
+    pub subscribe: bool,
+    pub copy: Vec<MessageCopy>,
+    pub already_present: u64,
+    pub skipped: Vec<SkippedMessage>,
+    /// Identity keys shared by several messages whose match could not be decided by the
+    /// headers alone; the counts are still exact.
+    pub ambiguous: u64,
+}
+
+impl FolderPlan {
+    /// Nothing to create and nothing to copy.
+    pub fn is_noop(&self) -> bool {
+        self.action == FolderAction::Exists && self.copy.is_empty()
+    }
+
+    pub fn bytes_to_copy(&self) -> u64 {
+        self.copy.iter().map(|m| m.size).sum()
+    }
+}
+
+/// A source folder that is not migrated, and why (listed, not counted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredFolder {
+    pub source: String,
+    pub source_wire: String,
+    /// e.g. `view (\All)` or ``excluded by `Spam/**` ``.
+    pub reason: String,
+    pub messages: u64,
+}
+
+/// Totals, per account and for the whole plan. Field names are a fixed contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub folders_to_create: u64,
+    pub messages_to_copy: u64,
+    pub bytes_to_copy: u64,
+    pub already_present: u64,
+    pub skipped: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, other: &Summary) {
+        self.folders_to_create += other.folders_to_create;
+        self.messages_to_copy += other.messages_to_copy;
+        self.bytes_to_copy += other.bytes_to_copy;
+        self.already_present += other.already_present;
+        self.skipped += other.skipped;
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.folders_to_create > 0 || self.messages_to_copy > 0
+    }
+}
+
+/// The plan of one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountPlan {
+    pub source_user: String,
+    pub destination_user: String,
+    /// Set when the account could not be planned; then everything else is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub folders: Vec<FolderPlan>,
+    #[serde(default)]
+    pub ignored_folders: Vec<IgnoredFolder>,
+    /// Destination folder tree (display paths) before and after the plan.
+    #[serde(default)]
+    pub tree_before: Vec<String>,
+    #[serde(default)]
+    pub tree_after: Vec<String>,
+    pub summary: Summary,
+}
+
+impl AccountPlan {
+    pub fn failed(source_user: &str, destination_user: &str, error: String) -> AccountPlan {
+        AccountPlan {
+            source_user: source_user.to_string(),
+            destination_user: destination_user.to_string(),
+            error: Some(error),
+            folders: Vec::new(),
+            ignored_folders: Vec::new(),
+            tree_before: Vec::new(),
+            tree_after: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.summary.has_changes()
+    }
+}
+
+/// The rules the planner needs from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub folders: &'a FolderRules,
+    pub messages: &'a MessageRules,
+}
+
+/// The multiset difference for one destination folder: which source messages to copy,
+/// how many are already present, which are skipped. Pure.
+///
+/// For each key, `sum(count_src) - count_dst` messages are copied when positive. When a key
+/// has fewer copies than needed, the highest UIDs are chosen: an interrupted earlier apply
+/// copied in ascending UID order, so the low ones are the ones already there.
+pub fn diff_folder(
+    sources: &[&[MessageMeta]],
+    destination: &[MessageMeta],
+    rules: &MessageRules,
+) -> FolderDiff {
+    let mut dst_count: HashMap<IdentityKey, u64> = HashMap::with_capacity(destination.len());
+    for m in destination {
+        *dst_count.entry(m.key).or_insert(0) += 1;
+    }
+    let mut skipped = Vec::new();
+    // Eligible source messages grouped by key, in (source folder, uid) order.
+    let mut by_key: BTreeMap<IdentityKey, Vec<(usize, &MessageMeta)>> = BTreeMap::new();
+    for (index, messages) in sources.iter().enumerate() {
+        for m in messages.iter() {
+            let reason = if m.is_deleted() && !rules.copy_deleted {
+                Some(SkipReason::Deleted)
+            } else if rules.max_size.is_some_and(|max| m.size > max) {
+                Some(SkipReason::OverMaxSize)
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => skipped.push(SkippedMessage {
+                    source: index,
+                    uid: m.uid,
+                    size: m.size,
+                    reason,
+                    subject: m.subject.clone(),
+                }),
+                None => by_key.entry(m.key).or_default().push((index, m)),
+            }
+        }
+    }
+    let mut copy = Vec::new();
+    let mut already_present = 0;
+    let mut ambiguous = 0;
+    for (key, mut group) in by_key {
+        let have = dst_count.get(&key).copied().unwrap_or(0);
+        let want = group.len() as u64;
+        already_present += have.min(want);
+        if have >= want {
+            continue;
+        }
+        if have > 0 && want >= 2 {
+            ambiguous += 1;
+        }
+        group.sort_by_key(|(index, m)| (*index, m.uid));
+        let need = (want - have) as usize;
+        let start = group.len() - need;
+        for (index, m) in &group[start..] {
+            copy.push(MessageCopy {
+                source: *index,
+                uid: m.uid,
+                size: m.size,
+                flags: m.flags.clone(),
+                internal_date: m.internal_date.clone(),
+                key,
+                date: m.date.clone(),
+                from: m.from.clone(),
+                subject: m.subject.clone(),
+            });
+        }
+    }
+    copy.sort_by_key(|c| (c.source, c.uid));
+    skipped.sort_by_key(|s| (s.source, s.uid));
+    FolderDiff {
+        copy,
+        already_present,
+        skipped,
+        ambiguous,
+    }
+}
+
+/// The result of [`diff_folder`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FolderDiff {
+    pub copy: Vec<MessageCopy>,
+    pub already_present: u64,
+    pub skipped: Vec<SkippedMessage>,
+    pub ambiguous: u64,
+}
+
+/// Sums an account's folder plans into its summary.
+pub fn summarize(folders: &[FolderPlan]) -> Summary {
+    let mut s = Summary::default();
+    for f in folders {
+        if f.action == FolderAction::Create {
+            s.folders_to_create += 1;
+        }
+        s.messages_to_copy += f.copy.len() as u64;
+        s.bytes_to_copy += f.bytes_to_copy();
+        s.already_present += f.already_present;
+        s.skipped += f.skipped.len() as u64;
+    }
+    s
+}
+
+/// A destination folder's display path: prefix stripped, `/` separator, decoded.
+pub fn display_path(inventory: &Inventory, decoded_name: &str) -> String {
+    let rest = if decoded_name.eq_ignore_ascii_case("INBOX") {
+        return "INBOX".to_string();
+    } else {
+        decoded_name.strip_prefix(inventory.prefix.as_str()).unwrap_or(decoded_name)
+    };
+    match inventory.delimiter {
+        Some(d) if d != '/' => rest.split(d).collect::<Vec<_>>().join("/"),
+        _ => rest.to_string(),
+    }
+}
+
+/// Sort key that puts INBOX first and parents before their children.
+fn tree_order(path: &str) -> (bool, Vec<String>) {
+    let segments: Vec<String> = path.split('/').map(str::to_string).collect();
+    let inbox_first = !segments
+        .first()
+        .is_some_and(|s| s.eq_ignore_ascii_case("INBOX"));
+    (inbox_first, segments)
+}
+
+fn rule_name(rule: &mapping::Rule) -> &'static str {
+    match rule {
+        mapping::Rule::Rename { .. } => "rename",
+        mapping::Rule::SpecialUse {
+            source: mapping::Evidence::WellKnownName,
+            ..
+        }
+        | mapping::Rule::SpecialUse {
+            destination: mapping::Evidence::WellKnownName,
+            ..
+        } => "well-known name",
+        mapping::Rule::SpecialUse { .. } => "special-use",
+        mapping::Rule::FollowsParent { .. } => "follows parent",
+        mapping::Rule::Default => "default",
+    }
+}
+
+/// Plans one account from both sides' inventories. Pure.
+pub fn plan_account(
+    source_user: &str,
+    destination_user: &str,
+    source: &Inventory,
+    destination: &Inventory,
+    rules: Rules<'_>,
+) -> AccountPlan {
+    let map = mapping::map_folders(source, destination, rules.folders);
+    let mut ignored_folders = Vec::new();
+    // Destination wire name -> (target, source folders), in order of first appearance.
+    let mut groups: Vec<(&mapping::Target, Vec<&crate::inventory::Folder>)> = Vec::new();
+    for (entry, folder) in map.entries.iter().zip(source.folders.iter()) {
+        let reason = match &entry.outcome {
+            mapping::Outcome::View { attribute } => {
+                format!("a view ({}), not storage; set `include-views` to copy it", attribute.attribute())
+            }
+            mapping::Outcome::Excluded { glob } => format!("excluded by `{glob}`"),
+            mapping::Outcome::Mapped(target) => {
+                match groups.iter_mut().find(|(t, _)| t.wire_name == target.wire_name) {
+                    Some((_, folders)) => folders.push(folder),
+                    None => groups.push((target, vec![folder])),
+                }
+                continue;
+            }
+        };
+        ignored_folders.push(IgnoredFolder {
+            source: folder.name.clone(),
+            source_wire: folder.wire_name.clone(),
+            reason,
+            messages: folder.messages.len() as u64,
+        });
+    }
+
+    let mut diffs: HashMap<&str, FolderDiff> = HashMap::new();
+    for (target, folders) in &groups {
+        let dst_messages: &[MessageMeta] = match destination.folder(&target.wire_name) {
+            Some(f) if !f.noselect => &f.messages,
+            _ => &[],
+        };
+        let src_messages: Vec<&[MessageMeta]> = folders.iter().map(|f| f.messages.as_slice()).collect();
+        diffs.insert(
+            target.wire_name.as_str(),
+            diff_folder(&src_messages, dst_messages, rules.messages),
+        );
+    }
+    let creations = map.creations(|wire| diffs.get(wire).is_some_and(|d| !d.copy.is_empty()));
+
+    let mut folders = Vec::new();
+    for (target, sources) in &groups {
+        let created = creations.iter().find(|c| c.wire_name == target.wire_name);
+        let dst = destination.folder(&target.wire_name);
+        let action = if created.is_some() {
+            FolderAction::Create
+        } else if target.exists {
+            FolderAction::Exists
+        } else {
+            // Only \Noselect sources map here and nothing must go into it: nothing to do.
+            continue;
+        };
+        let diff = diffs.remove(target.wire_name.as_str()).unwrap_or_default();
+        folders.push(FolderPlan {
+            destination: target.path.clone(),
+            destination_wire: target.wire_name.clone(),
+            action,
+            destination_status: dst.filter(|f| !f.noselect).and_then(|f| f.status),
+            sources: sources
+                .iter()
+                .map(|f| SourceFolder {
+                    name: f.name.clone(),
+                    wire_name: f.wire_name.clone(),
+                    status: f.status,
+                    subscribed: f.subscribed,
+                })
+                .collect(),
+            rule: rule_name(&target.rule).to_string(),
+            special_use: target.special_use,
+            merged: target.is_merge(),
+            renamed_delimiter: target.replaced_delimiter,
+            subscribe: created.is_some_and(|c| c.subscribe),
+            copy: diff.copy,
+            already_present: diff.already_present,
+            skipped: diff.skipped,
+            ambiguous: diff.ambiguous,
+        });
+    }
+    // Missing parents that no source folder maps to directly.
+    for c in &creations {
+        if !folders.iter().any(|f| f.destination_wire == c.wire_name) {
+            folders.push(FolderPlan {
+                destination: c.path.clone(),
+                destination_wire: c.wire_name.clone(),
+                action: FolderAction::Create,
+                destination_status: None,
+                sources: Vec::new(),
+                rule: "parent".to_string(),
+                special_use: None,
+                merged: false,
+                renamed_delimiter: false,
+                subscribe: c.subscribe,
+                copy: Vec::new(),
+                already_present: 0,
+                skipped: Vec::new(),
+                ambiguous: 0,
+            });
+        }
+    }
+    folders.sort_by_cached_key(|f| tree_order(&f.destination));
+
+    let mut tree_before: Vec<String> = destination
+        .folders
+        .iter()
+        .map(|f| display_path(destination, &f.name))
+        .collect();
+    if !tree_before.iter().any(|p| p == "INBOX") {
+        tree_before.push("INBOX".to_string());
+    }
+    tree_before.sort_by_cached_key(|p| tree_order(p));
+    tree_before.dedup();
+    let mut tree_after = tree_before.clone();
+    for f in folders.iter().filter(|f| f.action == FolderAction::Create) {
+        if !tree_after.contains(&f.destination) {
+            tree_after.push(f.destination.clone());
+        }
+    }
+    tree_after.sort_by_cached_key(|p| tree_order(p));
+
+    let summary = summarize(&folders);
+    AccountPlan {
+        source_user: source_user.to_string(),
+        destination_user: destination_user.to_string(),
+        error: None,
+        folders,
+        ignored_folders,
+        tree_before,
+        tree_after,
+        summary,
+    }
+}

@@ -1,0 +1,329 @@
+//! The terraform-style text plan (DESIGN.md §2 "Text plan"): one block per account, an
+//! optional per-account table, and the summary line, always the last line of stdout.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets, Cell, CellAlignment, Table};
+use similar::{ChangeTag, TextDiff};
+
+use super::units::{bytes, count};
+use crate::plan::{AccountPlan, FolderAction, FolderPlan, SkipReason, Summary};
+use crate::planfile::PlanFile;
+
+/// Options for rendering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// List every message to copy.
+    pub detail: bool,
+}
+
+/// The whole plan as text, ending with the `Plan:` (or `No changes.`) line and a newline.
+pub fn render_plan(plan: &PlanFile, options: TextOptions) -> String {
+    let mut out = String::new();
+    for account in &plan.accounts {
+        render_account(&mut out, account, options);
+        out.push('\n');
+    }
+    if plan.accounts.len() > 1 {
+        out.push_str(&account_table(&plan.accounts));
+        out.push_str("\n\n");
+    }
+    out.push_str(&summary_line(&plan.summary, plan.has_errors()));
+    out.push('\n');
+    out
+}
+
+/// `Plan: 1 folder to create, 1,216 messages (85.3 MiB) to copy; 10,443 already present, 4 skipped.`
+/// or `No changes. The destination has every message.`
+pub fn summary_line(s: &Summary, any_error: bool) -> String {
+    if s.folders_to_create == 0 && s.messages_to_copy == 0 && !any_error {
+        return "No changes. The destination has every message.".to_string();
+    }
+    format!(
+        "Plan: {} {} to create, {} {} ({}) to copy; {} already present, {} skipped.",
+        count(s.folders_to_create),
+        if s.folders_to_create == 1 { "folder" } else { "folders" },
+        count(s.messages_to_copy),
+        if s.messages_to_copy == 1 { "message" } else { "messages" },
+        bytes(s.bytes_to_copy),
+        count(s.already_present),
+        count(s.skipped),
+    )
+}
+
+fn folder_marker(f: &FolderPlan) -> char {
+    if f.action == FolderAction::Create {
+        '+'
+    } else if f.merged {
+        '~'
+    } else {
+        '='
+    }
+}
+
+fn folder_notes(f: &FolderPlan) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(su) = f.special_use {
+        notes.push(su.attribute().to_string());
+    }
+    if f.merged {
+        notes.push("merged".to_string());
+    }
+    if f.rule == "rename" {
+        notes.push("renamed".to_string());
+    }
+    if f.rule == "well-known name" {
+        notes.push("by name".to_string());
+    }
+    if f.renamed_delimiter {
+        notes.push("delimiter in name replaced by `_`".to_string());
+    }
+    notes
+}
+
+fn is_listed(f: &FolderPlan, detail: bool) -> bool {
+    detail || !f.is_noop() || f.merged || f.renamed_delimiter
+}
+
+/// One account's block.
+pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
+    let _ = writeln!(out, "{} → {}", a.source_user, a.destination_user);
+    if let Some(error) = &a.error {
+        let mut lines = error.lines();
+        if let Some(first) = lines.next() {
+            let _ = writeln!(out, "  error: {first}");
+        }
+        for line in lines {
+            let _ = writeln!(out, "    {line}");
+        }
+        return;
+    }
+    let listed: Vec<&FolderPlan> = a.folders.iter().filter(|f| is_listed(f, options.detail)).collect();
+    let unchanged = a.folders.len() - listed.len();
+    if !a.folders.is_empty() || !a.ignored_folders.is_empty() {
+        let _ = writeln!(out, "  folders");
+        let width = listed.iter().map(|f| f.destination.chars().count()).max().unwrap_or(0);
+        for f in &listed {
+            let sources: Vec<&str> = f.sources.iter().map(|s| s.name.as_str()).collect();
+            let notes = folder_notes(f);
+            let pad = width - f.destination.chars().count();
+            let _ = write!(
+                out,
+                "    {} {}{}  ← {}",
+                folder_marker(f),
+                f.destination,
+                " ".repeat(pad),
+                sources.join(" + ")
+            );
+            if !notes.is_empty() {
+                let _ = write!(out, "  ({})", notes.join(", "));
+            }
+            out.push('\n');
+        }
+        if unchanged > 0 {
+            let _ = writeln!(
+                out,
+                "    = {} other {} in place, nothing to copy",
+                count(unchanged as u64),
+                if unchanged == 1 { "folder" } else { "folders" }
+            );
+        }
+        for ignored in &a.ignored_folders {
+            let _ = writeln!(
+                out,
+                "    · {}  not migrated: {} ({} {})",
+                ignored.source,
+                ignored.reason,
+                count(ignored.messages),
+                if ignored.messages == 1 { "message" } else { "messages" }
+            );
+        }
+    }
+    let with_messages: Vec<&FolderPlan> = a
+        .folders
+        .iter()
+        .filter(|f| !f.copy.is_empty() || !f.skipped.is_empty())
+        .collect();
+    if !with_messages.is_empty() {
+        let _ = writeln!(out, "  messages");
+        let count_w = with_messages.iter().map(|f| count(f.copy.len() as u64).len()).max().unwrap_or(1);
+        let size_w = with_messages
+            .iter()
+            .map(|f| bytes(f.bytes_to_copy()).len() + 2)
+            .max()
+            .unwrap_or(0);
+        for f in with_messages {
+            if !f.copy.is_empty() {
+                let size = format!("({})", bytes(f.bytes_to_copy()));
+                let _ = writeln!(
+                    out,
+                    "    + {:>count_w$} {:<size_w$}  {}",
+                    count(f.copy.len() as u64),
+                    size,
+                    f.destination,
+                );
+                if options.detail {
+                    for m in &f.copy {
+                        let _ = writeln!(
+                            out,
+                            "        {}  {}  {}  ({})",
+                            nonempty(&m.date, "(no date)"),
+                            nonempty(&m.from, "(no sender)"),
+                            nonempty(&m.subject, "(no subject)"),
+                            bytes(m.size)
+                        );
+                    }
+                }
+            }
+            if !f.skipped.is_empty() {
+                let deleted = f.skipped.iter().filter(|s| s.reason == SkipReason::Deleted).count();
+                let too_big: Vec<u64> = f
+                    .skipped
+                    .iter()
+                    .filter(|s| s.reason == SkipReason::OverMaxSize)
+                    .map(|s| s.size)
+                    .collect();
+                let mut parts = Vec::new();
+                if deleted > 0 {
+                    parts.push(format!("{} \\Deleted", count(deleted as u64)));
+                }
+                if !too_big.is_empty() {
+                    let sizes: Vec<String> = too_big.iter().map(|b| bytes(*b)).collect();
+                    parts.push(format!(
+                        "{} over max-size ({})",
+                        count(too_big.len() as u64),
+                        sizes.join(", ")
+                    ));
+                }
+                let _ = writeln!(out, "      skipped in {}: {}", f.destination, parts.join(", "));
+            }
+        }
+    }
+    let ambiguous: u64 = a.folders.iter().map(|f| f.ambiguous).sum();
+    if ambiguous > 0 {
+        let _ = writeln!(
+            out,
+            "  note: {} identity {} shared by messages that differ only in their body; counts are exact",
+            count(ambiguous),
+            if ambiguous == 1 { "key is" } else { "keys are" }
+        );
+    }
+    let _ = writeln!(out, "  already present: {}", count(a.summary.already_present));
+    if a.summary.folders_to_create > 0 {
+        out.push_str(&tree_diff(&a.tree_before, &a.tree_after));
+    }
+}
+
+fn nonempty<'a>(s: &'a str, fallback: &'a str) -> &'a str {
+    if s.is_empty() {
+        fallback
+    } else {
+        s
+    }
+}
+
+/// The destination folder tree before → after, as a line diff.
+pub fn tree_diff(before: &[String], after: &[String]) -> String {
+    let before = before.join("\n") + "\n";
+    let after = after.join("\n") + "\n";
+    let diff = TextDiff::from_lines(&before, &after);
+    let mut out = String::from("  destination folders after apply\n");
+    for change in diff.iter_all_changes() {
+        let marker = match change.tag() {
+            ChangeTag::Equal => ' ',
+            ChangeTag::Insert => '+',
+            // A plan never removes a folder; shown if it ever did, so it cannot hide.
+            ChangeTag::Delete => '-',
+        };
+        let _ = writeln!(out, "    {marker} {}", change.value().trim_end_matches('\n'));
+    }
+    out
+}
+
+/// Per-account summary table.
+pub fn account_table(accounts: &[AccountPlan]) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_HORIZONTAL_ONLY);
+    table.set_header(vec![
+        "account", "folders +", "messages +", "size", "present", "skipped", "status",
+    ]);
+    for a in accounts {
+        let s = &a.summary;
+        let status = if a.error.is_some() {
+            "error"
+        } else if s.has_changes() {
+            "changes"
+        } else {
+            "up to date"
+        };
+        table.add_row(vec![
+            Cell::new(&a.source_user),
+            Cell::new(count(s.folders_to_create)).set_alignment(CellAlignment::Right),
+            Cell::new(count(s.messages_to_copy)).set_alignment(CellAlignment::Right),
+            Cell::new(bytes(s.bytes_to_copy)).set_alignment(CellAlignment::Right),
+            Cell::new(count(s.already_present)).set_alignment(CellAlignment::Right),
+            Cell::new(count(s.skipped)).set_alignment(CellAlignment::Right),
+            Cell::new(status),
+        ]);
+    }
+    table.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_grammar() {
+        let s = Summary {
+            folders_to_create: 1,
+            messages_to_copy: 1216,
+            bytes_to_copy: 89_443_532,
+            already_present: 10_443,
+            skipped: 4,
+        };
+        assert_eq!(
+            summary_line(&s, false),
+            "Plan: 1 folder to create, 1,216 messages (85.3 MiB) to copy; 10,443 already present, 4 skipped."
+        );
+        let one = Summary {
+            messages_to_copy: 1,
+            bytes_to_copy: 0,
+            ..Summary::default()
+        };
+        assert_eq!(
+            summary_line(&one, false),
+            "Plan: 0 folders to create, 1 message (0 B) to copy; 0 already present, 0 skipped."
+        );
+    }
+
+    #[test]
+    fn no_changes_only_without_errors() {
+        let s = Summary::default();
+        assert_eq!(summary_line(&s, false), "No changes. The destination has every message.");
+        assert!(summary_line(&s, true).starts_with("Plan: 0 folders to create"));
+    }
+
+    #[test]
+    fn last_line_is_the_summary() {
+        let plan = PlanFile::new(
+            "d".into(),
+            vec![AccountPlan::failed("a", "b", "source: boom\nhint: fix it".into())],
+        );
+        let text = render_plan(&plan, TextOptions::default());
+        assert!(text.contains("  error: source: boom\n    hint: fix it\n"), "{text}");
+        assert_eq!(
+            text.lines().last().unwrap(),
+            "Plan: 0 folders to create, 0 messages (0 B) to copy; 0 already present, 0 skipped."
+        );
+    }
+
+    #[test]
+    fn tree_diff_marks_new_folders() {
+        let before = vec!["INBOX".to_string(), "Sent".to_string()];
+        let after = vec!["INBOX".to_string(), "Projects".to_string(), "Sent".to_string()];
+        let d = tree_diff(&before, &after);
+        assert!(d.contains("    + Projects\n"), "{d}");
+        assert!(d.contains("      INBOX\n"), "{d}");
+    }
+}

@@ -1,0 +1,531 @@
+//! The accounts CSV: who moves where, with the passwords. It is the only file that holds
+//! user secrets, so errors name a line and a column but never a cell's content (a CSV
+//! without a header row would otherwise print a password from its first line).
+//!
+//! Two headers are accepted: ours (`source_user,source_password,destination_user,
+//! destination_password`, any order, names case-insensitive) and the one of the Microsoft 365
+//! IMAP migration batch (`EmailAddress,UserName,Password`).
+
+use std::collections::HashMap;
+
+use secrecy::SecretString;
+
+use super::{Account, SettingsError};
+
+const HEADER_HINT: &str = "hint: the first line must be \
+    `source_user,source_password,destination_user,destination_password` (any order), \
+    or the Microsoft 365 header `EmailAddress,UserName,Password`";
+
+/// Which column of the file holds what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    SourceUser,
+    SourcePassword,
+    DestinationUser,
+    DestinationPassword,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Native,
+    Microsoft365,
+}
+
+impl Column {
+    /// The column's name as the file spells it, for messages.
+    fn name(self, format: Format) -> &'static str {
+        match (format, self) {
+            (Format::Native, Column::SourceUser) => "source_user",
+            (Format::Native, Column::SourcePassword) => "source_password",
+            (Format::Native, Column::DestinationUser) => "destination_user",
+            (Format::Native, Column::DestinationPassword) => "destination_password",
+            (Format::Microsoft365, Column::SourceUser) => "UserName",
+            (Format::Microsoft365, Column::SourcePassword) => "Password",
+            (Format::Microsoft365, Column::DestinationUser) => "EmailAddress",
+            // Not present in that format.
+            (Format::Microsoft365, Column::DestinationPassword) => "destination_password",
+        }
+    }
+}
+
+/// Whether an admin login exists on each side: then the matching password column may be
+/// empty (or absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AdminLogins {
+    pub source: bool,
+    pub destination: bool,
+}
+
+struct Header {
+    format: Format,
+    columns: Vec<Column>,
+}
+
+/// Parses the CSV bytes. `file` is how the file is named in errors.
+pub(crate) fn parse(
+    bytes: &[u8],
+    file: &str,
+    admins: AdminLogins,
+) -> Result<Vec<Account>, SettingsError> {
+    let err = |line: usize, message: String| SettingsError::Accounts {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    // Excel's "CSV UTF-8" starts with a byte order mark.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+
+    let mut header: Option<Header> = None;
+    let mut accounts: Vec<Account> = Vec::new();
+    let mut by_source: HashMap<String, usize> = HashMap::new();
+    let mut by_destination: HashMap<String, usize> = HashMap::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        // csv errors are not displayed: some variants quote the record.
+        let more = reader.read_byte_record(&mut record).map_err(|e| {
+            let line = e.position().map_or(1, |p| line_at(bytes, p.byte()));
+            err(line, "this line is not valid CSV".to_string())
+        })?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(1, |p| line_at(bytes, p.byte()));
+        let Some(header) = &header else {
+            header = Some(parse_header(&record, admins).map_err(|m| err(line, m))?);
+            continue;
+        };
+        // Spreadsheets like to end a file with rows of empty cells.
+        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            continue;
+        }
+        if record.len() != header.columns.len() {
+            return Err(err(
+                line,
+                format!(
+                    "{} fields, but the header has {}\nhint: a value containing a comma must \
+                     be quoted: `\"...\"`",
+                    record.len(),
+                    header.columns.len()
+                ),
+            ));
+        }
+        let mut cells: [Option<&str>; 4] = [None; 4];
+        for (raw, column) in record.iter().zip(&header.columns) {
+            let text = std::str::from_utf8(raw).map_err(|_| {
+                err(
+                    line,
+                    format!(
+                        "column `{}` is not valid UTF-8\nhint: save the file as UTF-8 \
+                         (in Excel: \"CSV UTF-8\")",
+                        column.name(header.format)
+                    ),
+                )
+            })?;
+            cells[*column as usize] = Some(text);
+        }
+        let name = |c: Column| c.name(header.format);
+        let source_user = cells[Column::SourceUser as usize].unwrap_or("").trim();
+        if source_user.is_empty() {
+            return Err(err(
+                line,
+                format!("`{}` is empty", name(Column::SourceUser)),
+            ));
+        }
+        let destination_user = match cells[Column::DestinationUser as usize].map(str::trim) {
+            Some(d) if !d.is_empty() => d,
+            _ => source_user,
+        };
+        // Passwords are never trimmed: a leading or trailing space may be part of one.
+        let password = |column: Column, admin: bool, side: &str| match cells[column as usize] {
+            Some(p) if !p.is_empty() => Ok(Some(SecretString::from(p.to_string()))),
+            _ if admin => Ok(None),
+            _ => Err(err(
+                line,
+                format!(
+                    "`{}` is empty\nhint: fill it in, or configure `[{side}.admin]` to log \
+                     in on each user's behalf",
+                    name(column)
+                ),
+            )),
+        };
+        let source_password = password(Column::SourcePassword, admins.source, "source")?;
+        let destination_password = password(
+            Column::DestinationPassword,
+            admins.destination,
+            "destination",
+        )?;
+
+        if let Some(first) = by_source.insert(source_user.to_lowercase(), line) {
+            return Err(err(
+                line,
+                format!(
+                    "`{}` is the same as on line {first} (compared case-insensitively)\n\
+                     hint: each account must appear once",
+                    name(Column::SourceUser)
+                ),
+            ));
+        }
+        if let Some(first) = by_destination.insert(destination_user.to_lowercase(), line) {
+            return Err(err(
+                line,
+                format!(
+                    "the destination user is the same as on line {first} (compared \
+                     case-insensitively; an empty `{}` means the source user)\n\
+                     hint: two accounts cannot be migrated into one mailbox",
+                    name(Column::DestinationUser)
+                ),
+            ));
+        }
+        accounts.push(Account {
+            source_user: source_user.to_string(),
+            source_password,
+            destination_user: destination_user.to_string(),
+            destination_password,
+            line,
+        });
+    }
+    if header.is_none() {
+        return Err(err(1, format!("the file is empty\n{HEADER_HINT}")));
+    }
+    if accounts.is_empty() {
+        return Err(err(
+            1,
+            "there is no account below the header\nhint: add one line per mailbox".to_string(),
+        ));
+    }
+    Ok(accounts)
+}
+
+/// The 1-based line where the record at `offset` starts. csv's own line count skips the
+/// blank lines it drops, and its byte offset points at the first of them: step over them.
+fn line_at(bytes: &[u8], offset: u64) -> usize {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let skipped = bytes[start..]
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    let end = start + skipped;
+    bytes[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Recognises the header row. Never puts a header cell into a message: when the header is
+/// missing, the first line is an account with its password.
+fn parse_header(record: &csv::ByteRecord, admins: AdminLogins) -> Result<Header, String> {
+    let names: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).trim().to_ascii_lowercase())
+        .collect();
+    let unknown = || format!("the header row is missing or unknown\n{HEADER_HINT}");
+
+    let mut m365: Vec<&str> = names.iter().map(String::as_str).collect();
+    m365.sort_unstable();
+    if m365 == ["emailaddress", "password", "username"] {
+        if !admins.destination {
+            return Err(
+                "the Microsoft 365 format (`EmailAddress,UserName,Password`) has no \
+                 destination password\nhint: configure `[destination.admin]` in the config \
+                 file to log in on each user's behalf"
+                    .to_string(),
+            );
+        }
+        let columns = names
+            .iter()
+            .map(|n| match n.as_str() {
+                "emailaddress" => Column::DestinationUser,
+                "username" => Column::SourceUser,
+                _ => Column::SourcePassword,
+            })
+            .collect();
+        return Ok(Header {
+            format: Format::Microsoft365,
+            columns,
+        });
+    }
+
+    let known = |n: &str| match n {
+        "source_user" => Some(Column::SourceUser),
+        "source_password" => Some(Column::SourcePassword),
+        "destination_user" => Some(Column::DestinationUser),
+        "destination_password" => Some(Column::DestinationPassword),
+        _ => None,
+    };
+    if names.iter().all(|n| known(n).is_none()) {
+        // A semicolon-separated export (Excel in many locales) reads as one field.
+        if names.len() == 1 && names[0].split(';').any(|n| known(n.trim()).is_some()) {
+            return Err(format!(
+                "the header is separated by `;`, but fields must be separated by commas\n\
+                 {HEADER_HINT}"
+            ));
+        }
+        return Err(unknown());
+    }
+    let mut columns: Vec<Column> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let column = known(n).ok_or_else(|| {
+            format!(
+                "column {} of the header is not a known column name\n{HEADER_HINT}",
+                i + 1
+            )
+        })?;
+        if columns.contains(&column) {
+            return Err(format!(
+                "column `{}` appears twice in the header",
+                column.name(Format::Native)
+            ));
+        }
+        columns.push(column);
+    }
+    let require = |column: Column, admin: bool, side: &str| {
+        if columns.contains(&column) || admin {
+            Ok(())
+        } else {
+            Err(format!(
+                "the header has no `{}` column\nhint: add it, or configure `[{side}.admin]` \
+                 to log in on each user's behalf",
+                column.name(Format::Native)
+            ))
+        }
+    };
+    require(Column::SourceUser, false, "source")
+        .map_err(|_| format!("the header has no `source_user` column\n{HEADER_HINT}"))?;
+    require(Column::SourcePassword, admins.source, "source")?;
+    require(
+        Column::DestinationPassword,
+        admins.destination,
+        "destination",
+    )?;
+    Ok(Header {
+        format: Format::Native,
+        columns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const NO_ADMIN: AdminLogins = AdminLogins {
+        source: false,
+        destination: false,
+    };
+    const DEST_ADMIN: AdminLogins = AdminLogins {
+        source: false,
+        destination: true,
+    };
+    const BOTH_ADMIN: AdminLogins = AdminLogins {
+        source: true,
+        destination: true,
+    };
+    /// Every password in the test inputs contains this, so one check covers them all.
+    const SECRET: &str = "pw-SECRET";
+
+    fn ok(csv: &str, admins: AdminLogins) -> Vec<Account> {
+        parse(csv.as_bytes(), "accounts.csv", admins).unwrap()
+    }
+
+    fn expose(s: &Option<SecretString>) -> Option<&str> {
+        s.as_ref().map(|s| s.expose_secret())
+    }
+
+    #[test]
+    fn native_header_any_order_and_case() {
+        let csv = "Destination_User , SOURCE_USER,source_password,destination_password\n\
+                   new@b.example, old@a.example ,  pw-SECRET1 ,pw-SECRET2\n\
+                   ,same@a.example,pw-SECRET3,pw-SECRET4\n";
+        let a = ok(csv, NO_ADMIN);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].source_user, "old@a.example");
+        assert_eq!(a[0].destination_user, "new@b.example");
+        // Never trimmed.
+        assert_eq!(expose(&a[0].source_password), Some("  pw-SECRET1 "));
+        assert_eq!(expose(&a[0].destination_password), Some("pw-SECRET2"));
+        assert_eq!(a[0].line, 2);
+        assert_eq!(a[1].destination_user, "same@a.example");
+        assert_eq!(a[1].line, 3);
+    }
+
+    #[test]
+    fn bom_quotes_crlf_and_blank_rows() {
+        let csv = "\u{feff}source_user,source_password,destination_user,destination_password\r\n\
+                   a@x,\"pw-SECRET,with\"\"comma\",b@y,pw-SECRET\r\n\
+                   ,,,\r\n\
+                   \r\n";
+        let a = ok(csv, NO_ADMIN);
+        assert_eq!(a.len(), 1);
+        assert_eq!(expose(&a[0].source_password), Some("pw-SECRET,with\"comma"));
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines_and_multiline_cells() {
+        let csv = "source_user,source_password,destination_user,destination_password\n\n\
+                   a@x,\"pw-SECRET\nsecond line\",b@y,pw-SECRET\r\n\r\n\r\n\
+                   c@x,pw-SECRET,d@y,pw-SECRET\n";
+        let a = ok(csv, NO_ADMIN);
+        assert_eq!((a[0].line, a[1].line), (3, 7));
+    }
+
+    #[test]
+    fn microsoft_365_header() {
+        let csv = "EmailAddress,UserName,Password\nnew@b.example,old@a.example,pw-SECRET\n";
+        let a = ok(csv, DEST_ADMIN);
+        assert_eq!(a[0].destination_user, "new@b.example");
+        assert_eq!(a[0].source_user, "old@a.example");
+        assert_eq!(expose(&a[0].source_password), Some("pw-SECRET"));
+        assert!(a[0].destination_password.is_none());
+    }
+
+    #[test]
+    fn admin_logins_allow_empty_passwords() {
+        let csv = "source_user,source_password,destination_user,destination_password\n\
+                   a@x,,b@y,\n";
+        let a = ok(csv, BOTH_ADMIN);
+        assert!(a[0].source_password.is_none() && a[0].destination_password.is_none());
+        // And the password columns may be left out entirely.
+        let a = ok("source_user\na@x\n", BOTH_ADMIN);
+        assert_eq!(a[0].destination_user, "a@x");
+    }
+
+    #[test]
+    fn errors_name_line_and_column_and_never_a_cell() {
+        let h = "source_user,source_password,destination_user,destination_password\n";
+        let table: &[(String, AdminLogins, usize, &str)] = &[
+            ("".into(), NO_ADMIN, 1, "the file is empty"),
+            (h.into(), NO_ADMIN, 1, "no account below the header"),
+            (
+                "a@x,pw-SECRET,b@y,pw-SECRET\n".into(),
+                NO_ADMIN,
+                1,
+                "header row is missing or unknown",
+            ),
+            (
+                "source_user,pw-SECRET,destination_user\n".into(),
+                NO_ADMIN,
+                1,
+                "column 2 of the header is not a known column name",
+            ),
+            (
+                "source_user;source_password;destination_user;destination_password\n".into(),
+                NO_ADMIN,
+                1,
+                "separated by `;`",
+            ),
+            (
+                "source_user,source_user,source_password,destination_password\n".into(),
+                NO_ADMIN,
+                1,
+                "`source_user` appears twice",
+            ),
+            (
+                "source_user,source_password,destination_user\n".into(),
+                NO_ADMIN,
+                1,
+                "no `destination_password` column",
+            ),
+            (
+                "destination_user,source_password,destination_password\n".into(),
+                NO_ADMIN,
+                1,
+                "no `source_user` column",
+            ),
+            (
+                "EmailAddress,UserName,Password\nb@y,a@x,pw-SECRET\n".into(),
+                NO_ADMIN,
+                1,
+                "hint: configure `[destination.admin]`",
+            ),
+            (
+                format!("{h}a@x,pw-SECRET,b@y,pw-SECRET\nc@x,pw-SECRET,d@y\n"),
+                NO_ADMIN,
+                3,
+                "3 fields, but the header has 4",
+            ),
+            (
+                format!("{h} ,pw-SECRET,b@y,pw-SECRET\n"),
+                NO_ADMIN,
+                2,
+                "`source_user` is empty",
+            ),
+            (
+                format!("{h}a@x,,b@y,pw-SECRET\n"),
+                NO_ADMIN,
+                2,
+                "`source_password` is empty\nhint: fill it in, or configure `[source.admin]`",
+            ),
+            (
+                format!("{h}a@x,pw-SECRET,b@y,\n"),
+                NO_ADMIN,
+                2,
+                "`destination_password` is empty",
+            ),
+            (
+                "EmailAddress,UserName,Password\nb@y,a@x,\n".into(),
+                DEST_ADMIN,
+                2,
+                "`Password` is empty",
+            ),
+            (
+                format!("{h}a@x,pw-SECRET,b@y,pw-SECRET\nc@x,pw-SECRET,B@Y,pw-SECRET\n"),
+                NO_ADMIN,
+                3,
+                "destination user is the same as on line 2",
+            ),
+            (
+                // An empty destination_user means the source user: a clash too.
+                format!("{h}a@x,pw-SECRET,b@y,pw-SECRET\nb@y,pw-SECRET,,pw-SECRET\n"),
+                NO_ADMIN,
+                3,
+                "destination user is the same as on line 2",
+            ),
+            (
+                format!("{h}a@x,pw-SECRET,b@y,pw-SECRET\n\nA@X,pw-SECRET,c@y,pw-SECRET\n"),
+                NO_ADMIN,
+                4,
+                "`source_user` is the same as on line 2",
+            ),
+        ];
+        for (csv, admins, line, want) in table {
+            let e = parse(csv.as_bytes(), "accounts.csv", *admins)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("`accounts.csv` line {line}: ")),
+                "{csv:?}: {e}"
+            );
+            assert!(e.contains(want), "{csv:?}: {e}");
+            assert!(!e.contains(SECRET), "{csv:?} leaks a secret: {e}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_cells_are_named_not_shown() {
+        let csv = b"source_user,source_password,destination_user,destination_password\n\
+                        a@x,pw-SECRET\xe9,b@y,pw\n"
+            .to_vec();
+        let e = parse(&csv, "accounts.csv", NO_ADMIN)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2: column `source_password` is not valid UTF-8"),
+            "{e}"
+        );
+        assert!(!e.contains(SECRET), "{e}");
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let a = ok(
+            "source_user,source_password,destination_user,destination_password\n\
+             a@x,pw-SECRET,b@y,pw-SECRET\n",
+            NO_ADMIN,
+        );
+        let dbg = format!("{a:?}");
+        assert!(dbg.contains("a@x") && !dbg.contains(SECRET), "{dbg}");
+    }
+}

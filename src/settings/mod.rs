@@ -1,0 +1,156 @@
+//! Everything a run needs to know before it touches a server: the committed
+//! `migration.toml` (no secrets), the accounts CSV (secrets, wrapped), and the selection
+//! flags (`--account`, `--shard`). Errors name the file, line and key or column.
+
+mod accounts;
+mod config;
+mod error;
+mod secret;
+mod select;
+mod size;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use error::SettingsError;
+pub use select::{shard_of, Selection, Shard, ShardParseError};
+pub use size::parse_size;
+
+/// How to reach a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS (port 993).
+    Tls,
+    /// Plain connect, then STARTTLS; fails if the server does not offer it.
+    StartTls,
+    /// No TLS at all.
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsRoots {
+    System,
+    Mozilla,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// PLAIN if offered, else LOGIN.
+    Auto,
+    Login,
+    Plain,
+    Xoauth2,
+    OAuthBearer,
+}
+
+/// Where an admin (master) password comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+    Command(String),
+}
+
+/// `[source.admin]` / `[destination.admin]`, resolved.
+#[derive(Debug, Clone)]
+pub struct AdminLogin {
+    pub user: String,
+    pub password: SecretString,
+}
+
+/// `[source]` / `[destination]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub ca_file: Option<PathBuf>,
+    pub tls_roots: TlsRoots,
+    pub accept_invalid_certs: bool,
+    pub allow_plaintext_auth: bool,
+    pub auth: AuthMethod,
+    pub token_command: Option<String>,
+    pub max_connections: usize,
+    pub admin: Option<AdminLogin>,
+}
+
+/// `[folders]`.
+#[derive(Debug, Clone, Default)]
+pub struct FolderRules {
+    /// Globs on decoded source paths (`/` separator, prefix stripped).
+    pub exclude: Vec<String>,
+    pub special_use: bool,
+    pub include_views: bool,
+    /// Prefix rename rules in file order: (source path, destination path).
+    pub rename: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagsOnExisting {
+    Keep,
+    Add,
+}
+
+/// `[messages]`.
+#[derive(Debug, Clone)]
+pub struct MessageRules {
+    pub max_size: Option<u64>,
+    pub copy_deleted: bool,
+    pub flags_on_existing: FlagsOnExisting,
+    pub fix_bare_lf: bool,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub parallel_accounts: usize,
+    pub connections_per_account: usize,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// One CSV row, validated.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub source_user: String,
+    /// `None` only when `[source.admin]` logs in on the user's behalf.
+    pub source_password: Option<SecretString>,
+    pub destination_user: String,
+    /// `None` only when `[destination.admin]` logs in on the user's behalf.
+    pub destination_password: Option<SecretString>,
+    /// 1-based line in the CSV file (header = line 1).
+    pub line: usize,
+}
+
+/// A fully validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_path: PathBuf,
+    pub csv_path: PathBuf,
+    pub source: ServerSettings,
+    pub destination: ServerSettings,
+    pub folders: FolderRules,
+    pub messages: MessageRules,
+    pub limits: Limits,
+    /// Selected accounts (after `--account` / `--shard`), in CSV order.
+    pub accounts: Vec<Account>,
+    /// SHA-256 (hex) over the config file bytes and the (source_user, destination_user)
+    /// list of ALL the CSV's accounts (not only the selected ones), never over passwords.
+    /// Saved plans carry it.
+    pub config_digest: String,
+    /// Loud warnings about risky settings (`accept-invalid-certs`, clear-text passwords);
+    /// the caller logs each one on every run.
+    pub warnings: Vec<String>,
+}
+
+/// Reads `config_path` and the accounts CSV it names, resolves the admin passwords, checks
+/// every safety rule, and keeps the accounts picked by `selection`.
+pub fn load(config_path: &Path, selection: &Selection) -> Result<Settings, SettingsError> {
+    config::load(config_path, selection)
+}

@@ -1,0 +1,8 @@
+//! The one integration test binary: every behaviour test runs against real Dovecot
+//! instances started by `support` (see tests/support/mod.rs). Add modules below.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod imap_layer;
+mod smoke;

@@ -1,0 +1,28 @@
+//! Shared test support: a private Dovecot launcher, a raw IMAP client to fill and verify
+//! servers independently of the crate's IMAP code, and a message builder.
+//!
+//! Used by the integration test binary (`tests/it/main.rs`) and by benches/examples via
+//! `#[path = "../tests/support/mod.rs"] mod support;`. Not every user needs every helper.
+#![allow(dead_code, unused_imports)]
+
+mod dovecot;
+mod message;
+mod raw_imap;
+
+pub use dovecot::{unique_user, DoveadmMessage, Dovecot, DovecotBuilder, Layout};
+pub use message::{to_crlf, MessageBuilder};
+pub use raw_imap::{quote, FolderSnapshot, MailboxSnapshot, NewMessage, RawImap, RawMessage};
+
+/// Debug form of a message body: length, a hash, and the start as text.
+pub struct BodyDigest<'a>(pub &'a [u8]);
+
+impl std::fmt::Debug for BodyDigest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // FNV-1a: only to tell bodies apart in failure output.
+        let hash = self.0.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let head = String::from_utf8_lossy(&self.0[..self.0.len().min(48)]);
+        write!(f, "<{} bytes #{hash:016x} {head:?}>", self.0.len())
+    }
+}
