@@ -1,1 +1,827 @@
-//! (in progress)
+//! The executor: the only code that holds a destination [`Writer`]. It creates the planned
+//! folders (parents first) and copies the planned messages: `BODY.PEEK[]` from the source,
+//! `APPEND` to the destination with the source flags and INTERNALDATE, in batches, with
+//! fetching and appending overlapped. Before appending into a folder it re-reads whatever
+//! arrived there since the plan (or since a dropped connection), so applying the same
+//! plan twice, or two runs racing, never doubles a message.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::imap::{AppendItem, AppendResult, Credentials, ImapError, Reader, Writer};
+use crate::inventory::Side;
+use crate::plan::identity::{parse_headers, IdentityKey};
+use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
+use crate::report::{AccountReport, FailedMessage, VanishedMessage};
+use crate::settings::{Account, Settings};
+
+/// At most this many messages per APPEND batch.
+const BATCH_MESSAGES: usize = 200;
+/// At most about this many bytes per batch (a single bigger message still goes alone).
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Reconnect attempts after a dropped connection, per batch.
+const RECONNECTS: u32 = 3;
+
+/// Why an account stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{side}: {source}")]
+    Imap {
+        side: Side,
+        #[source]
+        source: ImapError,
+    },
+    #[error("source folder `{folder}` changed UIDVALIDITY since the plan (was {planned}, now {now}): the saved plan is stale\nhint: run mailshift plan again")]
+    StaleSource {
+        folder: String,
+        planned: u32,
+        now: u32,
+    },
+    #[error("another mailshift apply is running for destination user `{user}` on `{host}`\nhint: wait for it to finish; two applies on one account would race")]
+    Locked { host: String, user: String },
+    #[error("cannot create the lock file `{path}`: {source}")]
+    LockFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Shared by all accounts of one run.
+pub struct Executor<'a> {
+    pub settings: &'a Settings,
+    pub source_slots: Arc<Semaphore>,
+    pub destination_slots: Arc<Semaphore>,
+    pub cancel: CancellationToken,
+    pub progress: crate::progress::Progress,
+}
+
+/// A held lock on (destination host, user); released on drop (the OS drops flock on exit,
+/// so a `kill -9` leaves no stale lock).
+struct DestinationLock {
+    _file: File,
+}
+
+impl DestinationLock {
+    fn acquire(host: &str, user: &str) -> Result<DestinationLock, ApplyError> {
+        let dir = std::env::temp_dir().join("mailshift-locks");
+        let digest = Sha256::digest(format!(
+            "{}\0{}",
+            host.to_ascii_lowercase(),
+            user.to_lowercase()
+        ));
+        let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let path: PathBuf = dir.join(format!("{name}.lock"));
+        let io = |source| ApplyError::LockFile {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(DestinationLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ApplyError::Locked {
+                host: host.to_string(),
+                user: user.to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+}
+
+/// Counters of one account while it runs.
+struct Tally<'r> {
+    report: &'r mut AccountReport,
+    progress: crate::progress::AccountProgress,
+    /// Keywords already warned about (one warning per keyword).
+    warned_keywords: BTreeSet<String>,
+}
+
+impl Executor<'_> {
+    /// Applies one account's plan. Never fails as a whole: problems end up in the report.
+    pub async fn apply_account(&self, account: &Account, plan: &AccountPlan) -> AccountReport {
+        let started = Instant::now();
+        let mut report = AccountReport::new(&plan.source_user, &plan.destination_user);
+        report.skipped = plan.summary.skipped;
+        let planned = plan.summary.messages_to_copy;
+        if let Some(e) = &plan.error {
+            report.error = Some(format!("not planned: {e}"));
+            report.settle();
+            return report;
+        }
+        if plan.has_changes() {
+            let progress =
+                self.progress
+                    .account(&plan.source_user, planned, plan.summary.bytes_to_copy);
+            let mut tally = Tally {
+                report: &mut report,
+                progress,
+                warned_keywords: BTreeSet::new(),
+            };
+            let result = self.copy_account(account, plan, &mut tally).await;
+            tally.progress.finish();
+            if let Err(e) = result {
+                tracing::error!(account = %plan.source_user, "{}", e.to_string().lines().next().unwrap_or(""));
+                report.error = Some(e.to_string());
+            }
+        }
+        let accounted = report.copied
+            + report.failed.len() as u64
+            + report.vanished.len() as u64
+            + report.already_present;
+        report.pending = planned.saturating_sub(accounted);
+        report.seconds = started.elapsed().as_secs_f64();
+        report.settle();
+        report
+    }
+
+    async fn connect_source(&self, account: &Account) -> Result<Reader, ApplyError> {
+        let creds = Credentials {
+            user: account.source_user.clone(),
+            password: account.source_password.clone(),
+        };
+        Reader::connect(&self.settings.source, &self.settings.limits, &creds)
+            .await
+            .map_err(|source| ApplyError::Imap {
+                side: Side::Source,
+                source,
+            })
+    }
+
+    async fn connect_destination(&self, account: &Account) -> Result<Writer, ApplyError> {
+        let creds = Credentials {
+            user: account.destination_user.clone(),
+            password: account.destination_password.clone(),
+        };
+        Writer::connect(&self.settings.destination, &self.settings.limits, &creds)
+            .await
+            .map_err(|source| ApplyError::Imap {
+                side: Side::Destination,
+                source,
+            })
+    }
+
+    async fn copy_account(
+        &self,
+        account: &Account,
+        plan: &AccountPlan,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), ApplyError> {
+        let _lock =
+            DestinationLock::acquire(&self.settings.destination.host, &plan.destination_user)?;
+        let _src_slot = self.source_slots.acquire().await.expect("never closed");
+        let _dst_slot = self
+            .destination_slots
+            .acquire()
+            .await
+            .expect("never closed");
+        let dst_err = |source| ApplyError::Imap {
+            side: Side::Destination,
+            source,
+        };
+        let mut writer = self.connect_destination(account).await?;
+        // Folders first, parents before children (the plan is in tree order).
+        for folder in plan
+            .folders
+            .iter()
+            .filter(|f| f.action == FolderAction::Create)
+        {
+            if self.cancel.is_cancelled() {
+                return Ok(());
+            }
+            writer
+                .create(&folder.destination_wire)
+                .await
+                .map_err(dst_err)?;
+            if folder.subscribe {
+                writer
+                    .subscribe(&folder.destination_wire)
+                    .await
+                    .map_err(dst_err)?;
+            }
+            tally.report.folders_created += 1;
+            tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+        }
+        let mut reader: Option<Reader> = None;
+        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            self.copy_folder(account, folder, &mut reader, &mut writer, tally)
+                .await?;
+        }
+        if let Some(r) = reader {
+            let _ = r.logout().await;
+        }
+        let _ = writer.logout().await;
+        Ok(())
+    }
+
+    /// Reconnects the destination after a dropped connection and selects `folder` again.
+    async fn reconnect_destination(
+        &self,
+        account: &Account,
+        folder: &FolderPlan,
+        writer: &mut Writer,
+        error: ImapError,
+    ) -> Result<crate::imap::SelectInfo, ApplyError> {
+        let mut last = error;
+        for attempt in 1..=RECONNECTS {
+            tracing::warn!(
+                account = %account.source_user,
+                "destination connection lost ({last}); reconnecting ({attempt}/{RECONNECTS})"
+            );
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+            match self.connect_destination(account).await {
+                Ok(mut w) => match w.select(&folder.destination_wire).await {
+                    Ok(sel) => {
+                        *writer = w;
+                        return Ok(sel);
+                    }
+                    Err(e) => last = e,
+                },
+                Err(ApplyError::Imap { source, .. }) => last = source,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(ApplyError::Imap {
+            side: Side::Destination,
+            source: last,
+        })
+    }
+
+    /// (Re)opens the source folder read-only and checks it is the one the plan saw.
+    async fn open_source(
+        &self,
+        account: &Account,
+        folder: &FolderPlan,
+        source_index: usize,
+        reader: &mut Option<Reader>,
+    ) -> Result<(), ApplyError> {
+        let source = &folder.sources[source_index];
+        let mut last = None;
+        for attempt in 0..=RECONNECTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+            }
+            if reader.is_none() {
+                match self.connect_source(account).await {
+                    Ok(r) => *reader = Some(r),
+                    Err(ApplyError::Imap { source, .. }) if attempt < RECONNECTS => {
+                        last = Some(source);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let r = reader.as_mut().expect("connected above");
+            match r.examine(&source.wire_name).await {
+                Ok(status) => {
+                    if let Some(planned) = source.status {
+                        if planned.uidvalidity != status.uidvalidity {
+                            return Err(ApplyError::StaleSource {
+                                folder: source.name.clone(),
+                                planned: planned.uidvalidity,
+                                now: status.uidvalidity,
+                            });
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kills_session() && attempt < RECONNECTS => {
+                    *reader = None;
+                    last = Some(e);
+                }
+                Err(e) => {
+                    return Err(ApplyError::Imap {
+                        side: Side::Source,
+                        source: e,
+                    })
+                }
+            }
+        }
+        Err(ApplyError::Imap {
+            side: Side::Source,
+            source: last.expect("an error was recorded"),
+        })
+    }
+
+    async fn copy_folder(
+        &self,
+        account: &Account,
+        folder: &FolderPlan,
+        reader: &mut Option<Reader>,
+        writer: &mut Writer,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), ApplyError> {
+        let dst_err = |source| ApplyError::Imap {
+            side: Side::Destination,
+            source,
+        };
+        let sel = match writer.select(&folder.destination_wire).await {
+            Ok(sel) => sel,
+            Err(e) if e.kills_session() => {
+                self.reconnect_destination(account, folder, writer, e)
+                    .await?
+            }
+            Err(e) => return Err(dst_err(e)),
+        };
+        let mut remaining: Vec<&MessageCopy> = folder.copy.iter().collect();
+        // What arrived on the destination since the plan was made is not copied again.
+        let reread_from = match folder.destination_status {
+            Some(planned) if planned.uidvalidity == sel.status.uidvalidity => {
+                match (planned.uidnext, sel.status.uidnext) {
+                    (Some(a), Some(b)) if a == b => None,
+                    (Some(a), _) => Some(a),
+                    (None, _) => Some(1),
+                }
+            }
+            Some(_) => Some(1),
+            None if sel.status.exists > 0 => Some(1),
+            None => None,
+        };
+        if let Some(from) = reread_from {
+            let found = read_keys_since(writer, from).await.map_err(dst_err)?;
+            let removed = subtract_present(&mut remaining, found);
+            if removed > 0 {
+                tracing::info!(
+                    account = %account.source_user,
+                    "`{}`: {removed} planned messages are on the destination already (another run copied them)",
+                    folder.destination
+                );
+                tally.report.already_present += removed;
+                tally.progress.advance(removed, 0);
+            }
+        }
+        let allowed = FlagFilter::new(&sel.permanent_flags, sel.new_keywords_allowed);
+        let mut next_uid = sel.status.uidnext;
+
+        // One source folder at a time: the reader has one folder open.
+        let mut by_source: HashMap<usize, Vec<&MessageCopy>> = HashMap::new();
+        for m in remaining {
+            by_source.entry(m.source).or_default().push(m);
+        }
+        let mut sources: Vec<usize> = by_source.keys().copied().collect();
+        sources.sort_unstable();
+        for source_index in sources {
+            if self.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let messages = &by_source[&source_index];
+            self.open_source(account, folder, source_index, reader)
+                .await?;
+            let batches = make_batches(messages);
+            // Pipeline: fetch batch i+1 from the source while batch i is appended.
+            let mut fetched: Option<Fetched> = None;
+            let mut next = 0;
+            loop {
+                let to_fetch = if self.cancel.is_cancelled() {
+                    None
+                } else {
+                    batches.get(next).copied()
+                };
+                if to_fetch.is_none() && fetched.is_none() {
+                    break;
+                }
+                let fetch = async {
+                    match to_fetch {
+                        Some(batch) => {
+                            Some(fetch_batch(reader.as_mut().expect("open"), batch).await)
+                        }
+                        None => None,
+                    }
+                };
+                let append = async {
+                    match fetched.take() {
+                        Some(f) => Some((
+                            self.append_checked(writer, folder, &f, &allowed, next_uid)
+                                .await,
+                            f,
+                        )),
+                        None => None,
+                    }
+                };
+                let (fetch_result, append_result) = tokio::join!(fetch, append);
+                if let Some((result, batch)) = append_result {
+                    next_uid = self
+                        .finish_append(
+                            account, folder, writer, batch, result, &allowed, next_uid, tally,
+                        )
+                        .await?;
+                }
+                match fetch_result {
+                    None => {}
+                    Some(Ok(f)) => {
+                        for uid in &f.missing {
+                            tally.report.vanished.push(VanishedMessage {
+                                source_folder: folder.sources[source_index].name.clone(),
+                                uid: *uid,
+                            });
+                        }
+                        tally.progress.advance(f.missing.len() as u64, 0);
+                        fetched = Some(f);
+                        next += 1;
+                    }
+                    Some(Err(e)) if e.kills_session() => {
+                        tracing::warn!(account = %account.source_user, "source connection lost ({e}); reconnecting");
+                        *reader = None;
+                        self.open_source(account, folder, source_index, reader)
+                            .await?;
+                        // The same batch is fetched again on the next turn.
+                    }
+                    Some(Err(e)) => {
+                        return Err(ApplyError::Imap {
+                            side: Side::Source,
+                            source: e,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one fetched batch (refreshing UIDNEXT first when it is unknown).
+    async fn append_checked(
+        &self,
+        writer: &mut Writer,
+        folder: &FolderPlan,
+        batch: &Fetched,
+        allowed: &FlagFilter,
+        _next_uid: Option<u32>,
+    ) -> Result<Vec<AppendResult>, ImapError> {
+        let items: Vec<AppendItem> = batch
+            .items
+            .iter()
+            .map(|(m, body)| AppendItem {
+                flags: allowed.filter(&m.flags),
+                internal_date: m.internal_date.clone(),
+                body: body.clone(),
+            })
+            .collect();
+        writer.append_batch(&folder.destination_wire, &items).await
+    }
+
+    /// Records an append's results; after a dropped connection, reconnects, finds out which
+    /// of the batch's messages arrived, and appends the rest. Returns the new UIDNEXT.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_append(
+        &self,
+        account: &Account,
+        folder: &FolderPlan,
+        writer: &mut Writer,
+        mut batch: Fetched,
+        mut result: Result<Vec<AppendResult>, ImapError>,
+        allowed: &FlagFilter,
+        mut next_uid: Option<u32>,
+        tally: &mut Tally<'_>,
+    ) -> Result<Option<u32>, ApplyError> {
+        let mut attempts = 0;
+        loop {
+            match result {
+                Ok(results) => {
+                    let mut max_uid = None;
+                    for ((m, body), r) in batch.items.iter().zip(results) {
+                        match r {
+                            Ok(uid) => {
+                                tally.report.copied += 1;
+                                tally.report.bytes += body.len() as u64;
+                                tally.progress.advance(1, body.len() as u64);
+                                max_uid = max_uid.max(uid);
+                            }
+                            Err(words) => {
+                                match self.retry_with_crlf(writer, folder, m, body, allowed).await {
+                                    Some(Ok(_)) => {
+                                        tally.report.copied += 1;
+                                        tally.report.fixed_bare_lf += 1;
+                                        tally.report.bytes += body.len() as u64;
+                                        tally.progress.advance(1, body.len() as u64);
+                                        max_uid = None;
+                                    }
+                                    _ => {
+                                        tracing::warn!(
+                                            account = %account.source_user,
+                                            "`{}` uid {}: the destination refused the message: {words}",
+                                            folder.destination, m.uid
+                                        );
+                                        tally.report.failed.push(FailedMessage {
+                                            folder: folder.destination.clone(),
+                                            uid: m.uid,
+                                            reason: words,
+                                        });
+                                        tally.progress.advance(1, 0);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    self.warn_dropped_keywords(&batch, allowed, tally);
+                    return Ok(match max_uid {
+                        Some(uid) => Some(uid + 1),
+                        None => None,
+                    }
+                    .or(next_uid.filter(|_| false)));
+                }
+                Err(e) if e.kills_session() && attempts < RECONNECTS => {
+                    attempts += 1;
+                    let sel = self
+                        .reconnect_destination(account, folder, writer, e)
+                        .await?;
+                    // The batch may have (partly) arrived before the connection dropped:
+                    // read what is there now and send only the rest.
+                    let from = next_uid.unwrap_or(1);
+                    let found =
+                        read_keys_since(writer, from)
+                            .await
+                            .map_err(|source| ApplyError::Imap {
+                                side: Side::Destination,
+                                source,
+                            })?;
+                    let mut copies: Vec<&MessageCopy> =
+                        batch.items.iter().map(|(m, _)| *m).collect();
+                    let before = copies.len();
+                    let removed = subtract_present(&mut copies, found);
+                    if removed > 0 {
+                        tracing::info!(
+                            account = %account.source_user,
+                            "{removed} of {before} messages of the interrupted batch had arrived; not sending them again"
+                        );
+                        let keep: BTreeSet<(usize, u32)> =
+                            copies.iter().map(|m| (m.source, m.uid)).collect();
+                        for (m, body) in &batch.items {
+                            if !keep.contains(&(m.source, m.uid)) {
+                                tally.report.copied += 1;
+                                tally.report.bytes += body.len() as u64;
+                                tally.progress.advance(1, body.len() as u64);
+                            }
+                        }
+                        batch
+                            .items
+                            .retain(|(m, _)| keep.contains(&(m.source, m.uid)));
+                    }
+                    next_uid = sel.status.uidnext;
+                    result = self
+                        .append_checked(writer, folder, &batch, allowed, next_uid)
+                        .await;
+                }
+                Err(e) => {
+                    return Err(ApplyError::Imap {
+                        side: Side::Destination,
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// With `fix-bare-lf`, a refused message containing bare LF is sent again with CRLF.
+    async fn retry_with_crlf(
+        &self,
+        writer: &mut Writer,
+        folder: &FolderPlan,
+        m: &MessageCopy,
+        body: &[u8],
+        allowed: &FlagFilter,
+    ) -> Option<AppendResult> {
+        if !self.settings.messages.fix_bare_lf || !has_bare_lf(body) {
+            return None;
+        }
+        let item = AppendItem {
+            flags: allowed.filter(&m.flags),
+            internal_date: m.internal_date.clone(),
+            body: to_crlf(body),
+        };
+        match writer
+            .append_batch(&folder.destination_wire, std::slice::from_ref(&item))
+            .await
+        {
+            Ok(mut results) => results.pop(),
+            Err(_) => None,
+        }
+    }
+
+    fn warn_dropped_keywords(&self, batch: &Fetched, allowed: &FlagFilter, tally: &mut Tally<'_>) {
+        for (m, _) in &batch.items {
+            for flag in &m.flags {
+                if !allowed.allows(flag) && tally.warned_keywords.insert(flag.clone()) {
+                    tracing::warn!(
+                        account = %tally.report.source_user,
+                        "the destination does not store the keyword `{flag}`; messages are copied without it"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Bodies of one batch, in planned order, plus UIDs the source no longer has.
+struct Fetched<'p> {
+    items: Vec<(&'p MessageCopy, Vec<u8>)>,
+    missing: Vec<u32>,
+}
+
+async fn fetch_batch<'p>(
+    reader: &mut Reader,
+    batch: &[&'p MessageCopy],
+) -> Result<Fetched<'p>, ImapError> {
+    let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+    let mut bodies: HashMap<u32, Vec<u8>> = HashMap::with_capacity(batch.len());
+    let outcome = reader
+        .fetch_bodies(&uids, |uid, body| {
+            bodies.insert(uid, body);
+        })
+        .await?;
+    let items = batch
+        .iter()
+        .filter_map(|m| bodies.remove(&m.uid).map(|b| (*m, b)))
+        .collect();
+    Ok(Fetched {
+        items,
+        missing: outcome.missing,
+    })
+}
+
+/// Splits a folder's messages into batches by count and planned size.
+fn make_batches<'a, 'p>(messages: &'a [&'p MessageCopy]) -> Vec<&'a [&'p MessageCopy]> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, m) in messages.iter().enumerate() {
+        if i > start && (i - start >= BATCH_MESSAGES || bytes + m.size > BATCH_BYTES) {
+            batches.push(&messages[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += m.size;
+    }
+    if start < messages.len() {
+        batches.push(&messages[start..]);
+    }
+    batches
+}
+
+/// Identity keys of the selected destination folder's messages with UID ≥ `from`.
+async fn read_keys_since(writer: &mut Writer, from: u32) -> Result<Vec<IdentityKey>, ImapError> {
+    let mut keys = Vec::new();
+    writer
+        .fetch_metadata_since(from, |m| keys.push(parse_headers(&m.header).key))
+        .await?;
+    Ok(keys)
+}
+
+/// Removes from `copies` one planned message per key found on the destination (lowest
+/// UIDs first: an interrupted run copied in ascending order). Returns how many.
+fn subtract_present(copies: &mut Vec<&MessageCopy>, found: Vec<IdentityKey>) -> u64 {
+    let mut counts: HashMap<IdentityKey, u64> = HashMap::new();
+    for k in found {
+        *counts.entry(k).or_insert(0) += 1;
+    }
+    let before = copies.len();
+    copies.retain(|m| match counts.get_mut(&m.key) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            false
+        }
+        _ => true,
+    });
+    (before - copies.len()) as u64
+}
+
+/// Which flags the destination folder stores (from SELECT's PERMANENTFLAGS).
+pub struct FlagFilter {
+    permanent: Vec<String>,
+    new_keywords: bool,
+}
+
+impl FlagFilter {
+    pub fn new(permanent: &[String], new_keywords: bool) -> FlagFilter {
+        FlagFilter {
+            permanent: permanent.to_vec(),
+            new_keywords,
+        }
+    }
+
+    /// System flags always pass (except `\Recent`); keywords only when the folder can
+    /// store them.
+    pub fn allows(&self, flag: &str) -> bool {
+        if flag.eq_ignore_ascii_case("\\Recent") {
+            return false;
+        }
+        flag.starts_with('\\')
+            || self.new_keywords
+            || self.permanent.iter().any(|p| p.eq_ignore_ascii_case(flag))
+    }
+
+    pub fn filter(&self, flags: &[String]) -> Vec<String> {
+        flags.iter().filter(|f| self.allows(f)).cloned().collect()
+    }
+}
+
+fn has_bare_lf(body: &[u8]) -> bool {
+    body.iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || body[i - 1] != b'\r'))
+}
+
+fn to_crlf(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32);
+    for (i, b) in body.iter().enumerate() {
+        if *b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(*b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(uid: u32, key: u8, size: u64) -> MessageCopy {
+        MessageCopy {
+            source: 0,
+            uid,
+            size,
+            flags: vec![],
+            internal_date: None,
+            key: IdentityKey([key; 32]),
+            date: String::new(),
+            from: String::new(),
+            subject: String::new(),
+        }
+    }
+
+    #[test]
+    fn subtract_removes_one_per_found_key_lowest_uid_first() {
+        let a = [copy(1, 1, 10), copy(2, 1, 10), copy(3, 2, 10)];
+        let mut v: Vec<&MessageCopy> = a.iter().collect();
+        let removed = subtract_present(&mut v, vec![IdentityKey([1; 32]), IdentityKey([9; 32])]);
+        assert_eq!(removed, 1);
+        assert_eq!(v.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let many: Vec<MessageCopy> = (0..450).map(|i| copy(i, 0, 100)).collect();
+        let refs: Vec<&MessageCopy> = many.iter().collect();
+        let b = make_batches(&refs);
+        assert_eq!(
+            b.iter().map(|x| x.len()).collect::<Vec<_>>(),
+            vec![200, 200, 50]
+        );
+        let big: Vec<MessageCopy> = (0..3).map(|i| copy(i, 0, 6 * 1024 * 1024)).collect();
+        let refs: Vec<&MessageCopy> = big.iter().collect();
+        assert_eq!(make_batches(&refs).len(), 3);
+        assert!(make_batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn keywords_pass_only_when_storable() {
+        let f = FlagFilter::new(&["\\Seen".into(), "$Label1".into()], false);
+        let flags: Vec<String> = ["\\Seen", "\\Recent", "$Label1", "custom", "\\Flagged"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(f.filter(&flags), vec!["\\Seen", "$Label1", "\\Flagged"]);
+        let open = FlagFilter::new(&[], true);
+        assert_eq!(
+            open.filter(&flags),
+            vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
+        );
+    }
+
+    #[test]
+    fn bare_lf_detection_and_fix() {
+        assert!(has_bare_lf(b"a\nb"));
+        assert!(!has_bare_lf(b"a\r\nb\r\n"));
+        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    }
+
+    #[test]
+    fn a_lock_is_exclusive_per_destination_account() {
+        let user = format!("lock-test-{}", std::process::id());
+        let first = DestinationLock::acquire("host.example", &user).unwrap();
+        let err = DestinationLock::acquire("host.example", &user)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("another mailshift apply is running"),
+            "{err}"
+        );
+        drop(first);
+        assert!(DestinationLock::acquire("host.example", &user).is_ok());
+    }
+}

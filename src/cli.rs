@@ -10,7 +10,12 @@ use crate::settings::Shard;
 /// `apply` copies it. The source is never changed, nothing is ever deleted on the
 /// destination, and re-running never duplicates a message.
 #[derive(Debug, Parser)]
-#[command(name = "mailshift", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "mailshift",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,7 +28,13 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// The migration config (TOML, no secrets).
-    #[arg(short = 'c', long = "config", global = true, default_value = "migration.toml", value_name = "FILE")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "migration.toml",
+        value_name = "FILE"
+    )]
     pub config: PathBuf,
 
     /// Only this account (matches `source_user`); repeatable.
@@ -145,8 +156,10 @@ mod tests {
 
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
-        let a = Cli::try_parse_from(["mailshift", "-c", "x.toml", "--account", "a", "plan"]).unwrap();
-        let b = Cli::try_parse_from(["mailshift", "plan", "-c", "x.toml", "--account", "a"]).unwrap();
+        let a =
+            Cli::try_parse_from(["mailshift", "-c", "x.toml", "--account", "a", "plan"]).unwrap();
+        let b =
+            Cli::try_parse_from(["mailshift", "plan", "-c", "x.toml", "--account", "a"]).unwrap();
         assert_eq!(a.global.config, b.global.config);
         assert_eq!(a.global.accounts, vec!["a".to_string()]);
         assert_eq!(b.global.accounts, vec!["a".to_string()]);

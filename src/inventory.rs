@@ -82,7 +82,9 @@ pub struct MessageMeta {
 
 impl MessageMeta {
     pub fn is_deleted(&self) -> bool {
-        self.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"))
+        self.flags
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("\\Deleted"))
     }
 }
 
@@ -222,7 +224,10 @@ pub async fn collect(
                 folder: folder.name.clone(),
                 source,
             };
-            let status = reader.examine(&folder.wire_name).await.map_err(folder_err)?;
+            let status = reader
+                .examine(&folder.wire_name)
+                .await
+                .map_err(folder_err)?;
             let mut messages = Vec::with_capacity(status.exists as usize);
             reader
                 .fetch_metadata(status.exists, |m| {

@@ -1,17 +1,19 @@
 //! mailshift: declarative IMAP mailbox migration. `plan` reads both servers read-only and
 //! shows what would be created; `apply` does it, never deleting, never duplicating.
 
+#[cfg(any())] // lead: enabled once the imap Writer lands
 pub mod apply;
 pub mod cli;
+pub mod commands;
 pub mod imap;
 pub mod inventory;
 pub mod logging;
 pub mod plan;
 pub mod planfile;
+pub mod progress;
 pub mod render;
 pub mod report;
 pub mod settings;
-pub mod commands;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -77,7 +79,11 @@ where
     ) {
         eprintln!(
             "error: cannot create the log file `{}`: {e}",
-            cli.global.log_file.as_deref().unwrap_or(std::path::Path::new("")).display()
+            cli.global
+                .log_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
         );
         return ExitCode::from(1);
     }

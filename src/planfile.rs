@@ -104,8 +104,7 @@ impl PlanFile {
         if self.config_digest != current {
             return Err(PlanFileError::Stale {
                 path: path.display().to_string(),
-                reason: "the config file or the account list changed since it was made"
-                    .to_string(),
+                reason: "the config file or the account list changed since it was made".to_string(),
             });
         }
         Ok(())
@@ -159,7 +158,10 @@ mod tests {
     fn digest_mismatch_is_stale() {
         let plan = PlanFile::new("abc".into(), vec![]);
         assert!(plan.check_digest(Path::new("p.json"), "abc").is_ok());
-        let err = plan.check_digest(Path::new("p.json"), "xyz").unwrap_err().to_string();
+        let err = plan
+            .check_digest(Path::new("p.json"), "xyz")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("saved plan `p.json` is stale"), "{err}");
     }
 

@@ -1,1 +1,294 @@
-//! (in progress)
+//! What an apply did, per account: copied, failed (with the server's words), vanished,
+//! pending. Rendered as a table for people and as `--report FILE` JSON for tools; field
+//! names are a fixed contract (DESIGN.md §2).
+
+use std::path::Path;
+
+use comfy_table::{presets, Cell, CellAlignment, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::render::units::{bytes, count};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    /// Everything planned is on the destination.
+    Done,
+    /// Some messages failed or are still pending (interrupted).
+    Partial,
+    /// The account could not be worked on (login, stale plan, lost server).
+    Failed,
+}
+
+/// A message the destination refused, or that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedMessage {
+    /// Destination folder (display path).
+    pub folder: String,
+    /// Source UID.
+    pub uid: u32,
+    /// The server's words.
+    pub reason: String,
+}
+
+/// A planned source message that no longer exists on the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VanishedMessage {
+    pub source_folder: String,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountReport {
+    pub source_user: String,
+    pub destination_user: String,
+    pub status: AccountStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub folders_created: u64,
+    pub copied: u64,
+    pub bytes: u64,
+    /// Planned messages found on the destination at apply time (copied meanwhile by
+    /// another run): not copied again.
+    pub already_present: u64,
+    pub skipped: u64,
+    pub failed: Vec<FailedMessage>,
+    pub vanished: Vec<VanishedMessage>,
+    /// Planned messages neither copied nor failed (interrupted, or the account failed).
+    pub pending: u64,
+    /// Bare-LF messages converted to CRLF because the destination refused them.
+    pub fixed_bare_lf: u64,
+    pub seconds: f64,
+}
+
+impl AccountReport {
+    pub fn new(source_user: &str, destination_user: &str) -> AccountReport {
+        AccountReport {
+            source_user: source_user.to_string(),
+            destination_user: destination_user.to_string(),
+            status: AccountStatus::Done,
+            error: None,
+            folders_created: 0,
+            copied: 0,
+            bytes: 0,
+            already_present: 0,
+            skipped: 0,
+            failed: Vec::new(),
+            vanished: Vec::new(),
+            pending: 0,
+            fixed_bare_lf: 0,
+            seconds: 0.0,
+        }
+    }
+
+    /// Sets the status from what happened.
+    pub fn settle(&mut self) {
+        self.status = if self.error.is_some() {
+            AccountStatus::Failed
+        } else if !self.failed.is_empty() || self.pending > 0 {
+            AccountStatus::Partial
+        } else {
+            AccountStatus::Done
+        };
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSummary {
+    pub folders_created: u64,
+    pub copied: u64,
+    pub bytes: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub accounts_done: u64,
+    pub accounts_partial: u64,
+    pub accounts_failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format_version: u32,
+    pub tool_version: String,
+    pub interrupted: bool,
+    pub accounts: Vec<AccountReport>,
+    pub summary: ReportSummary,
+}
+
+impl Report {
+    pub fn new(accounts: Vec<AccountReport>, interrupted: bool) -> Report {
+        let mut summary = ReportSummary::default();
+        for a in &accounts {
+            summary.folders_created += a.folders_created;
+            summary.copied += a.copied;
+            summary.bytes += a.bytes;
+            summary.failed += a.failed.len() as u64;
+            summary.pending += a.pending;
+            match a.status {
+                AccountStatus::Done => summary.accounts_done += 1,
+                AccountStatus::Partial => summary.accounts_partial += 1,
+                AccountStatus::Failed => summary.accounts_failed += 1,
+            }
+        }
+        Report {
+            format_version: FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            interrupted,
+            accounts,
+            summary,
+        }
+    }
+
+    pub fn all_done(&self) -> bool {
+        self.accounts
+            .iter()
+            .all(|a| a.status == AccountStatus::Done)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+
+    /// Writes the report atomically.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, self.to_json().as_bytes())?;
+        std::io::Write::write_all(&mut tmp, b"\n")?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// The table and the closing line, for people.
+    pub fn render_text(&self) -> String {
+        let mut table = Table::new();
+        table.load_style(presets::UTF8_HORIZONTAL_ONLY);
+        table.set_header(vec![
+            "account",
+            "status",
+            "folders +",
+            "copied",
+            "bytes",
+            "skipped",
+            "failed",
+            "pending",
+            "time",
+        ]);
+        for a in &self.accounts {
+            let status = match a.status {
+                AccountStatus::Done => "done",
+                AccountStatus::Partial => "partial",
+                AccountStatus::Failed => "failed",
+            };
+            let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+            table.add_row(vec![
+                Cell::new(&a.source_user),
+                Cell::new(status),
+                right(count(a.folders_created)),
+                right(count(a.copied)),
+                right(bytes(a.bytes)),
+                right(count(a.skipped)),
+                right(count(a.failed.len() as u64)),
+                right(count(a.pending)),
+                right(format!("{:.1}s", a.seconds)),
+            ]);
+        }
+        let mut out = table.to_string();
+        out.push('\n');
+        for a in &self.accounts {
+            if let Some(e) = &a.error {
+                out.push_str(&format!(
+                    "{}: error: {}\n",
+                    a.source_user,
+                    e.replace('\n', "\n    ")
+                ));
+            }
+            for f in &a.failed {
+                out.push_str(&format!(
+                    "{}: failed: `{}` uid {}: {}\n",
+                    a.source_user, f.folder, f.uid, f.reason
+                ));
+            }
+            if !a.vanished.is_empty() {
+                out.push_str(&format!(
+                    "{}: {} planned {} vanished from the source since the plan (not copied)\n",
+                    a.source_user,
+                    count(a.vanished.len() as u64),
+                    if a.vanished.len() == 1 {
+                        "message"
+                    } else {
+                        "messages"
+                    }
+                ));
+            }
+        }
+        let s = &self.summary;
+        out.push_str(&format!(
+            "{}: {} {} ({}) copied, {} {} created; {} failed, {} pending.\n",
+            if self.interrupted {
+                "Apply interrupted"
+            } else if self.all_done() {
+                "Apply complete"
+            } else {
+                "Apply incomplete"
+            },
+            count(s.copied),
+            if s.copied == 1 { "message" } else { "messages" },
+            bytes(s.bytes),
+            count(s.folders_created),
+            if s.folders_created == 1 {
+                "folder"
+            } else {
+                "folders"
+            },
+            count(s.failed),
+            count(s.pending),
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_what_happened() {
+        let mut a = AccountReport::new("a", "b");
+        a.settle();
+        assert_eq!(a.status, AccountStatus::Done);
+        a.pending = 1;
+        a.settle();
+        assert_eq!(a.status, AccountStatus::Partial);
+        a.error = Some("x".into());
+        a.settle();
+        assert_eq!(a.status, AccountStatus::Failed);
+    }
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let mut a = AccountReport::new("a", "b");
+        a.failed.push(FailedMessage {
+            folder: "INBOX".into(),
+            uid: 7,
+            reason: "too big".into(),
+        });
+        a.settle();
+        let r = Report::new(vec![a], false);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        for key in ["format_version", "tool_version", "accounts", "summary"] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        let acc = &v["accounts"][0];
+        assert_eq!(acc["status"], "partial");
+        assert_eq!(acc["failed"][0]["uid"], 7);
+        for key in ["source_user", "copied", "bytes", "pending"] {
+            assert!(acc.get(key).is_some(), "{key}");
+        }
+        assert!(r.render_text().contains("failed: `INBOX` uid 7: too big"));
+    }
+}

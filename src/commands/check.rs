@@ -41,13 +41,17 @@ async fn login(
     side: &str,
 ) -> SideResult {
     let result: Result<(), ImapError> = async {
-        let reader = Reader::connect(server, &settings.limits, &credentials(user, password)).await?;
+        let reader =
+            Reader::connect(server, &settings.limits, &credentials(user, password)).await?;
         reader.logout().await?;
         Ok(())
     }
     .await;
     match result {
-        Ok(()) => SideResult { ok: true, error: None },
+        Ok(()) => SideResult {
+            ok: true,
+            error: None,
+        },
         Err(e) => {
             let mut text = format!("`{}:{}`: {e}", server.host, server.port);
             if matches!(e, ImapError::AuthFailed { .. }) && !text.contains("hint:") {
@@ -114,14 +118,29 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> anyhow::Result<Outcom
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", render(&report)),
     }
-    Ok(if ok { Outcome::Success } else { Outcome::Failed })
+    Ok(if ok {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }
 
 fn render(report: &CheckReport) -> String {
     let mut table = Table::new();
     table.load_style(presets::UTF8_HORIZONTAL_ONLY);
-    table.set_header(vec!["source", "destination", "source login", "destination login"]);
-    let cell = |r: &SideResult| if r.ok { "ok".to_string() } else { "FAILED".to_string() };
+    table.set_header(vec![
+        "source",
+        "destination",
+        "source login",
+        "destination login",
+    ]);
+    let cell = |r: &SideResult| {
+        if r.ok {
+            "ok".to_string()
+        } else {
+            "FAILED".to_string()
+        }
+    };
     for a in &report.accounts {
         table.add_row(vec![
             a.source_user.clone(),
@@ -145,7 +164,10 @@ fn render(report: &CheckReport) -> String {
         .filter(|a| !(a.source.ok && a.destination.ok))
         .count();
     if failed == 0 {
-        out.push_str(&format!("All {} accounts can log in on both sides.\n", report.accounts.len()));
+        out.push_str(&format!(
+            "All {} accounts can log in on both sides.\n",
+            report.accounts.len()
+        ));
     } else {
         out.push_str(&format!(
             "{failed} of {} accounts failed.\n",

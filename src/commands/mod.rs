@@ -16,7 +16,6 @@ use crate::cli::{Cli, Command};
 use crate::settings::{self, Selection, Settings};
 use crate::Outcome;
 
-
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli, color: bool) -> anyhow::Result<Outcome> {
     let _ = color;

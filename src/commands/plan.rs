@@ -25,7 +25,15 @@ pub async fn run(settings: &Settings, args: &PlanArgs) -> anyhow::Result<Outcome
     }
     match args.format {
         Format::Json => println!("{}", plan.to_json()),
-        Format::Text => print!("{}", render_plan(&plan, TextOptions { detail: args.detail })),
+        Format::Text => print!(
+            "{}",
+            render_plan(
+                &plan,
+                TextOptions {
+                    detail: args.detail
+                }
+            )
+        ),
     }
     Ok(if plan.has_errors() {
         Outcome::Failed
@@ -53,7 +61,11 @@ pub async fn plan_all(settings: &Settings) -> PlanFile {
 
 /// Inventories both sides of one account and plans it; a failure becomes the account's
 /// error (the other accounts go on).
-pub async fn plan_account(settings: &Settings, account: &Account, caps: &ConnectionCaps) -> AccountPlan {
+pub async fn plan_account(
+    settings: &Settings,
+    account: &Account,
+    caps: &ConnectionCaps,
+) -> AccountPlan {
     let source = async {
         let _permit = caps.source.acquire().await.expect("semaphore never closed");
         inventory::collect(
@@ -65,7 +77,11 @@ pub async fn plan_account(settings: &Settings, account: &Account, caps: &Connect
         .await
     };
     let destination = async {
-        let _permit = caps.destination.acquire().await.expect("semaphore never closed");
+        let _permit = caps
+            .destination
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         inventory::collect(
             Side::Destination,
             &settings.destination,
@@ -100,7 +116,11 @@ pub async fn plan_account(settings: &Settings, account: &Account, caps: &Connect
 
 /// One clear message for an account that failed: which side and server, the server's
 /// words, and a hint naming the CSV line when it is a login problem. Never a password.
-pub fn describe_account_error(settings: &Settings, account: &Account, e: &InventoryError) -> String {
+pub fn describe_account_error(
+    settings: &Settings,
+    account: &Account,
+    e: &InventoryError,
+) -> String {
     let (side, imap_error) = match e {
         InventoryError::Imap { side, source } => (*side, source),
         InventoryError::Folder { side, source, .. } => (*side, source),

@@ -9,7 +9,15 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<Outcome> {
     let plan = PlanFile::load(&args.plan_file)?;
     match args.format {
         Format::Json => println!("{}", plan.to_json()),
-        Format::Text => print!("{}", render_plan(&plan, TextOptions { detail: args.detail })),
+        Format::Text => print!(
+            "{}",
+            render_plan(
+                &plan,
+                TextOptions {
+                    detail: args.detail
+                }
+            )
+        ),
     }
     Ok(if plan.has_errors() {
         Outcome::Failed

@@ -153,7 +153,7 @@ pub(crate) async fn login(
                      hint: use `auth = \"plain\"`"
                         .into(),
                 ),
-                other => ep.from_async_imap(other, "the login", limits.idle_timeout),
+                other => ep.async_imap_error(other, "the login", limits.idle_timeout),
             })
         }
     }

@@ -203,7 +203,7 @@ impl Endpoint {
 
     /// An error from async-imap while running `command`. NO/BAD keep the session; the
     /// rest do not (see [`ImapError::kills_session`]).
-    pub(crate) fn from_async_imap(
+    pub(crate) fn async_imap_error(
         &self,
         err: async_imap::error::Error,
         command: &str,
@@ -326,7 +326,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn server_text_is_extracted_from_async_imap_dumps() {
+    fn server_text_is_extracted_async_imap_error_dumps() {
         let cases = [
             (
                 r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#,

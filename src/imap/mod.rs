@@ -10,9 +10,11 @@ mod reader;
 mod tls;
 mod transport;
 mod wire;
+mod writer;
 
 pub use auth::Credentials;
 pub use error::{ConnectReason, ImapError};
 pub use namespace::Namespace;
 pub use reader::{probe, BodiesOutcome, FetchedMeta, ListEntry, Reader};
 pub use transport::Capabilities;
+pub use writer::{AppendItem, AppendResult, SelectInfo, Writer};

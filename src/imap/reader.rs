@@ -56,7 +56,7 @@ pub struct BodiesOutcome {
 }
 
 /// The metadata items of the inventory FETCH (DESIGN §3).
-const META_ITEMS: &str =
+pub(super) const META_ITEMS: &str =
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)])";
 
 /// Longest UID set per `UID FETCH` (servers cap command lines; Dovecot at 64 KiB).
@@ -64,9 +64,9 @@ const MAX_UID_SET: usize = 8_000;
 
 /// A logged-in, read-only IMAP session.
 pub struct Reader {
-    session: Session<ImapIo>,
-    ep: Endpoint,
-    idle: Duration,
+    pub(super) session: Session<ImapIo>,
+    pub(super) ep: Endpoint,
+    pub(super) idle: Duration,
     caps: Capabilities,
     /// The folder of the last successful EXAMINE.
     selected: Option<String>,
@@ -285,7 +285,10 @@ impl Reader {
     }
 
     /// `STATUS name (UIDNEXT)`; `None` if the server does not say.
-    async fn status_uidnext(&mut self, wire_name: &str) -> Result<Option<u32>, ImapError> {
+    pub(super) async fn status_uidnext(
+        &mut self,
+        wire_name: &str,
+    ) -> Result<Option<u32>, ImapError> {
         let name = self.quoted(wire_name, "STATUS")?;
         let display = format!("STATUS {name} (UIDNEXT)");
         let mut uidnext = None;
@@ -319,41 +322,10 @@ impl Reader {
         let command = format!("UID FETCH 1:* {META_ITEMS}");
         self.run(&command, "UID FETCH 1:* (metadata)", |r| {
             let Response::Fetch(_, attrs) = r else { return };
-            let mut meta = FetchedMeta {
-                uid: 0,
-                flags: Vec::new(),
-                internal_date: None,
-                size: 0,
-                header: Vec::new(),
-            };
-            let (mut has_uid, mut has_header) = (false, false);
-            for attr in attrs {
-                match attr {
-                    AttributeValue::Uid(u) => {
-                        meta.uid = *u;
-                        has_uid = true;
-                    }
-                    AttributeValue::Flags(flags) => {
-                        meta.flags = flags
-                            .iter()
-                            .filter(|f| keep_flag(f))
-                            .map(|f| f.to_string())
-                            .collect();
-                    }
-                    AttributeValue::InternalDate(d) => {
-                        meta.internal_date = internal_date_to_rfc3339(d)
-                    }
-                    AttributeValue::Rfc822Size(n) => meta.size = u64::from(*n),
-                    AttributeValue::BodySection { data, .. } => {
-                        has_header = true;
-                        meta.header = data.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
-                    }
-                    _ => {}
+            if let Some(meta) = fetched_meta(attrs) {
+                if seen.insert(meta.uid) {
+                    on_message(meta);
                 }
-            }
-            // Without a header section this is an unsolicited flag update, not our answer.
-            if has_uid && has_header && seen.insert(meta.uid) {
-                on_message(meta);
             }
         })
         .await?
@@ -446,7 +418,7 @@ impl Reader {
         })
     }
 
-    fn quoted(&self, wire_name: &str, command: &str) -> Result<String, ImapError> {
+    pub(super) fn quoted(&self, wire_name: &str, command: &str) -> Result<String, ImapError> {
         quote(wire_name).ok_or_else(|| {
             self.ep.protocol(
                 command,
@@ -456,7 +428,7 @@ impl Reader {
     }
 
     /// Refuses to start a command on a dead session.
-    fn begin(&mut self) -> Result<(), ImapError> {
+    pub(super) fn begin(&mut self) -> Result<(), ImapError> {
         if self.busy && self.broken.is_none() {
             self.broken = Some("an earlier command was interrupted".into());
         }
@@ -468,7 +440,7 @@ impl Reader {
     }
 
     /// Ends a command: marks the session dead when the error says so.
-    fn finish<T>(&mut self, result: Result<T, ImapError>) -> Result<T, ImapError> {
+    pub(super) fn finish<T>(&mut self, result: Result<T, ImapError>) -> Result<T, ImapError> {
         self.busy = false;
         if let Err(e) = &result {
             if e.kills_session() {
@@ -482,7 +454,7 @@ impl Reader {
     /// Runs one command, handing every response before the tagged one to `on_response`.
     /// Returns how it ended; I/O errors, timeouts and parse errors are errors (and kill
     /// the session).
-    async fn run(
+    pub(super) async fn run(
         &mut self,
         command: &str,
         display: &str,
@@ -504,7 +476,7 @@ impl Reader {
             .session
             .run_command(command)
             .await
-            .map_err(|e| self.ep.from_async_imap(e, label, self.idle))?;
+            .map_err(|e| self.ep.async_imap_error(e, label, self.idle))?;
         let mut bye = None;
         loop {
             let response = match self.session.read_response().await {
@@ -540,16 +512,53 @@ impl Reader {
     }
 }
 
+/// One message of the inventory FETCH items; `None` for a FETCH response without UID or
+/// header section (an unsolicited flag update, not an answer to our command).
+pub(super) fn fetched_meta(attrs: &[AttributeValue<'_>]) -> Option<FetchedMeta> {
+    let mut meta = FetchedMeta {
+        uid: 0,
+        flags: Vec::new(),
+        internal_date: None,
+        size: 0,
+        header: Vec::new(),
+    };
+    let (mut has_uid, mut has_header) = (false, false);
+    for attr in attrs {
+        match attr {
+            AttributeValue::Uid(u) => {
+                meta.uid = *u;
+                has_uid = true;
+            }
+            AttributeValue::Flags(flags) => {
+                meta.flags = flags
+                    .iter()
+                    .filter(|f| keep_flag(f))
+                    .map(|f| f.to_string())
+                    .collect();
+            }
+            AttributeValue::InternalDate(d) => meta.internal_date = internal_date_to_rfc3339(d),
+            AttributeValue::Rfc822Size(n) => meta.size = u64::from(*n),
+            AttributeValue::BodySection { data, .. } => {
+                has_header = true;
+                meta.header = data.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
+            }
+            _ => {}
+        }
+    }
+    // Without a header section this is an unsolicited flag update, not our answer.
+    (has_uid && has_header).then_some(meta)
+}
+
 /// How a command ended.
 #[derive(Debug)]
-enum CommandEnd {
+pub(super) enum CommandEnd {
     Ok,
     No(String),
     Bad(String),
 }
 
 impl CommandEnd {
-    fn ok_or_protocol(self, ep: &Endpoint, display: &str) -> Result<(), ImapError> {
+    pub(super) fn ok_or_protocol(self, ep: &Endpoint, display: &str) -> Result<(), ImapError> {
         match self {
             CommandEnd::Ok => Ok(()),
             CommandEnd::No(text) | CommandEnd::Bad(text) => Err(ep.protocol(display, text)),
@@ -558,7 +567,7 @@ impl CommandEnd {
 }
 
 /// The server's words of a status response, with the response code when it has one.
-fn outcome_text(outcome: &Outcome<'_>) -> String {
+pub(super) fn outcome_text(outcome: &Outcome<'_>) -> String {
     let info = outcome.information.as_deref().unwrap_or("").trim();
     let code = match &outcome.code {
         None => None,

@@ -299,7 +299,9 @@ pub fn display_path(inventory: &Inventory, decoded_name: &str) -> String {
     let rest = if decoded_name.eq_ignore_ascii_case("INBOX") {
         return "INBOX".to_string();
     } else {
-        decoded_name.strip_prefix(inventory.prefix.as_str()).unwrap_or(decoded_name)
+        decoded_name
+            .strip_prefix(inventory.prefix.as_str())
+            .unwrap_or(decoded_name)
     };
     match inventory.delimiter {
         Some(d) if d != '/' => rest.split(d).collect::<Vec<_>>().join("/"),
@@ -348,11 +350,17 @@ pub fn plan_account(
     for (entry, folder) in map.entries.iter().zip(source.folders.iter()) {
         let reason = match &entry.outcome {
             mapping::Outcome::View { attribute } => {
-                format!("a view ({}), not storage; set `include-views` to copy it", attribute.attribute())
+                format!(
+                    "a view ({}), not storage; set `include-views` to copy it",
+                    attribute.attribute()
+                )
             }
             mapping::Outcome::Excluded { glob } => format!("excluded by `{glob}`"),
             mapping::Outcome::Mapped(target) => {
-                match groups.iter_mut().find(|(t, _)| t.wire_name == target.wire_name) {
+                match groups
+                    .iter_mut()
+                    .find(|(t, _)| t.wire_name == target.wire_name)
+                {
                     Some((_, folders)) => folders.push(folder),
                     None => groups.push((target, vec![folder])),
                 }
@@ -373,7 +381,8 @@ pub fn plan_account(
             Some(f) if !f.noselect => &f.messages,
             _ => &[],
         };
-        let src_messages: Vec<&[MessageMeta]> = folders.iter().map(|f| f.messages.as_slice()).collect();
+        let src_messages: Vec<&[MessageMeta]> =
+            folders.iter().map(|f| f.messages.as_slice()).collect();
         diffs.insert(
             target.wire_name.as_str(),
             diff_folder(&src_messages, dst_messages, rules.messages),

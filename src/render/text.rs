@@ -42,9 +42,17 @@ pub fn summary_line(s: &Summary, any_error: bool) -> String {
     format!(
         "Plan: {} {} to create, {} {} ({}) to copy; {} already present, {} skipped.",
         count(s.folders_to_create),
-        if s.folders_to_create == 1 { "folder" } else { "folders" },
+        if s.folders_to_create == 1 {
+            "folder"
+        } else {
+            "folders"
+        },
         count(s.messages_to_copy),
-        if s.messages_to_copy == 1 { "message" } else { "messages" },
+        if s.messages_to_copy == 1 {
+            "message"
+        } else {
+            "messages"
+        },
         bytes(s.bytes_to_copy),
         count(s.already_present),
         count(s.skipped),
@@ -98,11 +106,19 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         }
         return;
     }
-    let listed: Vec<&FolderPlan> = a.folders.iter().filter(|f| is_listed(f, options.detail)).collect();
+    let listed: Vec<&FolderPlan> = a
+        .folders
+        .iter()
+        .filter(|f| is_listed(f, options.detail))
+        .collect();
     let unchanged = a.folders.len() - listed.len();
     if !a.folders.is_empty() || !a.ignored_folders.is_empty() {
         let _ = writeln!(out, "  folders");
-        let width = listed.iter().map(|f| f.destination.chars().count()).max().unwrap_or(0);
+        let width = listed
+            .iter()
+            .map(|f| f.destination.chars().count())
+            .max()
+            .unwrap_or(0);
         for f in &listed {
             let sources: Vec<&str> = f.sources.iter().map(|s| s.name.as_str()).collect();
             let notes = folder_notes(f);
@@ -135,7 +151,11 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                 ignored.source,
                 ignored.reason,
                 count(ignored.messages),
-                if ignored.messages == 1 { "message" } else { "messages" }
+                if ignored.messages == 1 {
+                    "message"
+                } else {
+                    "messages"
+                }
             );
         }
     }
@@ -146,7 +166,11 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         .collect();
     if !with_messages.is_empty() {
         let _ = writeln!(out, "  messages");
-        let count_w = with_messages.iter().map(|f| count(f.copy.len() as u64).len()).max().unwrap_or(1);
+        let count_w = with_messages
+            .iter()
+            .map(|f| count(f.copy.len() as u64).len())
+            .max()
+            .unwrap_or(1);
         let size_w = with_messages
             .iter()
             .map(|f| bytes(f.bytes_to_copy()).len() + 2)
@@ -176,7 +200,11 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                 }
             }
             if !f.skipped.is_empty() {
-                let deleted = f.skipped.iter().filter(|s| s.reason == SkipReason::Deleted).count();
+                let deleted = f
+                    .skipped
+                    .iter()
+                    .filter(|s| s.reason == SkipReason::Deleted)
+                    .count();
                 let too_big: Vec<u64> = f
                     .skipped
                     .iter()
@@ -195,7 +223,12 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                         sizes.join(", ")
                     ));
                 }
-                let _ = writeln!(out, "      skipped in {}: {}", f.destination, parts.join(", "));
+                let _ = writeln!(
+                    out,
+                    "      skipped in {}: {}",
+                    f.destination,
+                    parts.join(", ")
+                );
             }
         }
     }
@@ -208,7 +241,11 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
             if ambiguous == 1 { "key is" } else { "keys are" }
         );
     }
-    let _ = writeln!(out, "  already present: {}", count(a.summary.already_present));
+    let _ = writeln!(
+        out,
+        "  already present: {}",
+        count(a.summary.already_present)
+    );
     if a.summary.folders_to_create > 0 {
         out.push_str(&tree_diff(&a.tree_before, &a.tree_after));
     }
@@ -235,7 +272,11 @@ pub fn tree_diff(before: &[String], after: &[String]) -> String {
             // A plan never removes a folder; shown if it ever did, so it cannot hide.
             ChangeTag::Delete => '-',
         };
-        let _ = writeln!(out, "    {marker} {}", change.value().trim_end_matches('\n'));
+        let _ = writeln!(
+            out,
+            "    {marker} {}",
+            change.value().trim_end_matches('\n')
+        );
     }
     out
 }
@@ -245,7 +286,13 @@ pub fn account_table(accounts: &[AccountPlan]) -> String {
     let mut table = Table::new();
     table.load_style(presets::UTF8_HORIZONTAL_ONLY);
     table.set_header(vec![
-        "account", "folders +", "messages +", "size", "present", "skipped", "status",
+        "account",
+        "folders +",
+        "messages +",
+        "size",
+        "present",
+        "skipped",
+        "status",
     ]);
     for a in accounts {
         let s = &a.summary;
@@ -300,7 +347,10 @@ mod tests {
     #[test]
     fn no_changes_only_without_errors() {
         let s = Summary::default();
-        assert_eq!(summary_line(&s, false), "No changes. The destination has every message.");
+        assert_eq!(
+            summary_line(&s, false),
+            "No changes. The destination has every message."
+        );
         assert!(summary_line(&s, true).starts_with("Plan: 0 folders to create"));
     }
 
@@ -308,10 +358,17 @@ mod tests {
     fn last_line_is_the_summary() {
         let plan = PlanFile::new(
             "d".into(),
-            vec![AccountPlan::failed("a", "b", "source: boom\nhint: fix it".into())],
+            vec![AccountPlan::failed(
+                "a",
+                "b",
+                "source: boom\nhint: fix it".into(),
+            )],
         );
         let text = render_plan(&plan, TextOptions::default());
-        assert!(text.contains("  error: source: boom\n    hint: fix it\n"), "{text}");
+        assert!(
+            text.contains("  error: source: boom\n    hint: fix it\n"),
+            "{text}"
+        );
         assert_eq!(
             text.lines().last().unwrap(),
             "Plan: 0 folders to create, 0 messages (0 B) to copy; 0 already present, 0 skipped."
@@ -321,7 +378,11 @@ mod tests {
     #[test]
     fn tree_diff_marks_new_folders() {
         let before = vec!["INBOX".to_string(), "Sent".to_string()];
-        let after = vec!["INBOX".to_string(), "Projects".to_string(), "Sent".to_string()];
+        let after = vec![
+            "INBOX".to_string(),
+            "Projects".to_string(),
+            "Sent".to_string(),
+        ];
         let d = tree_diff(&before, &after);
         assert!(d.contains("    + Projects\n"), "{d}");
         assert!(d.contains("      INBOX\n"), "{d}");

@@ -525,7 +525,7 @@ async fn ten_thousand_messages_in_one_fetch() {
     // Find our session's logout line (the filler logged out first, with far more input).
     let deadline = Instant::now() + Duration::from_secs(5);
     let client_in = loop {
-        let log = dc.log_tail(50);
+        let log = dc.log_tail();
         let ins: Vec<u64> = log
             .lines()
             .filter(|l| l.contains(&user))

@@ -8,7 +8,7 @@ use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage, RawImap};
 
 const OLD_DATE: &str = "01-Jan-2001 10:00:00 +0200";
 
-/// (path as a test names it, wire path before layout mapping, UTF-8 name for doveadm)
+/// (path in mUTF-7 with `/` separators, the same path in UTF-8 as doveadm names it)
 const FOLDERS: &[(&str, &str)] = &[
     ("Projects/2024/Q1", "Projects/2024/Q1"),
     ("Entw&APw-rfe", "Entwürfe"),
@@ -38,7 +38,7 @@ fn fill_and_verify(layout: Layout) {
     assert_eq!(sent.1, Some(layout.separator()));
 
     let mut expected = Vec::new();
-    for (i, (path, utf8)) in FOLDERS.iter().enumerate() {
+    for (path, utf8) in FOLDERS {
         let wire = layout.wire(path);
         imap.create(&wire);
         imap.subscribe(&wire);
@@ -56,18 +56,17 @@ fn fill_and_verify(layout: Layout) {
         expected.push((
             wire,
             utf8.replace('/', &layout.separator().to_string()),
-            i,
             body,
         ));
     }
 
     let names: Vec<String> = imap.list().into_iter().map(|(_, _, n)| n).collect();
-    for (wire, _, _, _) in &expected {
+    for (wire, _, _) in &expected {
         assert!(names.contains(wire), "`{wire}` not in LIST {names:?}");
     }
     assert!(imap.list_subscribed().contains(&expected[1].0));
 
-    for (wire, utf8, _, body) in &expected {
+    for (wire, utf8, body) in &expected {
         let msgs = imap.fetch_all(wire);
         assert_eq!(msgs.len(), 1);
         assert_eq!(&msgs[0].body, body, "raw bytes of `{wire}`");

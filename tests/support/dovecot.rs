@@ -193,7 +193,7 @@ impl DovecotBuilder {
             fs::write(&conf_path, conf).expect("write dovecot.conf");
             let _ = fs::remove_file(&log_path);
             let stderr = fs::File::create(&stderr_path).expect("create dovecot.stderr");
-            let mut child = Command::new("dovecot")
+            let mut child = Command::new(find_program("dovecot"))
                 .arg("-F")
                 .arg("-c")
                 .arg(&conf_path)
@@ -227,9 +227,17 @@ impl DovecotBuilder {
                     if log.contains("Address already in use") && attempt < PORT_ATTEMPTS {
                         continue;
                     }
+                    let mut conf = String::new();
+                    if log.contains("Error in configuration file") {
+                        conf = read_lossy(&conf_path)
+                            .lines()
+                            .enumerate()
+                            .map(|(i, l)| format!("{:4} {l}\n", i + 1))
+                            .collect();
+                        conf.insert_str(0, "--- dovecot.conf ---\n");
+                    }
                     panic!(
-                        "dovecot exited during startup ({status}); config {}\n--- dovecot.log ---\n{}",
-                        conf_path.display(),
+                        "dovecot exited during startup ({status})\n{conf}--- dovecot.log ---\n{}",
                         tail(&log, 40)
                     );
                 }
@@ -391,7 +399,7 @@ impl Dovecot {
 
     /// Run `doveadm -c CONF ARGS...` and return its output (not checked).
     pub fn doveadm(&self, args: &[&str]) -> Output {
-        Command::new("doveadm")
+        Command::new(find_program("doveadm"))
             .arg("-c")
             .arg(&self.conf_path)
             .args(args)
@@ -686,7 +694,7 @@ fn check_environment() {
                 "the Dovecot test harness must run as root (uid is {uid}): dovecot drops privileges to `nobody` for mail"
             ));
         }
-        let out = match Command::new("dovecot").arg("--version").output() {
+        let out = match Command::new(find_program("dovecot")).arg("--version").output() {
             Ok(out) => out,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(format!("`dovecot` is not installed\n{INSTALL_HINT}"))
@@ -762,6 +770,16 @@ fn test_cert() -> &'static CertFiles {
         }
         CertFiles { dir, cert }
     })
+}
+
+/// `name` from PATH, else from the sbin directories (a CI user's PATH may lack them).
+fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn set_mode(path: &Path, mode: u32) {

@@ -3,6 +3,18 @@
 //!
 //! Used by the integration test binary (`tests/it/main.rs`) and by benches/examples via
 //! `#[path = "../tests/support/mod.rs"] mod support;`. Not every user needs every helper.
+//!
+//! ```ignore
+//! let dc = Dovecot::builder().layout(Layout::Classic).start(); // ~50 ms, killed on drop
+//! let (user, pw) = dc.fresh_user("alice");                      // unique per process
+//! let mut imap = RawImap::login(dc.port(), &user, &pw);
+//! imap.create(&dc.layout().wire("Entw&APw-rfe/2024"));           // INBOX.Entw&APw-rfe.2024
+//! let msg = MessageBuilder::new().subject("hi").pad_to(4096).build();
+//! imap.append("INBOX", &["\\Seen", "$Label1"], Some("01-Jan-2020 10:00:00 +0000"), &msg);
+//! let before = imap.snapshot();
+//! // ... run the code under test ...
+//! before.assert_unchanged(&imap.snapshot());
+//! ```
 #![allow(dead_code, unused_imports)]
 
 mod dovecot;

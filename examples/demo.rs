@@ -1,0 +1,126 @@
+//! The README's "try it for real" command (`./scripts/demo`): starts two private Dovecot
+//! servers on 127.0.0.1 — an old `INBOX.`-prefixed one (Courier/Cyrus style) with sample
+//! mail and a modern one that already holds part of it — writes a `migration.toml` and an
+//! accounts CSV, and runs mailshift against them, printing each command first.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+
+use support::{Dovecot, Layout, MessageBuilder, NewMessage, RawImap};
+
+fn message(i: usize, folder: &str, seen: bool) -> NewMessage {
+    let body = MessageBuilder::new()
+        .from(&format!("sender{i}@old.example"))
+        .to("alice@old.example")
+        .subject(&format!("{folder} message {i}"))
+        .date(&format!(
+            "Mon, {} Mar 2021 10:{:02}:00 +0100",
+            1 + i % 28,
+            i % 60
+        ))
+        .message_id(Some(&format!("<demo-{folder}-{i}@old.example>")))
+        .body(format!("Hello from message {i} in {folder}.\r\n").repeat(1 + i % 20))
+        .build();
+    let mut m =
+        NewMessage::new(body).internal_date(&format!("{:02}-Mar-2021 10:00:00 +0100", 1 + i % 28));
+    if seen {
+        m = m.flags(&["\\Seen"]);
+    }
+    m
+}
+
+fn fill(source: &Dovecot, destination: &Dovecot, user: &str, password: &str, messages: usize) {
+    let mut src = RawImap::login(source.port(), user, password);
+    let mut dst = RawImap::login(destination.port(), user, password);
+    for folder in [
+        "INBOX.Projects",
+        "INBOX.Projects.2024",
+        "INBOX.Entw&APw-rfe",
+    ] {
+        src.create(folder);
+        src.subscribe(folder);
+    }
+    let inbox: Vec<NewMessage> = (0..messages)
+        .map(|i| message(i, "INBOX", i % 3 != 0))
+        .collect();
+    src.append_many("INBOX", &inbox);
+    // The destination already has the first half of the inbox (an earlier copy).
+    dst.append_many("INBOX", &inbox[..messages / 2]);
+    let sent: Vec<NewMessage> = (0..messages / 4)
+        .map(|i| message(i, "Sent", true))
+        .collect();
+    src.append_many("INBOX.Sent Items", &sent);
+    let projects: Vec<NewMessage> = (0..messages / 5)
+        .map(|i| message(i, "Projects", false))
+        .collect();
+    src.append_many("INBOX.Projects.2024", &projects);
+    src.append_many("INBOX.Entw&APw-rfe", &[message(1, "Drafts", false)]);
+}
+
+fn run(dir: &Path, args: &[&str]) -> u8 {
+    println!("\n$ mailshift {}", args.join(" "));
+    let mut argv = vec!["mailshift", "-c"];
+    let config = dir.join("migration.toml");
+    let config = config.to_str().expect("utf-8 temp path");
+    argv.push(config);
+    argv.extend_from_slice(args);
+    let code = mailshift::run(argv);
+    // ExitCode has no accessor; report it the way a shell would.
+    let status = if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    };
+    println!(
+        "(exit status {})",
+        if status == 0 {
+            "0".to_string()
+        } else {
+            format!("{code:?}")
+        }
+    );
+    status
+}
+
+fn main() {
+    println!("Starting two private Dovecot servers on 127.0.0.1 ...");
+    let source = Dovecot::builder().layout(Layout::Classic).start();
+    let destination = Dovecot::builder().layout(Layout::Modern).start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut csv =
+        String::from("source_user,source_password,destination_user,destination_password\n");
+    for (name, count) in [("alice", 400), ("bob", 120)] {
+        let (user, password) = source.fresh_user(name);
+        destination.add_user(&user, &password);
+        fill(&source, &destination, &user, &password, count);
+        csv.push_str(&format!("{user},{password},{user},{password}\n"));
+    }
+    std::fs::write(dir.path().join("accounts.csv"), csv).expect("write csv");
+    let config = format!(
+        r#"# Demo: an old INBOX.-prefixed server to a modern one, both on loopback.
+[source]
+host = "127.0.0.1"
+port = {}
+security = "plain"
+
+[destination]
+host = "127.0.0.1"
+port = {}
+security = "plain"
+
+[accounts]
+csv = "accounts.csv"
+"#,
+        source.port(),
+        destination.port()
+    );
+    std::fs::write(dir.path().join("migration.toml"), &config).expect("write config");
+    println!("\nmigration.toml:\n{config}");
+    let mut failed = run(dir.path(), &["check"]) != 0;
+    failed |= run(dir.path(), &["plan"]) != 0;
+    if failed {
+        std::process::exit(1);
+    }
+}
