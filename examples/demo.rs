@@ -120,6 +120,9 @@ csv = "accounts.csv"
     println!("\nmigration.toml:\n{config}");
     let mut failed = run(dir.path(), &["check"]) != 0;
     failed |= run(dir.path(), &["plan"]) != 0;
+    failed |= run(dir.path(), &["apply", "--auto-approve"]) != 0;
+    // Everything is there now: the next plan has nothing to do.
+    failed |= run(dir.path(), &["plan", "--detailed-exitcode"]) != 0;
     if failed {
         std::process::exit(1);
     }

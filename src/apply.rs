@@ -404,11 +404,9 @@ impl Executor<'_> {
                 };
                 let append = async {
                     match fetched.take() {
-                        Some(f) => Some((
-                            self.append_checked(writer, folder, &f, &allowed, next_uid)
-                                .await,
-                            f,
-                        )),
+                        Some(f) => {
+                            Some((self.append_checked(writer, folder, &f, &allowed).await, f))
+                        }
                         None => None,
                     }
                 };
@@ -457,9 +455,8 @@ impl Executor<'_> {
         &self,
         writer: &mut Writer,
         folder: &FolderPlan,
-        batch: &Fetched,
+        batch: &Fetched<'_>,
         allowed: &FlagFilter,
-        _next_uid: Option<u32>,
     ) -> Result<Vec<AppendResult>, ImapError> {
         let items: Vec<AppendItem> = batch
             .items
@@ -481,7 +478,7 @@ impl Executor<'_> {
         account: &Account,
         folder: &FolderPlan,
         writer: &mut Writer,
-        mut batch: Fetched,
+        mut batch: Fetched<'_>,
         mut result: Result<Vec<AppendResult>, ImapError>,
         allowed: &FlagFilter,
         mut next_uid: Option<u32>,
@@ -527,11 +524,23 @@ impl Executor<'_> {
                         }
                     }
                     self.warn_dropped_keywords(&batch, allowed, tally);
-                    return Ok(match max_uid {
-                        Some(uid) => Some(uid + 1),
-                        None => None,
+                    if let Some(uid) = max_uid {
+                        return Ok(Some(uid + 1));
                     }
-                    .or(next_uid.filter(|_| false)));
+                    // No APPENDUID (no UIDPLUS): ask for UIDNEXT, so that a dropped
+                    // connection later re-reads exactly what the next batch added.
+                    return match writer.select(&folder.destination_wire).await {
+                        Ok(sel) => Ok(sel.status.uidnext),
+                        Err(e) if e.kills_session() => Ok(self
+                            .reconnect_destination(account, folder, writer, e)
+                            .await?
+                            .status
+                            .uidnext),
+                        Err(e) => Err(ApplyError::Imap {
+                            side: Side::Destination,
+                            source: e,
+                        }),
+                    };
                 }
                 Err(e) if e.kills_session() && attempts < RECONNECTS => {
                     attempts += 1;
@@ -571,9 +580,7 @@ impl Executor<'_> {
                             .retain(|(m, _)| keep.contains(&(m.source, m.uid)));
                     }
                     next_uid = sel.status.uidnext;
-                    result = self
-                        .append_checked(writer, folder, &batch, allowed, next_uid)
-                        .await;
+                    result = self.append_checked(writer, folder, &batch, allowed).await;
                 }
                 Err(e) => {
                     return Err(ApplyError::Imap {
@@ -611,7 +618,12 @@ impl Executor<'_> {
         }
     }
 
-    fn warn_dropped_keywords(&self, batch: &Fetched, allowed: &FlagFilter, tally: &mut Tally<'_>) {
+    fn warn_dropped_keywords(
+        &self,
+        batch: &Fetched<'_>,
+        allowed: &FlagFilter,
+        tally: &mut Tally<'_>,
+    ) {
         for (m, _) in &batch.items {
             for flag in &m.flags {
                 if !allowed.allows(flag) && tally.warned_keywords.insert(flag.clone()) {

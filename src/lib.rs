@@ -1,7 +1,6 @@
 //! mailshift: declarative IMAP mailbox migration. `plan` reads both servers read-only and
 //! shows what would be created; `apply` does it, never deleting, never duplicating.
 
-#[cfg(any())] // lead: enabled once the imap Writer lands
 pub mod apply;
 pub mod cli;
 pub mod commands;

@@ -2,6 +2,7 @@
 //! renderers and the executor. Everything here returns an [`Outcome`] or an error that
 //! `run` prints once.
 
+mod apply;
 mod check;
 mod plan;
 mod show;
@@ -34,7 +35,10 @@ pub fn dispatch(cli: Cli, color: bool) -> anyhow::Result<Outcome> {
             let settings = load_settings(&cli.global)?;
             runtime()?.block_on(check::run(&settings, &args))
         }
-        Command::Apply(_) => anyhow::bail!("`apply` is not available in this build yet"),
+        Command::Apply(args) => {
+            let settings = load_settings(&cli.global)?;
+            runtime()?.block_on(apply::run(&settings, &args))
+        }
     }
 }
 

@@ -136,6 +136,10 @@ impl Writer {
 
     /// Whether LIST shows `wire_name` as an existing folder (selectable or not).
     async fn exists(&mut self, wire_name: &str) -> Result<bool, ImapError> {
+        if wire_name.is_empty() {
+            // `LIST "" ""` asks for the hierarchy delimiter, not for a folder.
+            return Ok(false);
+        }
         let name = self.conn.quoted(wire_name, "LIST")?;
         let display = format!("LIST \"\" {name}");
         let mut found = false;
@@ -342,9 +346,13 @@ impl Writer {
                 match self.next_event(LABEL).await? {
                     Event::Continue => {}
                     Event::Done(done) if done.tag == tag => {
-                        return match done.status {
-                            Status::No => Ok(Err(done.text)),
-                            _ => Err(self.conn.ep.protocol(LABEL, done.text)),
+                        return match done.end {
+                            CommandEnd::No(text) => Ok(Err(text)),
+                            CommandEnd::Ok => Err(self
+                                .conn
+                                .ep
+                                .closed("the server completed an APPEND before its message")),
+                            CommandEnd::Bad(text) => Err(self.conn.ep.protocol(LABEL, text)),
                         };
                     }
                     Event::Done(done) => return Err(self.unexpected(&done.tag, LABEL)),
@@ -363,11 +371,11 @@ impl Writer {
                         .closed("the server asked for more data after a complete APPEND"))
                 }
                 Event::Done(done) if done.tag == tag => {
-                    return match done.status {
-                        Status::Ok => Ok(Ok(assign_uids(done.uids, chunk.len()))),
-                        Status::No => Ok(Err(done.text)),
+                    return match done.end {
+                        CommandEnd::Ok => Ok(Ok(assign_uids(done.uids, chunk.len()))),
+                        CommandEnd::No(text) => Ok(Err(text)),
                         // A BAD may mean the server read our literals as commands: stop.
-                        _ => Err(self.conn.ep.protocol(LABEL, done.text)),
+                        CommandEnd::Bad(text) => Err(self.conn.ep.protocol(LABEL, text)),
                     };
                 }
                 Event::Done(done) => return Err(self.unexpected(&done.tag, LABEL)),
@@ -441,11 +449,11 @@ impl Writer {
         let Some(index) = pending.remove(&done.tag) else {
             return Err(self.unexpected(&done.tag, "APPEND"));
         };
-        match done.status {
-            Status::Ok => Ok((index, Ok(assign_uids(done.uids, 1)[0]))),
-            Status::No => Ok((index, Err(done.text))),
+        match done.end {
+            CommandEnd::Ok => Ok((index, Ok(assign_uids(done.uids, 1)[0]))),
+            CommandEnd::No(text) => Ok((index, Err(text))),
             // A BAD may mean the server read our literals as commands: stop.
-            _ => Err(self.conn.ep.protocol("APPEND", done.text)),
+            CommandEnd::Bad(text) => Err(self.conn.ep.protocol("APPEND", text)),
         }
     }
 
@@ -505,10 +513,15 @@ impl Writer {
                         Some(ResponseCode::AppendUid(_, set)) => Some(expand_uid_set(set)),
                         _ => None,
                     };
+                    let text = outcome_text(outcome);
+                    let end = match status {
+                        Status::Ok => CommandEnd::Ok,
+                        Status::No => CommandEnd::No(text),
+                        _ => CommandEnd::Bad(text),
+                    };
                     return Ok(Event::Done(Done {
                         tag: tag.0.clone(),
-                        status: *status,
-                        text: outcome_text(outcome),
+                        end,
                         uids,
                     }));
                 }
@@ -535,8 +548,7 @@ enum Event {
 
 struct Done {
     tag: String,
-    status: Status,
-    text: String,
+    end: CommandEnd,
     /// From `[APPENDUID uidvalidity uid-set]`.
     uids: Option<Vec<u32>>,
 }

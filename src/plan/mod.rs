@@ -481,3 +481,6 @@ pub fn plan_account(
         summary,
     }
 }
+
+#[cfg(test)]
+mod tests;

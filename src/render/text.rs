@@ -139,8 +139,9 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         if unchanged > 0 {
             let _ = writeln!(
                 out,
-                "    = {} other {} in place, nothing to copy",
+                "    = {} {}{} in place, nothing to copy",
                 count(unchanged as u64),
+                if listed.is_empty() { "" } else { "other " },
                 if unchanged == 1 { "folder" } else { "folders" }
             );
         }

@@ -5,4 +5,5 @@
 mod support;
 
 mod imap_layer;
+mod imap_writer;
 mod smoke;

@@ -1,0 +1,219 @@
+//! Planner tables: multiset matching, skips, merges, folder creation, summaries.
+
+use super::*;
+use crate::inventory::{Folder, FolderStatus};
+use crate::settings::FlagsOnExisting;
+
+fn key(n: u8) -> IdentityKey {
+    IdentityKey([n; 32])
+}
+
+fn msg(uid: u32, k: u8, size: u64, flags: &[&str]) -> MessageMeta {
+    MessageMeta {
+        uid,
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        internal_date: None,
+        size,
+        key: key(k),
+        date: String::new(),
+        from: String::new(),
+        subject: String::new(),
+    }
+}
+
+fn folder(wire: &str, attrs: &[&str], messages: Vec<MessageMeta>) -> Folder {
+    let attributes: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
+    Folder {
+        wire_name: wire.to_string(),
+        name: crate::imap::mutf7::decode(wire).unwrap(),
+        special_use: attributes
+            .iter()
+            .find_map(|a| SpecialUse::from_attribute(a)),
+        noselect: attributes.iter().any(|a| a == "\\Noselect"),
+        attributes,
+        subscribed: true,
+        status: Some(FolderStatus {
+            uidvalidity: 7,
+            uidnext: Some(messages.len() as u32 + 1),
+            exists: messages.len() as u32,
+        }),
+        messages,
+    }
+}
+
+fn classic(folders: Vec<Folder>) -> Inventory {
+    Inventory {
+        prefix: "INBOX.".into(),
+        delimiter: Some('.'),
+        folders,
+    }
+}
+
+fn modern(folders: Vec<Folder>) -> Inventory {
+    Inventory {
+        prefix: String::new(),
+        delimiter: Some('/'),
+        folders,
+    }
+}
+
+fn rules() -> (FolderRules, MessageRules) {
+    (
+        FolderRules {
+            exclude: vec![],
+            special_use: true,
+            include_views: false,
+            rename: vec![],
+        },
+        MessageRules {
+            max_size: None,
+            copy_deleted: false,
+            flags_on_existing: FlagsOnExisting::Keep,
+            fix_bare_lf: false,
+        },
+    )
+}
+
+fn plan(src: &Inventory, dst: &Inventory, f: &FolderRules, m: &MessageRules) -> AccountPlan {
+    plan_account(
+        "a",
+        "b",
+        src,
+        dst,
+        Rules {
+            folders: f,
+            messages: m,
+        },
+    )
+}
+
+#[test]
+fn multiset_difference_counts_duplicates() {
+    let (_, m) = rules();
+    // Source: key 1 twice, key 2 once; destination: key 1 once.
+    let src = vec![msg(1, 1, 10, &[]), msg(2, 1, 10, &[]), msg(3, 2, 20, &[])];
+    let dst = vec![msg(9, 1, 10, &[])];
+    let d = diff_folder(&[&src], &dst, &m);
+    assert_eq!(d.copy.iter().map(|c| c.uid).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(d.already_present, 1);
+    assert_eq!(d.ambiguous, 1);
+    // Destination with more copies than the source: nothing to copy, never a delete.
+    let d = diff_folder(&[&src[..1]], &[msg(1, 1, 10, &[]), msg(2, 1, 10, &[])], &m);
+    assert!(d.copy.is_empty());
+    assert_eq!(d.already_present, 1);
+}
+
+#[test]
+fn deleted_and_oversized_are_skipped_and_listed() {
+    let (_, mut m) = rules();
+    m.max_size = Some(100);
+    let src = vec![
+        msg(1, 1, 10, &["\\Deleted"]),
+        msg(2, 2, 1000, &[]),
+        msg(3, 3, 50, &["\\Seen"]),
+    ];
+    let d = diff_folder(&[&src], &[], &m);
+    assert_eq!(d.copy.len(), 1);
+    assert_eq!(d.copy[0].uid, 3);
+    let reasons: Vec<SkipReason> = d.skipped.iter().map(|s| s.reason).collect();
+    assert_eq!(reasons, vec![SkipReason::Deleted, SkipReason::OverMaxSize]);
+    m.copy_deleted = true;
+    let d = diff_folder(&[&src], &[], &m);
+    assert_eq!(d.copy.iter().map(|c| c.uid).collect::<Vec<_>>(), vec![1, 3]);
+}
+
+#[test]
+fn merged_sources_are_matched_together() {
+    let (_, m) = rules();
+    let a = vec![msg(1, 1, 10, &[])];
+    let b = vec![msg(1, 1, 10, &[]), msg(2, 2, 10, &[])];
+    let dst = vec![msg(5, 1, 10, &[])];
+    let d = diff_folder(&[&a, &b], &dst, &m);
+    // Key 1: 2 on the sources, 1 on the destination → one more copy.
+    assert_eq!(d.copy.len(), 2);
+    assert_eq!(d.already_present, 1);
+}
+
+#[test]
+fn classic_to_modern_plan() {
+    let (f, m) = rules();
+    let src = classic(vec![
+        folder(
+            "INBOX",
+            &[],
+            vec![msg(1, 1, 100, &["\\Seen"]), msg(2, 2, 200, &[])],
+        ),
+        folder(
+            "INBOX.Sent Items",
+            &["\\Sent"],
+            vec![msg(1, 3, 300, &["\\Seen"])],
+        ),
+        folder("INBOX.Projects", &["\\Noselect"], vec![]),
+        folder("INBOX.Projects.2024", &[], vec![msg(1, 4, 400, &[])]),
+        folder("INBOX.All", &["\\All"], vec![msg(1, 1, 100, &[])]),
+    ]);
+    let dst = modern(vec![
+        folder("INBOX", &[], vec![msg(1, 1, 100, &["\\Seen"])]),
+        folder("Sent", &["\\Sent"], vec![]),
+    ]);
+    let p = plan(&src, &dst, &f, &m);
+    assert_eq!(
+        p.summary,
+        Summary {
+            folders_to_create: 2,
+            messages_to_copy: 3,
+            bytes_to_copy: 900,
+            already_present: 1,
+            skipped: 0,
+        }
+    );
+    let paths: Vec<(&str, FolderAction)> = p
+        .folders
+        .iter()
+        .map(|f| (f.destination.as_str(), f.action))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("INBOX", FolderAction::Exists),
+            ("Projects", FolderAction::Create),
+            ("Projects/2024", FolderAction::Create),
+            ("Sent", FolderAction::Exists),
+        ]
+    );
+    let sent = p.folders.iter().find(|f| f.destination == "Sent").unwrap();
+    assert_eq!(sent.sources[0].wire_name, "INBOX.Sent Items");
+    assert_eq!(sent.copy.len(), 1);
+    assert_eq!(p.ignored_folders.len(), 1);
+    assert!(
+        p.ignored_folders[0].reason.contains("\\All"),
+        "{}",
+        p.ignored_folders[0].reason
+    );
+    assert_eq!(
+        p.tree_after,
+        vec!["INBOX", "Projects", "Projects/2024", "Sent"]
+    );
+}
+
+#[test]
+fn identical_sides_have_no_changes() {
+    let (f, m) = rules();
+    let src = classic(vec![folder("INBOX", &[], vec![msg(1, 1, 100, &[])])]);
+    let dst = modern(vec![folder("INBOX", &[], vec![msg(3, 1, 100, &[])])]);
+    let p = plan(&src, &dst, &f, &m);
+    assert!(!p.has_changes());
+    assert_eq!(p.summary.already_present, 1);
+}
+
+#[test]
+fn an_empty_noselect_source_creates_nothing() {
+    let (f, m) = rules();
+    let src = classic(vec![
+        folder("INBOX", &[], vec![]),
+        folder("INBOX.Old", &["\\Noselect"], vec![]),
+    ]);
+    let dst = modern(vec![folder("INBOX", &[], vec![])]);
+    let p = plan(&src, &dst, &f, &m);
+    assert_eq!(p.summary.folders_to_create, 0, "{:?}", p.folders);
+}

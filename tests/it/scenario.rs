@@ -1,0 +1,478 @@
+//! A builder-style harness for CLI-level tests: two private Dovecots (source and
+//! destination), fresh users on both, a `migration.toml` + `accounts.csv` in a temp dir, and
+//! the real `mailshift` binary run in that dir.
+//!
+//! ```ignore
+//! let mut s = Scenario::new()
+//!     .source(Layout::Classic)
+//!     .destination(Layout::Modern)
+//!     .account("alice")
+//!     .account("bob");
+//! s.src("alice").append_many("INBOX", &msgs);
+//! s.set_source_password_in_csv("bob", "wrong");
+//! let r = s.run(&["plan", "--detailed-exitcode"]);
+//! assert_eq!(r.status, 2, "{r}");
+//! ```
+//!
+//! The config and CSV are written again before every run, so a test can change an account's
+//! CSV password or add TOML between runs.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Dovecot, DovecotBuilder, Layout, RawImap};
+
+/// A run of the binary is killed after this long (a hung plan must fail, not block CI).
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Which server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// One migrated account: its users and real passwords on both servers, and what the CSV says.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// The short name the test uses (`alice`).
+    pub name: String,
+    pub source_user: String,
+    pub source_password: String,
+    pub destination_user: String,
+    pub destination_password: String,
+    /// What the CSV holds (normally the real passwords).
+    pub csv_source_password: String,
+    pub csv_destination_password: String,
+}
+
+/// The end of one run of the binary.
+#[derive(Clone)]
+pub struct CmdResult {
+    /// Exit status; -1 when killed by a signal.
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl CmdResult {
+    /// The last line of stdout (the `Plan:` / `No changes.` line in text mode).
+    pub fn last_line(&self) -> &str {
+        self.stdout.lines().last().unwrap_or("")
+    }
+
+    /// stdout parsed as one JSON document (fails on anything else on stdout).
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{self}"))
+    }
+
+    /// stdout and stderr together.
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl fmt::Display for CmdResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit status {} after {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+impl fmt::Debug for CmdResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Two servers, some accounts, a config dir.
+pub struct Scenario {
+    source: Option<Dovecot>,
+    destination: Option<Dovecot>,
+    /// Ports are kept apart from the servers, so a stopped server stays in the config.
+    source_port: Option<u16>,
+    destination_port: Option<u16>,
+    accounts: Vec<Account>,
+    extra_toml: String,
+    dir: tempfile::TempDir,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scenario {
+    /// An empty scenario: no servers yet, a fresh temp dir.
+    pub fn new() -> Scenario {
+        Scenario {
+            source: None,
+            destination: None,
+            source_port: None,
+            destination_port: None,
+            accounts: Vec::new(),
+            extra_toml: String::new(),
+            dir: tempfile::Builder::new()
+                .prefix("ms-scenario-")
+                .tempdir()
+                .expect("create the scenario dir"),
+        }
+    }
+
+    /// Start a source Dovecot with this layout (default special folders).
+    pub fn source(self, layout: Layout) -> Scenario {
+        self.source_server(Dovecot::start(layout))
+    }
+
+    /// Start the source from a customised builder (special folders, extra config, ...).
+    pub fn source_with(self, builder: DovecotBuilder) -> Scenario {
+        self.source_server(builder.start())
+    }
+
+    /// Use an already running Dovecot as the source.
+    pub fn source_server(mut self, dc: Dovecot) -> Scenario {
+        assert!(self.accounts.is_empty(), "set the servers before the accounts");
+        self.source_port = Some(dc.port());
+        self.source = Some(dc);
+        self
+    }
+
+    /// Start a destination Dovecot with this layout.
+    pub fn destination(self, layout: Layout) -> Scenario {
+        self.destination_server(Dovecot::start(layout))
+    }
+
+    pub fn destination_with(self, builder: DovecotBuilder) -> Scenario {
+        self.destination_server(builder.start())
+    }
+
+    pub fn destination_server(mut self, dc: Dovecot) -> Scenario {
+        assert!(self.accounts.is_empty(), "set the servers before the accounts");
+        self.destination_port = Some(dc.port());
+        self.destination = Some(dc);
+        self
+    }
+
+    /// A fresh user on each server (unique names and passwords), in the CSV as given.
+    pub fn account(mut self, name: &str) -> Scenario {
+        assert!(
+            !self.accounts.iter().any(|a| a.name == name),
+            "account `{name}` twice"
+        );
+        let (source_user, source_password) = self.server(Side::Source).fresh_user(name);
+        let (destination_user, destination_password) =
+            self.server(Side::Destination).fresh_user(name);
+        self.accounts.push(Account {
+            name: name.to_string(),
+            csv_source_password: source_password.clone(),
+            csv_destination_password: destination_password.clone(),
+            source_user,
+            source_password,
+            destination_user,
+            destination_password,
+        });
+        self
+    }
+
+    /// Extra TOML appended to `migration.toml` (whole tables, e.g. `[folders]\n...`).
+    pub fn config(mut self, toml: &str) -> Scenario {
+        self.add_config(toml);
+        self
+    }
+
+    /// Like [`Scenario::config`], for a scenario already in use.
+    pub fn add_config(&mut self, toml: &str) {
+        self.extra_toml.push_str(toml);
+        self.extra_toml.push('\n');
+    }
+
+    /// The server of one side; panics if it was never started or was stopped.
+    pub fn server(&self, side: Side) -> &Dovecot {
+        match side {
+            Side::Source => self.source.as_ref(),
+            Side::Destination => self.destination.as_ref(),
+        }
+        .unwrap_or_else(|| panic!("no {side:?} server in this scenario (not started or stopped)"))
+    }
+
+    pub fn source_dovecot(&self) -> &Dovecot {
+        self.server(Side::Source)
+    }
+
+    pub fn destination_dovecot(&self) -> &Dovecot {
+        self.server(Side::Destination)
+    }
+
+    /// Port of a side as written into the config (still known after a stop).
+    pub fn port(&self, side: Side) -> u16 {
+        match side {
+            Side::Source => self.source_port,
+            Side::Destination => self.destination_port,
+        }
+        .unwrap_or_else(|| panic!("no {side:?} server in this scenario"))
+    }
+
+    /// Kill one server (its port stays in the config: connections are then refused).
+    pub fn stop(&mut self, side: Side) {
+        let dc = match side {
+            Side::Source => self.source.take(),
+            Side::Destination => self.destination.take(),
+        };
+        drop(dc.unwrap_or_else(|| panic!("no running {side:?} server to stop")));
+    }
+
+    /// Change the config's port of one side (e.g. to a port nobody listens on).
+    pub fn set_port(&mut self, side: Side, port: u16) {
+        match side {
+            Side::Source => self.source_port = Some(port),
+            Side::Destination => self.destination_port = Some(port),
+        }
+    }
+
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    #[track_caller]
+    pub fn acct(&self, name: &str) -> &Account {
+        self.accounts
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no account `{name}` in this scenario"))
+    }
+
+    /// Put another (e.g. wrong) password into the CSV; the server keeps the real one.
+    pub fn set_csv_password(&mut self, side: Side, name: &str, password: &str) {
+        let a = self
+            .accounts
+            .iter_mut()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no account `{name}` in this scenario"));
+        match side {
+            Side::Source => a.csv_source_password = password.to_string(),
+            Side::Destination => a.csv_destination_password = password.to_string(),
+        }
+    }
+
+    /// A new logged-in raw connection for one account and side.
+    pub fn imap(&self, side: Side, name: &str) -> RawImap {
+        let a = self.acct(name);
+        let (user, pw) = match side {
+            Side::Source => (&a.source_user, &a.source_password),
+            Side::Destination => (&a.destination_user, &a.destination_password),
+        };
+        RawImap::login(self.server(side).port(), user, pw)
+    }
+
+    /// Raw connection to the source for `name`.
+    pub fn src(&self, name: &str) -> RawImap {
+        self.imap(Side::Source, name)
+    }
+
+    /// Raw connection to the destination for `name`.
+    pub fn dst(&self, name: &str) -> RawImap {
+        self.imap(Side::Destination, name)
+    }
+
+    /// The layout of one side.
+    pub fn layout(&self, side: Side) -> Layout {
+        self.server(side).layout()
+    }
+
+    /// The scenario's working dir (holds `migration.toml`, `accounts.csv`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// The config as it will be written.
+    pub fn config_text(&self) -> String {
+        let server = |table: &str, port: u16| {
+            format!("[{table}]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\n\n")
+        };
+        let mut out = String::new();
+        out.push_str(&server("source", self.port(Side::Source)));
+        out.push_str(&server("destination", self.port(Side::Destination)));
+        out.push_str("[accounts]\ncsv = \"accounts.csv\"\n\n");
+        out.push_str(&self.extra_toml);
+        out
+    }
+
+    /// The CSV as it will be written (fields quoted, so any password works).
+    pub fn csv_text(&self) -> String {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut out =
+            String::from("source_user,source_password,destination_user,destination_password\n");
+        for a in &self.accounts {
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                q(&a.source_user),
+                q(&a.csv_source_password),
+                q(&a.destination_user),
+                q(&a.csv_destination_password)
+            ));
+        }
+        out
+    }
+
+    /// Write `migration.toml` and `accounts.csv` into the dir.
+    pub fn write_files(&self) {
+        fs::write(self.path("migration.toml"), self.config_text()).expect("write migration.toml");
+        fs::write(self.path("accounts.csv"), self.csv_text()).expect("write accounts.csv");
+    }
+
+    /// Write the files, run `mailshift ARGS` in the dir and wait for it.
+    pub fn run(&self, args: &[&str]) -> CmdResult {
+        self.write_files();
+        run_mailshift(self.dir.path(), args)
+    }
+}
+
+/// Run the real binary with `args` in `dir` (stdin closed, no colours, no RUST_LOG).
+/// Output goes to files, so a chatty run cannot block on a full pipe.
+pub fn run_mailshift(dir: &Path, args: &[&str]) -> CmdResult {
+    let out_path = dir.join(".stdout");
+    let err_path = dir.join(".stderr");
+    let stdout = fs::File::create(&out_path).expect("create the stdout file");
+    let stderr = fs::File::create(&err_path).expect("create the stderr file");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("CLICOLOR_FORCE")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("run the mailshift binary");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for mailshift") {
+            break status;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "mailshift {args:?} did not finish within {RUN_TIMEOUT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                read_lossy(&out_path),
+                read_lossy(&err_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    CmdResult {
+        status: status.code().unwrap_or(-1),
+        stdout: read_lossy(&out_path),
+        stderr: read_lossy(&err_path),
+        elapsed,
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Collapse runs of whitespace to one space and trim (to compare aligned plan lines).
+pub fn squash(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Binary units with one decimal, as DESIGN.md §2 specifies (`0 B`, `512.0 KiB`,
+/// `85.3 MiB`): written here independently of the product's formatter.
+pub fn human_bytes(b: u64) -> String {
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let units = ["KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}
+
+/// Integers with `,` thousands separators.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `UID -> RFC822.SIZE` of every message in `folder`, read with EXAMINE (changes nothing).
+pub fn rfc822_sizes(imap: &mut RawImap, folder: &str) -> std::collections::BTreeMap<u32, u64> {
+    let examine = imap.raw_command(&format!("EXAMINE {}", crate::support::quote(folder)));
+    assert!(
+        examine.last().is_some_and(|l| l.contains(" OK ")),
+        "EXAMINE {folder}: {examine:?}"
+    );
+    let lines = imap.raw_command("UID FETCH 1:* (UID RFC822.SIZE)");
+    let mut out = std::collections::BTreeMap::new();
+    for line in &lines {
+        let Some(open) = line.find("FETCH (") else {
+            continue;
+        };
+        let items: Vec<&str> = line[open + 7..]
+            .trim_end_matches(')')
+            .split_whitespace()
+            .collect();
+        let get = |key: &str| -> u64 {
+            let i = items
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(key))
+                .unwrap_or_else(|| panic!("no {key} in `{line}`"));
+            items[i + 1].parse().expect("a number")
+        };
+        out.insert(get("UID") as u32, get("RFC822.SIZE"));
+    }
+    imap.raw_command("UNSELECT");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers_format_like_the_spec() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(512 * 1024), "512.0 KiB");
+        assert_eq!(human_bytes(89_443_532), "85.3 MiB");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_216), "1,216");
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(squash("  = Sent    ← INBOX.Sent Items  (\\Sent)"), "= Sent ← INBOX.Sent Items (\\Sent)");
+    }
+}
