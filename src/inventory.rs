@@ -78,6 +78,10 @@ pub struct MessageMeta {
     pub date: String,
     pub from: String,
     pub subject: String,
+    /// SHA-256 of `BODY[TEXT]`, fetched only for messages in an ambiguous group (same
+    /// identity key, different counts on the two sides) to match them by content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<IdentityKey>,
 }
 
 impl MessageMeta {
@@ -241,6 +245,7 @@ pub async fn collect(
                         date: parsed.date,
                         from: parsed.from,
                         subject: parsed.subject,
+                        content: None,
                     });
                 })
                 .await
@@ -261,4 +266,53 @@ pub async fn collect(
         delimiter,
         folders,
     })
+}
+
+/// Hashes of `BODY[TEXT]` for the given UIDs per folder, for resolving ambiguous groups.
+/// Line endings and trailing whitespace are normalised first: servers rewrite bare LF.
+pub async fn fetch_contents(
+    side: Side,
+    server: &ServerSettings,
+    limits: &Limits,
+    credentials: &Credentials,
+    requests: &std::collections::BTreeMap<String, Vec<u32>>,
+) -> Result<
+    std::collections::HashMap<String, std::collections::HashMap<u32, IdentityKey>>,
+    InventoryError,
+> {
+    use sha2::{Digest, Sha256};
+    let imap = |source| InventoryError::Imap { side, source };
+    let mut out = std::collections::HashMap::new();
+    if requests.is_empty() {
+        return Ok(out);
+    }
+    let mut reader = Reader::connect(server, limits, credentials)
+        .await
+        .map_err(imap)?;
+    for (wire_name, uids) in requests {
+        let folder_err = |source| InventoryError::Folder {
+            side,
+            folder: wire_name.clone(),
+            source,
+        };
+        reader.examine(wire_name).await.map_err(folder_err)?;
+        let mut hashes = std::collections::HashMap::with_capacity(uids.len());
+        reader
+            .fetch_texts(uids, |uid, text| {
+                let mut hasher = Sha256::new();
+                let end = text
+                    .iter()
+                    .rposition(|b| !b.is_ascii_whitespace())
+                    .map_or(0, |i| i + 1);
+                for chunk in text[..end].split(|b| *b == b'\r') {
+                    hasher.update(chunk);
+                }
+                hashes.insert(uid, IdentityKey(hasher.finalize().into()));
+            })
+            .await
+            .map_err(folder_err)?;
+        out.insert(wire_name.clone(), hashes);
+    }
+    let _ = reader.logout().await;
+    Ok(out)
 }

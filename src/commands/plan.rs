@@ -93,18 +93,65 @@ pub async fn plan_account(
     let (source, destination) = tokio::join!(source, destination);
     let result = source.and_then(|s| destination.map(|d| (s, d)));
     match result {
-        Ok((source, destination)) => {
+        Ok((mut source, mut destination)) => {
             tracing::info!(account = %account.source_user, "inventory done");
-            plan::plan_account(
+            let rules = Rules {
+                folders: &settings.folders,
+                messages: &settings.messages,
+            };
+            let first = plan::plan_account(
                 &account.source_user,
                 &account.destination_user,
                 &source,
                 &destination,
-                Rules {
-                    folders: &settings.folders,
-                    messages: &settings.messages,
-                },
-            )
+                rules,
+            );
+            let requests = plan::content_requests(&first, &source, &destination);
+            if requests.is_empty() {
+                return first;
+            }
+            // Ambiguous groups: compare bodies on both sides, then plan again.
+            tracing::info!(
+                account = %account.source_user,
+                "comparing the bodies of messages with equal identity headers"
+            );
+            let src_creds = credentials(&account.source_user, &account.source_password);
+            let dst_creds = credentials(&account.destination_user, &account.destination_password);
+            let contents = async {
+                let src = inventory::fetch_contents(
+                    Side::Source,
+                    &settings.source,
+                    &settings.limits,
+                    &src_creds,
+                    &requests.source,
+                );
+                let dst = inventory::fetch_contents(
+                    Side::Destination,
+                    &settings.destination,
+                    &settings.limits,
+                    &dst_creds,
+                    &requests.destination,
+                );
+                let (src, dst) = tokio::join!(src, dst);
+                Ok::<_, InventoryError>((src?, dst?))
+            };
+            match contents.await {
+                Ok((src, dst)) => {
+                    plan::set_contents(&mut source, &src);
+                    plan::set_contents(&mut destination, &dst);
+                    plan::plan_account(
+                        &account.source_user,
+                        &account.destination_user,
+                        &source,
+                        &destination,
+                        rules,
+                    )
+                }
+                Err(e) => {
+                    let message = describe_account_error(settings, account, &e);
+                    AccountPlan::failed(&account.source_user, &account.destination_user, message)
+                }
+            }
         }
         Err(e) => {
             let message = describe_account_error(settings, account, &e);

@@ -399,6 +399,55 @@ impl Reader {
         Ok(outcome)
     }
 
+    /// `UID FETCH <uids> BODY.PEEK[TEXT]` for the examined folder: the message bodies
+    /// without the header, used only to tell apart messages whose identity headers are
+    /// equal (ambiguous groups). UIDs the server did not deliver are returned.
+    pub async fn fetch_texts(
+        &mut self,
+        uids: &[u32],
+        mut on_text: impl FnMut(u32, &[u8]),
+    ) -> Result<Vec<u32>, ImapError> {
+        self.selected_folder("UID FETCH")?;
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut received = HashSet::with_capacity(wanted.len());
+        for set in uid_sets(uids, MAX_UID_SET) {
+            let done = self
+                .run(
+                    &format!("UID FETCH {set} BODY.PEEK[TEXT]"),
+                    "UID FETCH BODY.PEEK[TEXT]",
+                    |r| {
+                        let Response::Fetch(_, attrs) = r else { return };
+                        let mut uid = None;
+                        let mut text: Option<&[u8]> = None;
+                        for attr in attrs {
+                            match attr {
+                                AttributeValue::Uid(u) => uid = Some(*u),
+                                AttributeValue::BodySection { data, .. } => {
+                                    text = Some(data.as_deref().unwrap_or(&[]))
+                                }
+                                _ => {}
+                            }
+                        }
+                        if let (Some(uid), Some(text)) = (uid, text) {
+                            if wanted.contains(&uid) && received.insert(uid) {
+                                on_text(uid, text);
+                            }
+                        }
+                    },
+                )
+                .await?;
+            match done {
+                CommandEnd::Ok | CommandEnd::No(_) => {}
+                CommandEnd::Bad(text) => {
+                    return Err(self.ep.protocol("UID FETCH BODY.PEEK[TEXT]", text))
+                }
+            }
+        }
+        let mut missing: Vec<u32> = wanted.difference(&received).copied().collect();
+        missing.sort_unstable();
+        Ok(missing)
+    }
+
     /// `LOGOUT`. Errors are reported but the connection is gone either way.
     pub async fn logout(mut self) -> Result<(), ImapError> {
         if self.broken.is_some() || self.busy {

@@ -99,6 +99,9 @@ pub struct FolderPlan {
     /// Identity keys shared by several messages whose match could not be decided by the
     /// headers alone; the counts are still exact.
     pub ambiguous: u64,
+    /// Those keys (the planner asks for the bodies of these groups and plans again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ambiguous_keys: Vec<IdentityKey>,
 }
 
 impl FolderPlan {
@@ -202,12 +205,14 @@ pub fn diff_folder(
     destination: &[MessageMeta],
     rules: &MessageRules,
 ) -> FolderDiff {
-    let mut dst_count: HashMap<IdentityKey, u64> = HashMap::with_capacity(destination.len());
+    // Destination contents per key (`None` where the body was not compared).
+    let mut dst_by_key: HashMap<IdentityKey, Vec<Option<IdentityKey>>> =
+        HashMap::with_capacity(destination.len());
     for m in destination {
-        *dst_count.entry(m.key).or_insert(0) += 1;
+        dst_by_key.entry(m.key).or_default().push(m.content);
     }
     let mut skipped = Vec::new();
-    // Eligible source messages grouped by key, in (source folder, uid) order.
+    // Eligible source messages grouped by key.
     let mut by_key: BTreeMap<IdentityKey, Vec<(usize, &MessageMeta)>> = BTreeMap::new();
     for (index, messages) in sources.iter().enumerate() {
         for m in messages.iter() {
@@ -232,21 +237,43 @@ pub fn diff_folder(
     }
     let mut copy = Vec::new();
     let mut already_present = 0;
-    let mut ambiguous = 0;
+    let mut ambiguous_keys = Vec::new();
     for (key, mut group) in by_key {
-        let have = dst_count.get(&key).copied().unwrap_or(0);
+        let dst_contents = dst_by_key.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        let have = dst_contents.len() as u64;
         let want = group.len() as u64;
         already_present += have.min(want);
         if have >= want {
             continue;
         }
-        if have > 0 && want >= 2 {
-            ambiguous += 1;
-        }
         group.sort_by_key(|(index, m)| (*index, m.uid));
+        // The header count decides how many; content, when compared, decides which.
         let need = (want - have) as usize;
-        let start = group.len() - need;
-        for (index, m) in &group[start..] {
+        let mut candidates: Vec<(usize, &MessageMeta)> = group.clone();
+        if have > 0 {
+            let compared = group.iter().all(|(_, m)| m.content.is_some())
+                && dst_contents.iter().all(Option::is_some);
+            if compared {
+                let mut present: HashMap<IdentityKey, usize> = HashMap::new();
+                for c in dst_contents.iter().flatten() {
+                    *present.entry(*c).or_insert(0) += 1;
+                }
+                candidates.retain(|(_, m)| {
+                    match m.content.as_ref().and_then(|c| present.get_mut(c)) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            false
+                        }
+                        _ => true,
+                    }
+                });
+            } else if want >= 2 {
+                ambiguous_keys.push(key);
+            }
+        }
+        // Highest UIDs first: an interrupted earlier apply copied in ascending order.
+        let start = candidates.len().saturating_sub(need);
+        for (index, m) in &candidates[start..] {
             copy.push(MessageCopy {
                 source: *index,
                 uid: m.uid,
@@ -266,7 +293,8 @@ pub fn diff_folder(
         copy,
         already_present,
         skipped,
-        ambiguous,
+        ambiguous: ambiguous_keys.len() as u64,
+        ambiguous_keys,
     }
 }
 
@@ -277,6 +305,8 @@ pub struct FolderDiff {
     pub already_present: u64,
     pub skipped: Vec<SkippedMessage>,
     pub ambiguous: u64,
+    /// The identity keys of the ambiguous groups.
+    pub ambiguous_keys: Vec<IdentityKey>,
 }
 
 /// Sums an account's folder plans into its summary.
@@ -292,6 +322,83 @@ pub fn summarize(folders: &[FolderPlan]) -> Summary {
         s.skipped += f.skipped.len() as u64;
     }
     s
+}
+
+/// Messages whose bodies must be compared to resolve ambiguous groups: per side, the
+/// folder wire name and the UIDs. Empty when the plan has no ambiguous group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentRequests {
+    pub source: BTreeMap<String, Vec<u32>>,
+    pub destination: BTreeMap<String, Vec<u32>>,
+}
+
+impl ContentRequests {
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty() && self.destination.is_empty()
+    }
+}
+
+/// Which bodies to fetch so that a second planning pass can match the ambiguous groups
+/// of `plan` by content (DESIGN.md §3).
+pub fn content_requests(
+    plan: &AccountPlan,
+    source: &Inventory,
+    destination: &Inventory,
+) -> ContentRequests {
+    let mut requests = ContentRequests::default();
+    for f in plan.folders.iter().filter(|f| !f.ambiguous_keys.is_empty()) {
+        let keys: std::collections::HashSet<&IdentityKey> = f.ambiguous_keys.iter().collect();
+        for s in &f.sources {
+            if let Some(folder) = source.folder(&s.wire_name) {
+                let uids: Vec<u32> = folder
+                    .messages
+                    .iter()
+                    .filter(|m| keys.contains(&m.key))
+                    .map(|m| m.uid)
+                    .collect();
+                if !uids.is_empty() {
+                    requests
+                        .source
+                        .entry(s.wire_name.clone())
+                        .or_default()
+                        .extend(uids);
+                }
+            }
+        }
+        if let Some(folder) = destination.folder(&f.destination_wire) {
+            let uids: Vec<u32> = folder
+                .messages
+                .iter()
+                .filter(|m| keys.contains(&m.key))
+                .map(|m| m.uid)
+                .collect();
+            if !uids.is_empty() {
+                requests
+                    .destination
+                    .entry(f.destination_wire.clone())
+                    .or_default()
+                    .extend(uids);
+            }
+        }
+    }
+    requests
+}
+
+/// Records content hashes fetched for [`content_requests`] in an inventory.
+pub fn set_contents(
+    inventory: &mut Inventory,
+    hashes: &HashMap<String, HashMap<u32, IdentityKey>>,
+) {
+    for folder in &mut inventory.folders {
+        let Some(by_uid) = hashes.get(&folder.wire_name) else {
+            continue;
+        };
+        for m in &mut folder.messages {
+            if let Some(h) = by_uid.get(&m.uid) {
+                m.content = Some(*h);
+            }
+        }
+    }
 }
 
 /// A destination folder's display path: prefix stripped, `/` separator, decoded.
@@ -426,6 +533,7 @@ pub fn plan_account(
             already_present: diff.already_present,
             skipped: diff.skipped,
             ambiguous: diff.ambiguous,
+            ambiguous_keys: diff.ambiguous_keys,
         });
     }
     // Missing parents that no source folder maps to directly.
@@ -446,6 +554,7 @@ pub fn plan_account(
                 already_present: 0,
                 skipped: Vec::new(),
                 ambiguous: 0,
+                ambiguous_keys: Vec::new(),
             });
         }
     }

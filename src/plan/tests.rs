@@ -18,6 +18,7 @@ fn msg(uid: u32, k: u8, size: u64, flags: &[&str]) -> MessageMeta {
         date: String::new(),
         from: String::new(),
         subject: String::new(),
+        content: None,
     }
 }
 
@@ -216,4 +217,32 @@ fn an_empty_noselect_source_creates_nothing() {
     let dst = modern(vec![folder("INBOX", &[], vec![])]);
     let p = plan(&src, &dst, &f, &m);
     assert_eq!(p.summary.folders_to_create, 0, "{:?}", p.folders);
+}
+
+#[test]
+fn content_decides_which_but_headers_decide_how_many() {
+    let (_, m) = rules();
+    let with = |mut x: MessageMeta, c: u8| {
+        x.content = Some(key(c));
+        x
+    };
+    // Same headers, two different bodies on the source; the destination has body 20.
+    let src = vec![with(msg(1, 1, 10, &[]), 20), with(msg(2, 1, 10, &[]), 21)];
+    let dst = vec![with(msg(7, 1, 10, &[]), 20)];
+    let d = diff_folder(&[&src], &dst, &m);
+    assert_eq!(d.copy.iter().map(|c| c.uid).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(d.ambiguous, 0);
+    // Destination has body 21: the other one is copied.
+    let dst = vec![with(msg(7, 1, 10, &[]), 21)];
+    let d = diff_folder(&[&src], &dst, &m);
+    assert_eq!(d.copy.iter().map(|c| c.uid).collect::<Vec<_>>(), vec![1]);
+    // The destination rewrote the body (no content matches): still only one copy.
+    let dst = vec![with(msg(7, 1, 10, &[]), 99)];
+    let d = diff_folder(&[&src], &dst, &m);
+    assert_eq!(d.copy.len(), 1);
+    // Without contents the group is ambiguous, and the count is still exact.
+    let src = vec![msg(1, 1, 10, &[]), msg(2, 1, 10, &[])];
+    let dst = vec![msg(7, 1, 10, &[])];
+    let d = diff_folder(&[&src], &dst, &m);
+    assert_eq!((d.copy.len(), d.ambiguous), (1, 1));
 }

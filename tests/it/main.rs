@@ -4,6 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod check_cli;
+mod identity_cli;
 mod imap_layer;
 mod imap_writer;
+mod plan_cli;
+mod scenario;
 mod smoke;

@@ -103,8 +103,13 @@ fn classic_to_modern_partial() -> Classic2Modern {
             .build(),
     )
     .flags(&["\\Seen"]);
-    let m_deleted = NewMessage::new(MessageBuilder::new().subject("deleted").pad_to(9000).build())
-        .flags(&["\\Deleted", "\\Seen"]);
+    let m_deleted = NewMessage::new(
+        MessageBuilder::new()
+            .subject("deleted")
+            .pad_to(9000)
+            .build(),
+    )
+    .flags(&["\\Deleted", "\\Seen"]);
     let inbox = [
         m_seen.clone(),
         m_noid.clone(),
@@ -163,13 +168,22 @@ fn classic_to_modern_partial() -> Classic2Modern {
     src.create("INBOX.Old Mail");
     let o_uids = src.append_many(
         "INBOX.Old Mail",
-        &[NewMessage::new(MessageBuilder::new().subject("old").pad_to(6000).build())
-            .flags(&["\\Seen", "\\Flagged"])
-            .internal_date(OLDER_DATE)],
+        &[
+            NewMessage::new(MessageBuilder::new().subject("old").pad_to(6000).build())
+                .flags(&["\\Seen", "\\Flagged"])
+                .internal_date(OLDER_DATE),
+        ],
     );
     src.create("INBOX.Q&-A");
     let q: Vec<NewMessage> = (0..2)
-        .map(|i| NewMessage::new(MessageBuilder::new().subject(&format!("q {i}")).pad_to(800).build()))
+        .map(|i| {
+            NewMessage::new(
+                MessageBuilder::new()
+                    .subject(&format!("q {i}"))
+                    .pad_to(800)
+                    .build(),
+            )
+        })
         .collect();
     let q_uids = src.append_many("INBOX.Q&-A", &q);
 
@@ -220,9 +234,10 @@ fn plan_classic_to_modern_reports_exactly_what_is_missing_and_changes_nothing() 
     let src_before = snapshot(&mut src);
     let dst_before = snapshot(&mut dst);
     let unseen_before = unseen(&src_before);
-    assert_eq!(unseen_before, 4, "test set-up: unseen source messages");
+    assert_eq!(unseen_before, 6, "test set-up: unseen source messages");
 
     let r = s.run(&["plan"]);
+    eprintln!("{r}");
     assert_eq!(r.status, 0, "{r}");
     let a = s.acct("alice");
     assert_eq!(
@@ -255,7 +270,13 @@ fn plan_classic_to_modern_reports_exactly_what_is_missing_and_changes_nothing() 
     assert_has_line(&r.stdout, &format!("already present: {}", c.present));
     assert_eq!(
         r.last_line(),
-        plan_line(c.folders_to_create, c.messages, c.bytes, c.present, c.skipped),
+        plan_line(
+            c.folders_to_create,
+            c.messages,
+            c.bytes,
+            c.present,
+            c.skipped
+        ),
         "{r}"
     );
 
@@ -275,13 +296,23 @@ fn plan_classic_to_modern_reports_exactly_what_is_missing_and_changes_nothing() 
     let src_after = snapshot(&mut src);
     src_before.assert_unchanged(&src_after);
     dst_before.assert_unchanged(&snapshot(&mut dst));
-    assert_eq!(unseen(&src_after), unseen_before, "\\Seen was set on the source");
+    assert_eq!(
+        unseen(&src_after),
+        unseen_before,
+        "\\Seen was set on the source"
+    );
     // And independently of IMAP: doveadm still sees the unseen id-less message unseen.
     let user = &s.acct("alice").source_user;
-    let inbox = s.source_dovecot().doveadm_fetch(user, &["mailbox", "INBOX"]);
+    let inbox = s
+        .source_dovecot()
+        .doveadm_fetch(user, &["mailbox", "INBOX"]);
     assert_eq!(inbox.len(), 6);
     assert!(
-        inbox.iter().filter(|m| !m.flags.iter().any(|f| f == "\\Seen")).count() == 1,
+        inbox
+            .iter()
+            .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+            .count()
+            == 1,
         "{inbox:?}"
     );
 }
@@ -315,7 +346,11 @@ fn detailed_exitcode_is_0_without_changes_2_with_changes_1_on_error() {
 
     let r = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.status, 0, "{r}");
-    assert_eq!(r.last_line(), "No changes. The destination has every message.", "{r}");
+    assert_eq!(
+        r.last_line(),
+        "No changes. The destination has every message.",
+        "{r}"
+    );
     assert_has_line(&r.stdout, &format!("already present: {present}"));
     // Without the flag, also 0.
     assert_eq!(s.run(&["plan"]).status, 0);
@@ -325,7 +360,11 @@ fn detailed_exitcode_is_0_without_changes_2_with_changes_1_on_error() {
     s.src("alice").append("INBOX", &[], None, &body);
     let r = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.status, 2, "{r}");
-    assert_eq!(r.last_line(), plan_line(0, 1, 2048, present as u64, 0), "{r}");
+    assert_eq!(
+        r.last_line(),
+        plan_line(0, 1, 2048, present as u64, 0),
+        "{r}"
+    );
     // Changes without --detailed-exitcode are still a success.
     assert_eq!(s.run(&["plan"]).status, 0);
 
@@ -373,7 +412,10 @@ fn assert_no_password(s: &Scenario, wrong: &str, text: &str) {
         secrets.push(a.destination_password.clone());
     }
     for secret in secrets {
-        assert!(!text.contains(&secret), "a password (`{secret}`) was printed:\n{text}");
+        assert!(
+            !text.contains(&secret),
+            "a password (`{secret}`) was printed:\n{text}"
+        );
     }
 }
 
@@ -388,6 +430,9 @@ fn wrong_password_names_the_account_with_the_servers_words_and_others_still_plan
         &["plan", "--detailed-exitcode"][..],
     ] {
         let r = s.run(args);
+        if std::env::var_os("ACC_DEBUG").is_some() {
+            eprintln!("{r}");
+        }
         assert_eq!(r.status, 1, "{args:?}: {r}");
         assert_no_password(&s, wrong, &r.all_output());
         if args.contains(&"json") {
@@ -398,9 +443,14 @@ fn wrong_password_names_the_account_with_the_servers_words_and_others_still_plan
             assert!(accounts[0].get("error").is_none(), "{r}");
             assert_eq!(accounts[0]["summary"]["messages_to_copy"], 1);
             assert_eq!(accounts[1]["source_user"], bob.source_user.as_str());
-            let e = accounts[1]["error"].as_str().unwrap_or_else(|| panic!("{r}"));
+            let e = accounts[1]["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}"));
             assert!(e.contains("[AUTHENTICATIONFAILED]"), "{e}");
-            assert_eq!(doc["summary"]["messages_to_copy"], 1, "totals of good accounts");
+            assert_eq!(
+                doc["summary"]["messages_to_copy"], 1,
+                "totals of good accounts"
+            );
             continue;
         }
         // bob's block carries the server's words; alice's block is a normal plan.
@@ -430,6 +480,9 @@ fn wrong_password_in_check() {
     let (s, wrong) = alice_ok_bob_wrong();
     let (alice, bob) = (s.acct("alice"), s.acct("bob"));
     let r = s.run(&["check"]);
+    if std::env::var_os("ACC_DEBUG").is_some() {
+        eprintln!("{r}");
+    }
     assert_eq!(r.status, 1, "{r}");
     assert_no_password(&s, wrong, &r.all_output());
     let bob_lines: Vec<&str> = r
@@ -484,14 +537,22 @@ fn json_plan_saved_plan_and_show_agree() {
     }
     assert!(doc["format_version"].is_u64());
     assert_eq!(doc["tool_version"], env!("CARGO_PKG_VERSION"));
-    assert!(doc["created_at"].as_str().is_some_and(|t| t.len() >= 20 && t.contains('T')));
+    assert!(doc["created_at"]
+        .as_str()
+        .is_some_and(|t| t.len() >= 20 && t.contains('T')));
     assert!(doc["config_digest"].as_str().is_some_and(|d| !d.is_empty()));
     let account = &doc["accounts"][0];
     let a = s.acct("alice");
     assert_eq!(account["source_user"], a.source_user.as_str());
     assert_eq!(account["destination_user"], a.destination_user.as_str());
     assert!(account["folders"].is_array());
-    for key in ["folders_to_create", "messages_to_copy", "bytes_to_copy", "already_present", "skipped"] {
+    for key in [
+        "folders_to_create",
+        "messages_to_copy",
+        "bytes_to_copy",
+        "already_present",
+        "skipped",
+    ] {
         assert!(account["summary"][key].is_u64(), "account summary `{key}`");
         assert!(doc["summary"][key].is_u64(), "summary `{key}`");
     }
@@ -506,12 +567,17 @@ fn json_plan_saved_plan_and_show_agree() {
     let saved: serde_json::Value = serde_json::from_str(&saved).expect("plan.json is JSON");
     assert_eq!(saved["summary"], doc["summary"]);
     assert_eq!(saved["config_digest"], doc["config_digest"]);
-    assert!(!std::fs::read_to_string(s.path("plan.json")).unwrap().contains(&a.source_password));
+    assert!(!std::fs::read_to_string(s.path("plan.json"))
+        .unwrap()
+        .contains(&a.source_password));
 
     let shown = s.run(&["show", "plan.json"]);
     assert_eq!(shown.status, 0, "{shown}");
     assert_eq!(shown.last_line(), text.last_line());
-    assert_eq!(shown.stdout, text.stdout, "show renders the saved plan as plan did");
+    assert_eq!(
+        shown.stdout, text.stdout,
+        "show renders the saved plan as plan did"
+    );
 
     let shown_json = s.run(&["show", "plan.json", "--format", "json"]);
     assert_eq!(shown_json.status, 0, "{shown_json}");
@@ -558,7 +624,18 @@ fn account_and_shard_select_accounts() {
     assert_eq!(planned_users(&r), vec![bob.clone()]);
     // Before the subcommand, too; repeatable.
     let carol = s.acct("carol").source_user.clone();
-    let r = s.run(&["--account", &carol, "plan", "--format", "json", "--account", &bob]);
+    let r = s.run(&["--account", &carol, "plan", "--format", "json"]);
+    assert_eq!(r.status, 0, "{r}");
+    assert_eq!(planned_users(&r), vec![carol.clone()]);
+    let r = s.run(&[
+        "plan",
+        "--format",
+        "json",
+        "--account",
+        &bob,
+        "--account",
+        &carol,
+    ]);
     assert_eq!(r.status, 0, "{r}");
     let got: BTreeSet<String> = planned_users(&r).into_iter().collect();
     assert_eq!(got, [bob.clone(), carol].into_iter().collect());
@@ -566,8 +643,11 @@ fn account_and_shard_select_accounts() {
     let mut covered = Vec::new();
     for k in 0..2u64 {
         let shard = format!("{k}/2");
-        let expected: BTreeSet<String> =
-            all.iter().filter(|u| shard_of(u, 2) == k).cloned().collect();
+        let expected: BTreeSet<String> = all
+            .iter()
+            .filter(|u| shard_of(u, 2) == k)
+            .cloned()
+            .collect();
         let r = s.run(&["plan", "--format", "json", "--shard", &shard]);
         if expected.is_empty() {
             // An empty shard is not an account failure; either nothing planned or a clear word.
@@ -584,7 +664,11 @@ fn account_and_shard_select_accounts() {
         covered.extend(got);
     }
     covered.sort();
-    assert_eq!(covered, all.into_iter().collect::<Vec<_>>(), "each account exactly once");
+    assert_eq!(
+        covered,
+        all.into_iter().collect::<Vec<_>>(),
+        "each account exactly once"
+    );
 }
 
 #[test]
@@ -604,7 +688,8 @@ fn view_folders_are_listed_not_migrated_unless_included() {
     let mut imap = s.src("alice");
     let list = imap.list();
     assert!(
-        list.iter().any(|(a, _, n)| n == "INBOX.All Mail" && a.iter().any(|x| x == "\\All")),
+        list.iter()
+            .any(|(a, _, n)| n == "INBOX.All Mail" && a.iter().any(|x| x == "\\All")),
         "test set-up: {list:?}"
     );
     let view_msgs: Vec<NewMessage> = (0..3)
@@ -615,6 +700,9 @@ fn view_folders_are_listed_not_migrated_unless_included() {
     imap.append_many("INBOX", &view_msgs[..1]);
 
     let r = s.run(&["plan"]);
+    if std::env::var_os("ACC_DEBUG").is_some() {
+        eprintln!("{r}");
+    }
     assert_eq!(r.status, 0, "{r}");
     let view_lines: Vec<String> = squashed_lines(&r.stdout)
         .into_iter()
@@ -622,11 +710,15 @@ fn view_folders_are_listed_not_migrated_unless_included() {
         .collect();
     assert_eq!(view_lines.len(), 2, "{r}");
     assert!(
-        view_lines.iter().any(|l| l.contains("INBOX.All Mail") && l.contains("\\All") && l.contains("3 messages")),
+        view_lines.iter().any(|l| l.contains("INBOX.All Mail")
+            && l.contains("\\All")
+            && l.contains("3 messages")),
         "{r}"
     );
     assert!(
-        view_lines.iter().any(|l| l.contains("INBOX.Starred") && l.contains("\\Flagged")),
+        view_lines
+            .iter()
+            .any(|l| l.contains("INBOX.Starred") && l.contains("\\Flagged")),
         "{r}"
     );
     // Not counted: only the INBOX message is to copy.
@@ -650,7 +742,11 @@ fn bad_config_and_usage_errors_exit_1_help_exits_0() {
         "source_user,source_password,destination_user,destination_password\na,pw-a-1,,pw-a-2\n",
     )
     .unwrap();
-    for args in [&["plan"][..], &["check"][..], &["plan", "--detailed-exitcode"][..]] {
+    for args in [
+        &["plan"][..],
+        &["check"][..],
+        &["plan", "--detailed-exitcode"][..],
+    ] {
         let r = crate::scenario::run_mailshift(dir.path(), args);
         assert_eq!(r.status, 1, "{args:?}: {r}");
         assert!(r.stdout.is_empty(), "nothing on stdout: {r}");
@@ -681,8 +777,16 @@ fn bad_config_and_usage_errors_exit_1_help_exits_0() {
 fn ten_thousand_message_folder() {
     const N: usize = 10_000;
     let s = Scenario::new()
-        .source_with(Dovecot::builder().layout(Layout::Classic).mail_on_tmpfs(true))
-        .destination_with(Dovecot::builder().layout(Layout::Modern).mail_on_tmpfs(true))
+        .source_with(
+            Dovecot::builder()
+                .layout(Layout::Classic)
+                .mail_on_tmpfs(true),
+        )
+        .destination_with(
+            Dovecot::builder()
+                .layout(Layout::Modern)
+                .mail_on_tmpfs(true),
+        )
         .account("bulk");
     let msgs: Vec<NewMessage> = (0..N)
         .map(|i| {
@@ -698,15 +802,83 @@ fn ten_thousand_message_folder() {
     let bytes: u64 = rfc822_sizes(&mut src, "INBOX").values().sum();
     assert_eq!(bytes, msgs.iter().map(|m| m.body.len() as u64).sum::<u64>());
 
+    let log_path = s
+        .source_dovecot()
+        .config_path()
+        .with_file_name("dovecot.log");
+    let log_offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) as usize;
     let r = s.run(&["plan", "--format", "json"]);
     assert_eq!(r.status, 0, "{r}");
+    // One FETCH for the folder, not one per message: Dovecot logs the bytes each session
+    // received from the client (`in=`); 10,000 FETCH commands would be well over 100 KB.
+    let user = s.acct("bulk").source_user.clone();
+    let sessions = disconnect_lines(&log_path, log_offset, &user);
+    let received: u64 = sessions.iter().map(|l| log_field(l, "in=")).sum();
+    let sent: u64 = sessions.iter().map(|l| log_field(l, "out=")).sum();
+    eprintln!(
+        "ten_thousand_message_folder: source sessions {}, bytes from client {received}, to client {sent}",
+        sessions.len()
+    );
+    assert!(
+        received < 5_000,
+        "the plan sent {received} bytes to the source: {sessions:#?}"
+    );
+    assert!(
+        sent > 10_000 * 100,
+        "headers of 10,000 messages were read: {sessions:#?}"
+    );
     let doc = r.json();
     assert_eq!(doc["summary"]["messages_to_copy"], N as u64);
     assert_eq!(doc["summary"]["bytes_to_copy"], bytes);
     let text = s.run(&["plan"]);
-    assert_eq!(text.last_line(), plan_line(0, N as u64, bytes, 0, 0), "{text}");
+    assert_eq!(
+        text.last_line(),
+        plan_line(0, N as u64, bytes, 0, 0),
+        "{text}"
+    );
     eprintln!(
         "ten_thousand_message_folder: fill {fill:?}; plan (json) {:?}; plan (text) {:?}",
         r.elapsed, text.elapsed
     );
+}
+
+/// Dovecot's `Disconnected` log lines of `user` after byte `offset` of the log, waiting
+/// (up to 5 s) until they appear and stop growing: the log process writes asynchronously.
+fn disconnect_lines(log: &std::path::Path, offset: usize, user: &str) -> Vec<String> {
+    let read = || -> Vec<String> {
+        let text = std::fs::read(log).unwrap_or_default();
+        String::from_utf8_lossy(&text[offset.min(text.len())..])
+            .lines()
+            .filter(|l| l.contains(&format!("imap({user})")) && l.contains("Disconnected"))
+            .map(str::to_string)
+            .collect()
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let mut last = read();
+    while Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = read();
+        if !now.is_empty() && now.len() == last.len() {
+            return now;
+        }
+        last = now;
+    }
+    assert!(
+        !last.is_empty(),
+        "no `Disconnected` line for {user} in {}",
+        log.display()
+    );
+    last
+}
+
+/// `in=123` -> 123 in a Dovecot log line.
+fn log_field(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("no `{key}` in `{line}`"));
+    line[at + key.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad `{key}` in `{line}`"))
 }

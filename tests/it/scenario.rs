@@ -17,6 +17,8 @@
 //! The config and CSV are written again before every run, so a test can change an account's
 //! CSV password or add TOML between runs.
 
+#![allow(dead_code)]
+
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -141,7 +143,10 @@ impl Scenario {
 
     /// Use an already running Dovecot as the source.
     pub fn source_server(mut self, dc: Dovecot) -> Scenario {
-        assert!(self.accounts.is_empty(), "set the servers before the accounts");
+        assert!(
+            self.accounts.is_empty(),
+            "set the servers before the accounts"
+        );
         self.source_port = Some(dc.port());
         self.source = Some(dc);
         self
@@ -157,7 +162,10 @@ impl Scenario {
     }
 
     pub fn destination_server(mut self, dc: Dovecot) -> Scenario {
-        assert!(self.accounts.is_empty(), "set the servers before the accounts");
+        assert!(
+            self.accounts.is_empty(),
+            "set the servers before the accounts"
+        );
         self.destination_port = Some(dc.port());
         self.destination = Some(dc);
         self
@@ -473,6 +481,9 @@ mod tests {
         assert_eq!(thousands(1_216), "1,216");
         assert_eq!(thousands(10_000), "10,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(squash("  = Sent    ← INBOX.Sent Items  (\\Sent)"), "= Sent ← INBOX.Sent Items (\\Sent)");
+        assert_eq!(
+            squash("  = Sent    ← INBOX.Sent Items  (\\Sent)"),
+            "= Sent ← INBOX.Sent Items (\\Sent)"
+        );
     }
 }

@@ -18,10 +18,12 @@
 #![allow(dead_code, unused_imports)]
 
 mod dovecot;
+mod fault_proxy;
 mod message;
 mod raw_imap;
 
 pub use dovecot::{unique_user, DoveadmMessage, Dovecot, DovecotBuilder, Layout};
+pub use fault_proxy::{Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Trigger};
 pub use message::{to_crlf, MessageBuilder};
 pub use raw_imap::{quote, FolderSnapshot, MailboxSnapshot, NewMessage, RawImap, RawMessage};
 

@@ -1,0 +1,852 @@
+//! The performance benchmark of DESIGN.md §7 (`./scripts/bench`): two private Dovecots with
+//! their mail on tmpfs (`mail_fsync = never`), a classic `INBOX.`-prefixed source and a
+//! modern destination, 5 accounts × 2,017 messages (~295 MB, realistic size mix, several
+//! folders, flags and keywords). It runs the RELEASE binary as a child process, exactly as
+//! an admin would, and measures per run:
+//!
+//! 1. a full `apply --auto-approve` (then checks every message arrived),
+//! 2. a no-op `plan` right after (must print `No changes.`),
+//! 3. a delta pass: +100 messages per account on the source, then `apply --auto-approve`.
+//!
+//! Wall time is measured here; the tool's own CPU (user+sys) and peak RSS come from GNU
+//! `/usr/bin/time` around the child, so the Dovecots' CPU is never counted as the tool's.
+//! The Dovecots' CPU is reported separately (from `/proc`), to show where the time goes.
+//! Each run starts fresh servers and regenerates the same (seeded) data set.
+//!
+//! ```text
+//! bench --bin target/release/mailshift [--runs N] [--quick] [--accounts N] [--messages N]
+//!       [--wrap 'perf record -g -o /tmp/full.data --']   # prefix for the full-copy apply
+//! ```
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Dovecot, Layout, NewMessage, RawImap};
+
+/// Messages appended per account to the source before the delta pass.
+const DELTA_PER_ACCOUNT: usize = 100;
+/// DESIGN.md §7 targets.
+const TARGET_MSGS_PER_S: f64 = 3000.0;
+const TARGET_CPU_S: f64 = 1.5;
+const TARGET_RSS_MB: f64 = 64.0;
+const TARGET_NOOP_S: f64 = 0.5;
+const TARGET_DELTA_S: f64 = 0.6;
+const GNU_TIME: &str = "/usr/bin/time";
+
+struct Options {
+    bin: PathBuf,
+    runs: usize,
+    accounts: usize,
+    messages: usize,
+    wrap: Vec<String>,
+}
+
+fn parse_args() -> Options {
+    let mut o = Options {
+        bin: PathBuf::from("target/release/mailshift"),
+        runs: 5,
+        accounts: 5,
+        messages: 2017,
+        wrap: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    let usage =
+        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N] [--wrap CMD]";
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{name} needs a value\n{usage}")))
+        };
+        let number = |v: String| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| die(&format!("`{v}` is not a positive number")))
+        };
+        match a.as_str() {
+            "--bin" => o.bin = PathBuf::from(value("--bin")),
+            "--runs" => o.runs = number(value("--runs")),
+            "--accounts" => o.accounts = number(value("--accounts")),
+            "--messages" => o.messages = number(value("--messages")),
+            "--quick" => {
+                o.runs = 1;
+                o.accounts = 1;
+                o.messages = 500;
+            }
+            "--wrap" => {
+                o.wrap = value("--wrap")
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            }
+            "-h" | "--help" => {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            other => die(&format!("unknown argument `{other}`\n{usage}")),
+        }
+    }
+    if !o.bin.is_file() {
+        die(&format!(
+            "no mailshift binary at `{}`\nhint: cargo build --release, or pass --bin",
+            o.bin.display()
+        ));
+    }
+    if !Path::new(GNU_TIME).is_file() {
+        die("GNU time is needed to measure the tool's CPU and peak RSS\nhint: apt-get install -y time");
+    }
+    o
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("bench: {msg}");
+    std::process::exit(1)
+}
+
+// ---------------------------------------------------------------------------------------
+// The data set
+
+/// splitmix64: a seeded generator, so every run (and every machine) gets the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below((hi - lo) as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Source folders (wire names on the classic layout) and their share of an account's mail
+/// in percent; `INBOX.Sent Items` carries `\Sent` and maps to the destination's `Sent`.
+const FOLDERS: &[(&str, u64)] = &[
+    ("INBOX", 55),
+    ("INBOX.Sent Items", 20),
+    ("INBOX.Archive", 10),
+    ("INBOX.Projects", 4),
+    ("INBOX.Projects.2024", 6),
+    ("INBOX.Drafts", 2),
+    ("INBOX.Deleted Items", 3),
+];
+
+const WORDS: &[&str] = &[
+    "meeting",
+    "invoice",
+    "project",
+    "schedule",
+    "report",
+    "update",
+    "please",
+    "review",
+    "attached",
+    "thanks",
+    "regards",
+    "budget",
+    "quarter",
+    "deadline",
+    "customer",
+    "server",
+    "migration",
+    "mailbox",
+    "tomorrow",
+    "agenda",
+    "draft",
+    "contract",
+    "offer",
+    "delivery",
+    "the",
+    "and",
+    "for",
+    "with",
+    "about",
+    "next",
+    "week",
+    "we",
+    "you",
+    "will",
+    "have",
+    "is",
+];
+
+/// Message size in bytes: mostly 2–20 KB, some 20–100 KB, a few 100 KB–1 MB (average
+/// ~29 KB, like the 295 MB / 10,085 messages of DESIGN.md §7).
+fn message_size(rng: &mut Rng) -> usize {
+    let r = rng.below(1000);
+    if r < 25 {
+        rng.range(100_000, 1_000_000)
+    } else if r < 125 {
+        rng.range(20_000, 100_000)
+    } else {
+        rng.range(2_000, 20_000)
+    }
+}
+
+fn words(rng: &mut Rng, n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+    }
+    s
+}
+
+/// One RFC 5322 message of about `size` bytes (CRLF): plain text, or multipart with a
+/// base64 "attachment" when big.
+fn build_message(rng: &mut Rng, account: usize, n: usize, size: usize, nonce: &str) -> Vec<u8> {
+    let day = 1 + rng.below(28);
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+    ][rng.below(11) as usize];
+    let mut m = String::with_capacity(size + 1024);
+    let sender = rng.below(200);
+    let _ = write!(
+        m,
+        "Return-Path: <person{sender}@corp{}.example>\r\n\
+         Received: from mx{}.old.example (mx.old.example [192.0.2.{}])\r\n\tby imap.old.example with ESMTPS id {nonce}{n:x}\r\n\tfor <user{account}@old.example>; {day:02} {month} 2023 {:02}:{:02}:{:02} +0100\r\n\
+         From: \"Person {sender}\" <person{sender}@corp{}.example>\r\n\
+         To: user{account} <user{account}@old.example>\r\n",
+        sender % 17,
+        rng.below(9),
+        rng.below(250),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60),
+        sender % 17,
+    );
+    if rng.chance(30) {
+        let _ = write!(
+            m,
+            "Cc: team{}@old.example, boss@old.example\r\n",
+            rng.below(5)
+        );
+    }
+    let subject = if rng.chance(10) {
+        // An RFC 2047 encoded word ("Grüße ..."), decoded for the identity key.
+        format!(
+            "=?UTF-8?Q?Gr=C3=BC=C3=9Fe_{}?=",
+            words(rng, 3).replace(' ', "_")
+        )
+    } else {
+        words(rng, 2 + rng.below(6) as usize)
+    };
+    let _ = write!(
+        m,
+        "Subject: {}{subject}\r\nDate: {} {day:02} {month} 2023 {:02}:{:02}:{:02} +0100\r\n\
+         Message-ID: <{nonce}.{account}.{n}@mail.old.example>\r\nMIME-Version: 1.0\r\n",
+        if rng.chance(20) { "Re: " } else { "" },
+        ["Mon", "Tue", "Wed", "Thu", "Fri"][rng.below(5) as usize],
+        rng.below(24),
+        rng.below(60),
+        rng.below(60),
+    );
+    let text_lines = |m: &mut String, rng: &mut Rng, until: usize| {
+        while m.len() + 2 < until {
+            let line = words(rng, 6 + rng.below(8) as usize);
+            m.push_str(&line);
+            m.push_str("\r\n");
+        }
+    };
+    if size > 40_000 {
+        let boundary = format!("----=_Part_{nonce}_{n}");
+        let _ = write!(
+            m,
+            "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        );
+        let until = m.len() + 1500;
+        text_lines(&mut m, rng, until);
+        let _ = write!(
+            m,
+            "--{boundary}\r\nContent-Type: application/pdf; name=\"doc{n}.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             Content-Disposition: attachment; filename=\"doc{n}.pdf\"\r\n\r\n"
+        );
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let end = size.saturating_sub(boundary.len() + 8);
+        while m.len() + 78 < end {
+            let mut line = [0u8; 76];
+            let mut bits = rng.next();
+            for (i, b) in line.iter_mut().enumerate() {
+                if i % 10 == 0 {
+                    bits = rng.next();
+                }
+                *b = B64[(bits & 63) as usize];
+                bits >>= 6;
+            }
+            m.push_str(std::str::from_utf8(&line).expect("ascii"));
+            m.push_str("\r\n");
+        }
+        let _ = write!(m, "--{boundary}--\r\n");
+    } else {
+        m.push_str("Content-Type: text/plain; charset=utf-8\r\n\r\n");
+        text_lines(&mut m, rng, size);
+    }
+    m.into_bytes()
+}
+
+fn flags_for(rng: &mut Rng, folder: &str) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if folder.contains("Sent") || rng.chance(80) {
+        f.push("\\Seen");
+    }
+    if rng.chance(15) {
+        f.push("\\Answered");
+    }
+    if rng.chance(5) {
+        f.push("\\Flagged");
+    }
+    if folder.ends_with("Drafts") {
+        f.push("\\Draft");
+    }
+    if rng.chance(8) {
+        f.push("$Forwarded");
+    }
+    if rng.chance(6) {
+        f.push("$Label1");
+    }
+    if rng.chance(3) {
+        f.push("Project-X");
+    }
+    f
+}
+
+/// One account's messages, grouped by source folder.
+struct AccountData {
+    folders: Vec<(&'static str, Vec<NewMessage>)>,
+}
+
+impl AccountData {
+    fn bytes(&self) -> u64 {
+        self.folders
+            .iter()
+            .flat_map(|(_, m)| m.iter())
+            .map(|m| m.body.len() as u64)
+            .sum()
+    }
+}
+
+/// Messages `first..first+count` of one account; the folder of message `n` depends on `n`
+/// only through the seeded generator, so every run builds the same set.
+fn generate(account: usize, first: usize, count: usize, delta: bool, nonce: &str) -> AccountData {
+    let mut rng = Rng(0x6d61_696c_7368_6966 ^ ((account as u64) << 32) ^ first as u64);
+    let mut folders: Vec<(&'static str, Vec<NewMessage>)> =
+        FOLDERS.iter().map(|(f, _)| (*f, Vec::new())).collect();
+    for n in first..first + count {
+        let idx = if delta {
+            // New mail arrives in INBOX, plus what the user sent meanwhile.
+            usize::from(rng.chance(20))
+        } else {
+            let mut r = rng.below(100);
+            let mut i = 0;
+            while r >= FOLDERS[i].1 {
+                r -= FOLDERS[i].1;
+                i += 1;
+            }
+            i
+        };
+        let size = message_size(&mut rng);
+        let body = build_message(&mut rng, account, n, size, nonce);
+        let flags = flags_for(&mut rng, FOLDERS[idx].0);
+        let date = format!(
+            "{:02}-{}-2023 {:02}:{:02}:{:02} +0100",
+            1 + rng.below(28),
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun"][rng.below(6) as usize],
+            rng.below(24),
+            rng.below(60),
+            rng.below(60)
+        );
+        folders[idx]
+            .1
+            .push(NewMessage::new(body).flags(&flags).internal_date(&date));
+    }
+    AccountData { folders }
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers and accounts
+
+struct Account {
+    user: String,
+    password: String,
+}
+
+struct Setup {
+    source: Dovecot,
+    destination: Dovecot,
+    accounts: Vec<Account>,
+    dir: tempfile::TempDir,
+    /// Messages and bytes on the source.
+    messages: usize,
+    bytes: u64,
+    nonce: String,
+}
+
+impl Setup {
+    fn start(o: &Options, run: usize) -> Setup {
+        let source = Dovecot::builder()
+            .layout(Layout::Classic)
+            .mail_on_tmpfs(true)
+            .start();
+        let destination = Dovecot::builder()
+            .layout(Layout::Modern)
+            .mail_on_tmpfs(true)
+            .start();
+        let nonce = format!("b{}r{run}", std::process::id());
+        let mut accounts = Vec::new();
+        let mut csv =
+            String::from("source_user,source_password,destination_user,destination_password\n");
+        let mut bytes = 0;
+        for a in 0..o.accounts {
+            let (user, password) = source.fresh_user(&format!("bench{a}"));
+            destination.add_user(&user, &password);
+            let mut imap = RawImap::login(source.port(), &user, &password);
+            for (folder, _) in FOLDERS {
+                if !matches!(
+                    *folder,
+                    "INBOX" | "INBOX.Sent Items" | "INBOX.Drafts" | "INBOX.Deleted Items"
+                ) {
+                    imap.create(folder);
+                    imap.subscribe(folder);
+                }
+            }
+            let data = generate(a, 0, o.messages, false, &nonce);
+            bytes += data.bytes();
+            for (folder, msgs) in &data.folders {
+                if !msgs.is_empty() {
+                    imap.append_many(folder, msgs);
+                }
+            }
+            imap.logout();
+            csv.push_str(&format!("{user},{password},{user},{password}\n"));
+            accounts.push(Account { user, password });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mailshift-bench-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("accounts.csv"), csv).expect("write accounts.csv");
+        let config = format!(
+            "# mailshift benchmark (DESIGN.md §7): classic source -> modern destination\n\
+             [source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+             [destination]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+             [accounts]\ncsv = \"accounts.csv\"\n",
+            source.port(),
+            destination.port()
+        );
+        std::fs::write(dir.path().join("migration.toml"), config).expect("write migration.toml");
+        Setup {
+            source,
+            destination,
+            accounts,
+            dir,
+            messages: o.accounts * o.messages,
+            bytes,
+            nonce,
+        }
+    }
+
+    fn add_delta(&mut self, o: &Options) -> (usize, u64) {
+        let mut bytes = 0;
+        for (a, acc) in self.accounts.iter().enumerate() {
+            let data = generate(a, o.messages, DELTA_PER_ACCOUNT, true, &self.nonce);
+            bytes += data.bytes();
+            let mut imap = RawImap::login(self.source.port(), &acc.user, &acc.password);
+            for (folder, msgs) in &data.folders {
+                if !msgs.is_empty() {
+                    imap.append_many(folder, msgs);
+                }
+            }
+            imap.logout();
+        }
+        let n = self.accounts.len() * DELTA_PER_ACCOUNT;
+        self.messages += n;
+        self.bytes += bytes;
+        (n, bytes)
+    }
+
+    /// Fails the benchmark unless every destination account holds exactly as many messages
+    /// as its source account (counted with STATUS over every selectable folder).
+    fn verify(&self, what: &str) {
+        for acc in &self.accounts {
+            let src = count_messages(self.source.port(), acc);
+            let dst = count_messages(self.destination.port(), acc);
+            if src != dst {
+                die(&format!(
+                    "{what}: `{}` has {src} messages on the source but {dst} on the destination",
+                    acc.user
+                ));
+            }
+        }
+    }
+}
+
+fn count_messages(port: u16, acc: &Account) -> usize {
+    let mut imap = RawImap::login(port, &acc.user, &acc.password);
+    let mut total = 0;
+    for (attrs, _, name) in imap.list() {
+        if attrs.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        }) {
+            continue;
+        }
+        let lines = imap.raw_command(&format!("STATUS {} (MESSAGES)", support::quote(&name)));
+        let status = lines
+            .iter()
+            .find(|l| l.starts_with("* STATUS"))
+            .unwrap_or_else(|| die(&format!("no STATUS for `{name}`: {lines:?}")));
+        let n = status
+            .rsplit_once("MESSAGES ")
+            .and_then(|(_, rest)| rest.trim_end_matches(')').trim().parse::<usize>().ok())
+            .unwrap_or_else(|| die(&format!("cannot read `{status}`")));
+        total += n;
+    }
+    imap.logout();
+    total
+}
+
+// ---------------------------------------------------------------------------------------
+// Measuring
+
+/// One run of the tool.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    wall: f64,
+    cpu: f64,
+    rss_mb: f64,
+    /// CPU used meanwhile by the source and the destination Dovecot (all their processes).
+    source_cpu: f64,
+    destination_cpu: f64,
+    load: f64,
+}
+
+struct Outcome {
+    sample: Sample,
+    stdout: String,
+}
+
+fn run_tool(o: &Options, setup: &Setup, args: &[&str], wrap: bool) -> Outcome {
+    let config = setup.dir.path().join("migration.toml");
+    let time_file = setup.dir.path().join("time.out");
+    let mut cmd = Command::new(GNU_TIME);
+    // elapsed, user, sys (seconds), max RSS (KiB)
+    cmd.args(["-f", "%e %U %S %M", "-o"]).arg(&time_file);
+    if wrap {
+        cmd.args(&o.wrap);
+    }
+    cmd.arg(&o.bin)
+        .arg("-c")
+        .arg(&config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let load = loadavg();
+    let src_before = dovecot_cpu(&setup.source);
+    let dst_before = dovecot_cpu(&setup.destination);
+    let started = Instant::now();
+    let out = cmd.output().expect("run mailshift under /usr/bin/time");
+    let wall = started.elapsed().as_secs_f64();
+    // Dovecot's imap processes exit (and are counted by their master) just after LOGOUT.
+    std::thread::sleep(Duration::from_millis(150));
+    let source_cpu = dovecot_cpu(&setup.source) - src_before;
+    let destination_cpu = dovecot_cpu(&setup.destination) - dst_before;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        die(&format!(
+            "`mailshift {}` failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+            args.join(" "),
+            out.status
+        ));
+    }
+    let times = std::fs::read_to_string(&time_file).expect("read /usr/bin/time output");
+    // GNU time may print "Command exited with non-zero status" first; the numbers are last.
+    let nums: Vec<f64> = times
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if nums.len() != 4 {
+        die(&format!("cannot read /usr/bin/time output: {times:?}"));
+    }
+    Outcome {
+        sample: Sample {
+            wall,
+            cpu: nums[1] + nums[2],
+            rss_mb: nums[3] / 1024.0,
+            source_cpu,
+            destination_cpu,
+            load,
+        },
+        stdout,
+    }
+}
+
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// CPU seconds used so far by one Dovecot instance: its master (`dovecot -F -c CONF`, with
+/// the exited children it reaped) plus its live children (auth, imap-login, imap, ...).
+fn dovecot_cpu(dc: &Dovecot) -> f64 {
+    // Linux reports /proc times in USER_HZ, 100 on every mainstream architecture.
+    const HZ: f64 = 100.0;
+    let conf = dc.config_path().to_string_lossy().into_owned();
+    let mut procs = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17).
+        let num = |i: usize| {
+            f.get(i - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let is_master =
+            String::from_utf8_lossy(&cmdline).contains(&conf) && f.first() != Some(&"Z");
+        procs.push((
+            pid,
+            num(4) as u32,
+            is_master,
+            num(14) + num(15),
+            num(16) + num(17),
+        ));
+    }
+    let Some(master) = procs.iter().find(|p| p.2).map(|p| p.0) else {
+        return 0.0;
+    };
+    procs
+        .iter()
+        .filter(|p| p.0 == master || p.1 == master)
+        .map(|p| p.3 + if p.0 == master { p.4 } else { 0.0 })
+        .sum::<f64>()
+        / HZ
+}
+
+// ---------------------------------------------------------------------------------------
+// Reporting
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(v: impl Iterator<Item = f64>) -> Stats {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Stats {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    }
+}
+
+fn cell(s: &Stats, decimals: usize) -> String {
+    if (s.max - s.min).abs() < f64::EPSILON {
+        format!("{:.*}", decimals, s.median)
+    } else {
+        format!(
+            "{:.*} ({:.*}–{:.*})",
+            decimals, s.median, decimals, s.min, decimals, s.max
+        )
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn main() {
+    let o = parse_args();
+    println!(
+        "mailshift bench: {} account(s) × {} messages, {} run(s), binary `{}`",
+        o.accounts,
+        o.messages,
+        o.runs,
+        o.bin.display()
+    );
+    let mut full = Vec::new();
+    let mut noop = Vec::new();
+    let mut delta = Vec::new();
+    let (mut data_msgs, mut data_bytes, mut delta_msgs) = (0, 0u64, 0);
+    for run in 1..=o.runs {
+        let t = Instant::now();
+        let mut setup = Setup::start(&o, run);
+        (data_msgs, data_bytes) = (setup.messages, setup.bytes);
+        println!(
+            "run {run}/{}: filled the source with {} messages ({:.1} MB) in {:.1} s",
+            o.runs,
+            setup.messages,
+            setup.bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+
+        let f = run_tool(&o, &setup, &["apply", "--auto-approve"], !o.wrap.is_empty());
+        setup.verify("full copy");
+        let s = f.sample;
+        println!(
+            "  full apply : {:6.2} s wall, {:7.0} msg/s, {:6.1} MB/s, tool CPU {:.2} s, RSS {:.1} MB, Dovecot CPU src {:.2} s dst {:.2} s, load {:.2}",
+            s.wall,
+            setup.messages as f64 / s.wall,
+            setup.bytes as f64 / 1e6 / s.wall,
+            s.cpu,
+            s.rss_mb,
+            s.source_cpu,
+            s.destination_cpu,
+            s.load
+        );
+        full.push(s);
+
+        let n = run_tool(&o, &setup, &["plan"], false);
+        let last = n.stdout.lines().last().unwrap_or("");
+        if !last.starts_with("No changes.") {
+            die(&format!(
+                "the plan after a full copy is not empty: `{last}`\n{}",
+                n.stdout
+            ));
+        }
+        let s = n.sample;
+        println!(
+            "  no-op plan : {:6.2} s wall, tool CPU {:.2} s, RSS {:.1} MB, Dovecot CPU src {:.2} s dst {:.2} s",
+            s.wall, s.cpu, s.rss_mb, s.source_cpu, s.destination_cpu
+        );
+        noop.push(s);
+
+        let (added, added_bytes) = setup.add_delta(&o);
+        delta_msgs = added;
+        let d = run_tool(&o, &setup, &["apply", "--auto-approve"], false);
+        setup.verify("delta pass");
+        let s = d.sample;
+        println!(
+            "  delta apply: {:6.2} s wall (+{added} messages, {:.1} MB), tool CPU {:.2} s, RSS {:.1} MB, Dovecot CPU src {:.2} s dst {:.2} s",
+            s.wall,
+            added_bytes as f64 / 1e6,
+            s.cpu,
+            s.rss_mb,
+            s.source_cpu,
+            s.destination_cpu
+        );
+        delta.push(s);
+    }
+
+    let mps = stats(full.iter().map(|s| data_msgs as f64 / s.wall));
+    let mbs = stats(full.iter().map(|s| data_bytes as f64 / 1e6 / s.wall));
+    let fw = stats(full.iter().map(|s| s.wall));
+    let fc = stats(full.iter().map(|s| s.cpu));
+    let fr = stats(full.iter().map(|s| s.rss_mb));
+    let fsrc = stats(full.iter().map(|s| s.source_cpu));
+    let fdst = stats(full.iter().map(|s| s.destination_cpu));
+    let nw = stats(noop.iter().map(|s| s.wall));
+    let nc = stats(noop.iter().map(|s| s.cpu));
+    let nr = stats(noop.iter().map(|s| s.rss_mb));
+    let dw = stats(delta.iter().map(|s| s.wall));
+    let dc = stats(delta.iter().map(|s| s.cpu));
+    let dr = stats(delta.iter().map(|s| s.rss_mb));
+    let load = stats(full.iter().map(|s| s.load));
+
+    println!(
+        "\nData set: {} account(s), {} messages, {:.1} MB ({:.1} KB average); delta +{} messages.",
+        o.accounts,
+        data_msgs,
+        data_bytes as f64 / 1e6,
+        data_bytes as f64 / 1e3 / data_msgs as f64,
+        delta_msgs
+    );
+    println!(
+        "{} run(s); median (min–max). 1-min load average before the full copies: {}.\n",
+        o.runs,
+        cell(&load, 2)
+    );
+    println!("| measurement | result | target | |");
+    println!("|---|---|---|---|");
+    println!(
+        "| full copy: throughput | {} messages/s | ≥ 3,000 messages/s | {} |",
+        cell(&mps, 0),
+        verdict(mps.median >= TARGET_MSGS_PER_S)
+    );
+    println!("| full copy: wall time | {} s | | |", cell(&fw, 2));
+    println!("| full copy: data rate | {} MB/s | | |", cell(&mbs, 1));
+    println!(
+        "| full copy: tool CPU (user+sys) | {} s | ≤ 1.5 s | {} |",
+        cell(&fc, 2),
+        verdict(fc.median <= TARGET_CPU_S)
+    );
+    println!(
+        "| full copy: tool peak RSS | {} MB | ≤ 64 MB | {} |",
+        cell(&fr, 1),
+        verdict(fr.median <= TARGET_RSS_MB)
+    );
+    println!(
+        "| full copy: Dovecot CPU source / destination | {} s / {} s | | |",
+        cell(&fsrc, 2),
+        cell(&fdst, 2)
+    );
+    println!(
+        "| no-op plan: wall time | {} s | ≤ 0.5 s | {} |",
+        cell(&nw, 2),
+        verdict(nw.median <= TARGET_NOOP_S)
+    );
+    println!(
+        "| no-op plan: tool CPU / peak RSS | {} s / {} MB | | |",
+        cell(&nc, 2),
+        cell(&nr, 1)
+    );
+    println!(
+        "| delta pass (+{delta_msgs}): wall time | {} s | ≤ 0.6 s | {} |",
+        cell(&dw, 2),
+        verdict(dw.median <= TARGET_DELTA_S)
+    );
+    println!(
+        "| delta pass: tool CPU / peak RSS | {} s / {} MB | | |",
+        cell(&dc, 2),
+        cell(&dr, 1)
+    );
+}

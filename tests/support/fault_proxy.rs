@@ -1,0 +1,458 @@
+//! A fault-injecting TCP proxy for robustness tests: it sits on a loopback port in front of
+//! a real server (a Dovecot) and forwards bytes both ways until its [`Fault`] fires, then
+//! cuts the connection (both directions) or stalls it (forwards nothing more, keeps the
+//! sockets open, so only an idle timeout gets the client out).
+//!
+//! ```ignore
+//! // Cut the first connection that has sent 600 kB to the server; later ones are fine.
+//! let proxy = FaultProxy::to(dc.port())
+//!     .fault(Fault::cut_after(Direction::ClientToServer, 600_000).times(1))
+//!     .start();
+//! scenario.set_port(Side::Destination, proxy.port());
+//! // ... run the code under test ...
+//! assert_eq!(proxy.fired(), 1, "the fault never happened: the test proved nothing");
+//! ```
+//!
+//! Plain std threads, two per connection; everything is torn down on drop.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Which way bytes flow through the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// What a fault does once it fires on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Shut down both sockets of the connection (the client reads EOF / gets a reset).
+    Cut,
+    /// Forward nothing more in either direction, keep both sockets open.
+    Stall,
+}
+
+/// When a fault fires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Once this connection has carried this many bytes in the fault's direction: exactly
+    /// that many are forwarded, the rest is not.
+    AfterBytes(u64),
+    /// At the `occurrence`-th time (1-based, counted over all connections) `pattern` is seen
+    /// in the fault's direction: the line holding it is not forwarded (bytes before that
+    /// line are). Patterns are matched within one line.
+    AtPattern { pattern: Vec<u8>, occurrence: usize },
+}
+
+/// One fault: direction, trigger, action, and on how many connections it may fire.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub direction: Direction,
+    pub trigger: Trigger,
+    pub action: FaultAction,
+    /// Fire on at most this many connections (the first ones to reach the trigger);
+    /// `None`: on every connection that reaches it.
+    pub times: Option<usize>,
+}
+
+impl Fault {
+    /// Cut a connection once it has carried `bytes` in `direction`.
+    pub fn cut_after(direction: Direction, bytes: u64) -> Fault {
+        Fault {
+            direction,
+            trigger: Trigger::AfterBytes(bytes),
+            action: FaultAction::Cut,
+            times: None,
+        }
+    }
+
+    /// Stall a connection once it has carried `bytes` in `direction`.
+    pub fn stall_after(direction: Direction, bytes: u64) -> Fault {
+        Fault {
+            action: FaultAction::Stall,
+            ..Fault::cut_after(direction, bytes)
+        }
+    }
+
+    /// Cut instead of forwarding the line holding the first occurrence of `pattern`
+    /// (e.g. `b"[APPENDUID "` server→client: the server did the work, the client never
+    /// hears of it).
+    pub fn cut_at(direction: Direction, pattern: &[u8]) -> Fault {
+        Fault {
+            direction,
+            trigger: Trigger::AtPattern {
+                pattern: pattern.to_vec(),
+                occurrence: 1,
+            },
+            action: FaultAction::Cut,
+            times: Some(1),
+        }
+    }
+
+    /// For a pattern trigger: fire at the `n`-th occurrence (1-based) instead of the first.
+    pub fn nth(mut self, n: usize) -> Fault {
+        assert!(n >= 1, "occurrences count from 1");
+        if let Trigger::AtPattern { occurrence, .. } = &mut self.trigger {
+            *occurrence = n;
+        } else {
+            panic!("nth() is for pattern triggers");
+        }
+        self
+    }
+
+    /// Fire on at most `k` connections; later connections are forwarded untouched (so a
+    /// reconnect succeeds).
+    pub fn times(mut self, k: usize) -> Fault {
+        self.times = Some(k);
+        self
+    }
+}
+
+/// Configures a [`FaultProxy`].
+#[derive(Clone, Debug)]
+pub struct FaultProxyBuilder {
+    upstream_port: u16,
+    fault: Option<Fault>,
+    delay: Option<Duration>,
+}
+
+impl FaultProxyBuilder {
+    /// The fault to inject (none: a transparent proxy).
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// Sleep this long before forwarding each chunk (a slow network).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Binds a free loopback port and starts accepting.
+    pub fn start(self) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let shared = Arc::new(Shared {
+            upstream_port: self.upstream_port,
+            fault: self.fault,
+            delay: self.delay,
+            stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            fired: AtomicUsize::new(0),
+            pattern_seen: AtomicUsize::new(0),
+            sockets: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept = thread::Builder::new()
+            .name(format!("fault-proxy-{port}"))
+            .spawn(move || accept_loop(listener, accept_shared))
+            .expect("spawn the proxy thread");
+        FaultProxy {
+            port,
+            shared,
+            accept: Some(accept),
+        }
+    }
+}
+
+/// A running proxy; stops (and drops every connection) on drop.
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// A proxy in front of `127.0.0.1:upstream_port`.
+    pub fn to(upstream_port: u16) -> FaultProxyBuilder {
+        FaultProxyBuilder {
+            upstream_port,
+            fault: None,
+            delay: None,
+        }
+    }
+
+    /// The loopback port clients should connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many times the fault fired (a test should check it did, or it proved nothing).
+    pub fn fired(&self) -> usize {
+        self.shared.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for s in self.shared.sockets.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        let threads: Vec<_> = self.shared.threads.lock().unwrap().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Shared {
+    upstream_port: u16,
+    fault: Option<Fault>,
+    delay: Option<Duration>,
+    stop: AtomicBool,
+    connections: AtomicUsize,
+    fired: AtomicUsize,
+    /// Occurrences of a pattern trigger seen so far, over all connections.
+    pattern_seen: AtomicUsize,
+    /// Every socket, to unblock readers on drop.
+    sockets: Mutex<Vec<TcpStream>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Claims one firing of the fault; false when it has fired `times` already.
+    fn claim(&self, fault: &Fault) -> bool {
+        let limit = fault.times.unwrap_or(usize::MAX);
+        self.fired
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// State of one proxied connection, shared by its two pumps.
+struct Conn {
+    client: TcpStream,
+    server: TcpStream,
+    /// Set once a stall fired: neither pump forwards anything after that.
+    stalled: AtomicBool,
+}
+
+impl Conn {
+    fn cut(&self) {
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.server.shutdown(Shutdown::Both);
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let _ = client.set_nonblocking(false);
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let server = match TcpStream::connect(("127.0.0.1", shared.upstream_port)) {
+            Ok(s) => s,
+            Err(_) => continue, // dropping `client` refuses it, as the server would
+        };
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        {
+            let mut sockets = shared.sockets.lock().unwrap();
+            sockets.push(client.try_clone().expect("clone socket"));
+            sockets.push(server.try_clone().expect("clone socket"));
+        }
+        let conn = Arc::new(Conn {
+            client,
+            server,
+            stalled: AtomicBool::new(false),
+        });
+        let mut threads = shared.threads.lock().unwrap();
+        for direction in [Direction::ClientToServer, Direction::ServerToClient] {
+            let (conn, shared) = (Arc::clone(&conn), Arc::clone(&shared));
+            threads.push(thread::spawn(move || pump(&conn, &shared, direction)));
+        }
+    }
+}
+
+/// Forwards one direction of one connection until EOF, an error, or the fault.
+fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
+    let (mut from, mut to) = match direction {
+        Direction::ClientToServer => (&conn.client, &conn.server),
+        Direction::ServerToClient => (&conn.server, &conn.client),
+    };
+    let fault = shared.fault.as_ref().filter(|f| f.direction == direction);
+    let mut carried: u64 = 0;
+    let mut armed = true; // this connection may still fire
+    let mut line: Vec<u8> = Vec::new(); // the current (already forwarded) partial line
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(d) = shared.delay {
+            thread::sleep(d);
+        }
+        if conn.stalled.load(Ordering::SeqCst) {
+            park(shared);
+            return;
+        }
+        let chunk = &buf[..n];
+        // How much of the chunk to forward before the fault fires, if it fires here.
+        let fire_at: Option<usize> = match fault {
+            Some(f) if armed => match &f.trigger {
+                Trigger::AfterBytes(limit) => {
+                    (carried + n as u64 >= *limit).then(|| (*limit - carried.min(*limit)) as usize)
+                }
+                Trigger::AtPattern {
+                    pattern,
+                    occurrence,
+                } => pattern_position(&mut line, chunk, pattern).and_then(|at| {
+                    let seen = shared.pattern_seen.fetch_add(1, Ordering::SeqCst) + 1;
+                    (seen == *occurrence).then_some(at)
+                }),
+            },
+            _ => None,
+        };
+        let fire_at = fire_at.filter(|_| {
+            // Past its `times`, the fault leaves this connection alone for good.
+            armed = shared.claim(fault.expect("only with a fault"));
+            armed
+        });
+        match fire_at {
+            None => {
+                if to.write_all(chunk).is_err() {
+                    break;
+                }
+                carried += n as u64;
+            }
+            Some(at) => {
+                let _ = to.write_all(&chunk[..at]);
+                let _ = to.flush();
+                match fault.expect("fired").action {
+                    FaultAction::Cut => {
+                        // Let the forwarded part arrive before the FIN.
+                        thread::sleep(Duration::from_millis(20));
+                        conn.cut();
+                    }
+                    FaultAction::Stall => {
+                        conn.stalled.store(true, Ordering::SeqCst);
+                        park(shared);
+                    }
+                }
+                return;
+            }
+        }
+    }
+    // One side closed: pass it on.
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Waits (forwarding nothing) until the proxy is dropped.
+fn park(shared: &Shared) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Looks for `pattern` in the current line plus `chunk`. On a match returns where, in
+/// `chunk`, the line holding it starts (0 if it started in an earlier chunk). Otherwise
+/// keeps the chunk's last partial line in `line`.
+fn pattern_position(line: &mut Vec<u8>, chunk: &[u8], pattern: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    for (i, &b) in chunk.iter().enumerate() {
+        line.push(b);
+        if line.ends_with(pattern) {
+            line.clear();
+            return Some(start);
+        }
+        if b == b'\n' {
+            line.clear();
+            start = i + 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_position_finds_the_line_start() {
+        let mut line = Vec::new();
+        assert_eq!(
+            pattern_position(
+                &mut line,
+                b"* 1 EXISTS\r\nA1 OK [APPENDUID 1 2] x\r\n",
+                b"[APPENDUID "
+            ),
+            Some(12)
+        );
+        let mut line = Vec::new();
+        assert_eq!(
+            pattern_position(&mut line, b"* OK hi\r\nA1 OK [APPE", b"[APPENDUID "),
+            None
+        );
+        assert_eq!(line, b"A1 OK [APPE");
+        assert_eq!(
+            pattern_position(&mut line, b"NDUID 1 2]\r\n", b"[APPENDUID "),
+            Some(0)
+        );
+        let mut line = Vec::new();
+        assert_eq!(
+            pattern_position(&mut line, b"[APPEN\r\nDUID ", b"[APPENDUID "),
+            None
+        );
+    }
+
+    #[test]
+    fn cuts_after_exactly_n_bytes_and_only_k_times() {
+        // An echo server upstream.
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for s in echo.incoming().flatten() {
+                thread::spawn(move || {
+                    let mut r = s.try_clone().unwrap();
+                    let mut w = s;
+                    let _ = std::io::copy(&mut r, &mut w);
+                });
+            }
+        });
+        let proxy = FaultProxy::to(echo_port)
+            .fault(Fault::cut_after(Direction::ClientToServer, 10).times(1))
+            .start();
+        let roundtrip = |data: &[u8]| -> Vec<u8> {
+            let mut s = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(data);
+            let _ = s.shutdown(Shutdown::Write);
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            out
+        };
+        assert_eq!(roundtrip(b"0123456789abcdef"), b"0123456789");
+        assert_eq!(roundtrip(b"0123456789abcdef"), b"0123456789abcdef");
+        assert_eq!(proxy.fired(), 1);
+        assert_eq!(proxy.connections(), 2);
+    }
+}
