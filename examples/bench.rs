@@ -213,7 +213,9 @@ fn words(rng: &mut Rng, n: usize) -> String {
 
 /// One RFC 5322 message of about `size` bytes (CRLF): plain text, or multipart with a
 /// base64 "attachment" when big.
-fn build_message(rng: &mut Rng, account: usize, n: usize, size: usize, nonce: &str) -> Vec<u8> {
+fn build_message(rng: &mut Rng, account: usize, n: usize, size: usize) -> Vec<u8> {
+    // Same for every run: each run has fresh servers, so IDs need only differ within one.
+    let nonce = "msbench";
     let day = 1 + rng.below(28);
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
@@ -248,7 +250,8 @@ fn build_message(rng: &mut Rng, account: usize, n: usize, size: usize, nonce: &s
             words(rng, 3).replace(' ', "_")
         )
     } else {
-        words(rng, 2 + rng.below(6) as usize)
+        let n = 2 + rng.below(6) as usize;
+        words(rng, n)
     };
     let _ = write!(
         m,
@@ -262,7 +265,8 @@ fn build_message(rng: &mut Rng, account: usize, n: usize, size: usize, nonce: &s
     );
     let text_lines = |m: &mut String, rng: &mut Rng, until: usize| {
         while m.len() + 2 < until {
-            let line = words(rng, 6 + rng.below(8) as usize);
+            let n = 6 + rng.below(8) as usize;
+            let line = words(rng, n);
             m.push_str(&line);
             m.push_str("\r\n");
         }
@@ -348,8 +352,9 @@ impl AccountData {
 
 /// Messages `first..first+count` of one account; the folder of message `n` depends on `n`
 /// only through the seeded generator, so every run builds the same set.
-fn generate(account: usize, first: usize, count: usize, delta: bool, nonce: &str) -> AccountData {
-    let mut rng = Rng(0x6d61_696c_7368_6966 ^ ((account as u64) << 32) ^ first as u64);
+fn generate(account: usize, first: usize, count: usize, delta: bool) -> AccountData {
+    let seed = 0x6d61_696c_7368_6966 ^ ((account as u64) << 32);
+    let mut rng = Rng(seed ^ first as u64);
     let mut folders: Vec<(&'static str, Vec<NewMessage>)> =
         FOLDERS.iter().map(|(f, _)| (*f, Vec::new())).collect();
     for n in first..first + count {
@@ -366,7 +371,9 @@ fn generate(account: usize, first: usize, count: usize, delta: bool, nonce: &str
             i
         };
         let size = message_size(&mut rng);
-        let body = build_message(&mut rng, account, n, size, nonce);
+        // The text comes from its own generator, so that how many draws a body takes
+        // never shifts the sizes, folders and flags of the messages after it.
+        let body = build_message(&mut Rng(!seed ^ n as u64), account, n, size);
         let flags = flags_for(&mut rng, FOLDERS[idx].0);
         let date = format!(
             "{:02}-{}-2023 {:02}:{:02}:{:02} +0100",
@@ -399,11 +406,10 @@ struct Setup {
     /// Messages and bytes on the source.
     messages: usize,
     bytes: u64,
-    nonce: String,
 }
 
 impl Setup {
-    fn start(o: &Options, run: usize) -> Setup {
+    fn start(o: &Options) -> Setup {
         let source = Dovecot::builder()
             .layout(Layout::Classic)
             .mail_on_tmpfs(true)
@@ -412,7 +418,6 @@ impl Setup {
             .layout(Layout::Modern)
             .mail_on_tmpfs(true)
             .start();
-        let nonce = format!("b{}r{run}", std::process::id());
         let mut accounts = Vec::new();
         let mut csv =
             String::from("source_user,source_password,destination_user,destination_password\n");
@@ -430,7 +435,7 @@ impl Setup {
                     imap.subscribe(folder);
                 }
             }
-            let data = generate(a, 0, o.messages, false, &nonce);
+            let data = generate(a, 0, o.messages, false);
             bytes += data.bytes();
             for (folder, msgs) in &data.folders {
                 if !msgs.is_empty() {
@@ -462,14 +467,13 @@ impl Setup {
             dir,
             messages: o.accounts * o.messages,
             bytes,
-            nonce,
         }
     }
 
     fn add_delta(&mut self, o: &Options) -> (usize, u64) {
         let mut bytes = 0;
         for (a, acc) in self.accounts.iter().enumerate() {
-            let data = generate(a, o.messages, DELTA_PER_ACCOUNT, true, &self.nonce);
+            let data = generate(a, o.messages, DELTA_PER_ACCOUNT, true);
             bytes += data.bytes();
             let mut imap = RawImap::login(self.source.port(), &acc.user, &acc.password);
             for (folder, msgs) in &data.folders {
@@ -498,6 +502,27 @@ impl Setup {
                 ));
             }
         }
+    }
+}
+
+/// Fails the benchmark unless the apply report says exactly `expected` messages were copied
+/// (none failed, none pending).
+fn check_report(setup: &Setup, expected: usize, what: &str) {
+    let path = setup.dir.path().join("report.json");
+    let text = std::fs::read_to_string(&path).expect("read the apply report");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    let sum = |field: &str| -> u64 {
+        report["accounts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|acc| acc[field].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    let copied = sum("copied");
+    let pending = sum("pending");
+    if copied != expected as u64 || pending != 0 {
+        die(&format!(
+            "{what}: the report says {copied} copied and {pending} pending, expected {expected} copied\n{text}"
+        ));
     }
 }
 
@@ -719,7 +744,7 @@ fn main() {
     let (mut data_msgs, mut data_bytes, mut delta_msgs) = (0, 0u64, 0);
     for run in 1..=o.runs {
         let t = Instant::now();
-        let mut setup = Setup::start(&o, run);
+        let mut setup = Setup::start(&o);
         (data_msgs, data_bytes) = (setup.messages, setup.bytes);
         println!(
             "run {run}/{}: filled the source with {} messages ({:.1} MB) in {:.1} s",
@@ -729,8 +754,12 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
 
-        let f = run_tool(&o, &setup, &["apply", "--auto-approve"], !o.wrap.is_empty());
+        let report = setup.dir.path().join("report.json");
+        let report = report.to_str().expect("utf-8 temp path");
+        let apply = ["apply", "--auto-approve", "--report", report];
+        let f = run_tool(&o, &setup, &apply, !o.wrap.is_empty());
         setup.verify("full copy");
+        check_report(&setup, setup.messages, "full copy");
         let s = f.sample;
         println!(
             "  full apply : {:6.2} s wall, {:7.0} msg/s, {:6.1} MB/s, tool CPU {:.2} s, RSS {:.1} MB, Dovecot CPU src {:.2} s dst {:.2} s, load {:.2}",
@@ -762,8 +791,9 @@ fn main() {
 
         let (added, added_bytes) = setup.add_delta(&o);
         delta_msgs = added;
-        let d = run_tool(&o, &setup, &["apply", "--auto-approve"], false);
+        let d = run_tool(&o, &setup, &apply, false);
         setup.verify("delta pass");
+        check_report(&setup, added, "delta pass");
         let s = d.sample;
         println!(
             "  delta apply: {:6.2} s wall (+{added} messages, {:.1} MB), tool CPU {:.2} s, RSS {:.1} MB, Dovecot CPU src {:.2} s dst {:.2} s",

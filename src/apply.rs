@@ -190,6 +190,18 @@ impl Executor<'_> {
             side: Side::Destination,
             source,
         };
+        // Refuse a stale plan before writing anything: every source folder the plan reads
+        // must still have the UIDVALIDITY the plan saw (`open_source` checks it). Checked
+        // per folder only, a saved plan would create folders and fill the folders before
+        // the stale one, and only then be refused.
+        let mut reader: Option<Reader> = None;
+        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
+            let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
+            for index in sources {
+                self.open_source(account, folder, index, &mut reader)
+                    .await?;
+            }
+        }
         let mut writer = self.connect_destination(account).await?;
         // Folders first, parents before children (the plan is in tree order).
         for folder in plan
@@ -213,8 +225,11 @@ impl Executor<'_> {
             tally.report.folders_created += 1;
             tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
         }
-        let mut reader: Option<Reader> = None;
-        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
+        for folder in plan
+            .folders
+            .iter()
+            .filter(|f| !f.copy.is_empty() || !f.flag_updates.is_empty())
+        {
             if self.cancel.is_cancelled() {
                 break;
             }
@@ -365,6 +380,10 @@ impl Executor<'_> {
             }
         }
         let allowed = FlagFilter::new(&sel.permanent_flags, sel.new_keywords_allowed);
+        if !folder.flag_updates.is_empty() {
+            self.add_flags(folder, &sel, writer, &allowed, tally)
+                .await?;
+        }
         let mut next_uid = sel.status.uidnext;
 
         // One source folder at a time: the reader has one folder open.
@@ -385,6 +404,9 @@ impl Executor<'_> {
             // Pipeline: fetch batch i+1 from the source while batch i is appended.
             let mut fetched: Option<Fetched> = None;
             let mut next = 0;
+            // Consecutive lost connections while fetching the same batch: a source that
+            // drops every connection mid-FETCH must fail the account, not loop forever.
+            let mut fetch_failures = 0;
             loop {
                 let to_fetch = if self.cancel.is_cancelled() {
                     None
@@ -430,9 +452,11 @@ impl Executor<'_> {
                         tally.progress.advance(f.missing.len() as u64, 0);
                         fetched = Some(f);
                         next += 1;
+                        fetch_failures = 0;
                     }
-                    Some(Err(e)) if e.kills_session() => {
-                        tracing::warn!(account = %account.source_user, "source connection lost ({e}); reconnecting");
+                    Some(Err(e)) if e.kills_session() && fetch_failures < RECONNECTS => {
+                        fetch_failures += 1;
+                        tracing::warn!(account = %account.source_user, "source connection lost ({e}); reconnecting ({fetch_failures}/{RECONNECTS})");
                         *reader = None;
                         self.open_source(account, folder, source_index, reader)
                             .await?;
@@ -446,6 +470,45 @@ impl Executor<'_> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `flags-on-existing = "add"`: adds the source's missing flags to existing destination
+    /// messages, grouped by flag set. Skipped when the folder's UIDVALIDITY changed since
+    /// the plan (the UIDs would name other messages).
+    async fn add_flags(
+        &self,
+        folder: &FolderPlan,
+        sel: &crate::imap::SelectInfo,
+        writer: &mut Writer,
+        allowed: &FlagFilter,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), ApplyError> {
+        if folder.destination_status.map(|s| s.uidvalidity) != Some(sel.status.uidvalidity) {
+            tracing::warn!(
+                account = %tally.report.source_user,
+                "`{}` changed UIDVALIDITY since the plan; flags not added (run mailshift plan again)",
+                folder.destination
+            );
+            return Ok(());
+        }
+        let mut by_flags: std::collections::BTreeMap<Vec<String>, Vec<u32>> = Default::default();
+        for u in &folder.flag_updates {
+            let flags = allowed.filter(&u.add);
+            if !flags.is_empty() {
+                by_flags.entry(flags).or_default().push(u.uid);
+            }
+        }
+        for (flags, uids) in by_flags {
+            writer
+                .add_flags(&uids, &flags)
+                .await
+                .map_err(|source| ApplyError::Imap {
+                    side: Side::Destination,
+                    source,
+                })?;
+            tally.report.flags_updated += uids.len() as u64;
         }
         Ok(())
     }

@@ -58,6 +58,9 @@ pub struct AccountReport {
     pub vanished: Vec<VanishedMessage>,
     /// Planned messages neither copied nor failed (interrupted, or the account failed).
     pub pending: u64,
+    /// Existing destination messages that got missing flags (`flags-on-existing = "add"`).
+    #[serde(default)]
+    pub flags_updated: u64,
     /// Bare-LF messages converted to CRLF because the destination refused them.
     pub fixed_bare_lf: u64,
     pub seconds: f64,
@@ -78,6 +81,7 @@ impl AccountReport {
             failed: Vec::new(),
             vanished: Vec::new(),
             pending: 0,
+            flags_updated: 0,
             fixed_bare_lf: 0,
             seconds: 0.0,
         }

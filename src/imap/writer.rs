@@ -24,7 +24,7 @@ use super::auth::Credentials;
 use super::error::ImapError;
 use super::reader::{fetched_meta, outcome_text, CommandEnd, FetchedMeta, Reader, META_ITEMS};
 use super::transport::Capabilities;
-use super::wire::{keep_flag, unescape_quoted};
+use super::wire::{keep_flag, uid_sets, unescape_quoted};
 use crate::inventory::FolderStatus;
 use crate::settings::{Limits, ServerSettings};
 
@@ -221,6 +221,35 @@ impl Writer {
         })
     }
 
+    /// `UID STORE <uids> +FLAGS.SILENT (<flags>)` in the selected folder: adds flags to
+    /// existing messages (`flags-on-existing = "add"`), never removes one. Flags that are
+    /// not valid atoms, and `\Recent`, are left out.
+    pub async fn add_flags(&mut self, uids: &[u32], flags: &[String]) -> Result<(), ImapError> {
+        if self.selected.is_none() {
+            return Err(self
+                .conn
+                .ep
+                .protocol("UID STORE", "no folder is selected (call `select` first)"));
+        }
+        let flags: Vec<&str> = flags
+            .iter()
+            .map(String::as_str)
+            .filter(|f| keep_flag(f) && is_flag_atom(f))
+            .collect();
+        if flags.is_empty() || uids.is_empty() {
+            return Ok(());
+        }
+        let list = flags.join(" ");
+        for set in uid_sets(uids, 8_000) {
+            let command = format!("UID STORE {set} +FLAGS.SILENT ({list})");
+            self.conn
+                .run(&command, "UID STORE +FLAGS.SILENT", |_| {})
+                .await?
+                .ok_or_protocol(&self.conn.ep, "UID STORE +FLAGS.SILENT")?;
+        }
+        Ok(())
+    }
+
     /// The inventory metadata of every message with UID ≥ `first_uid` in the selected
     /// folder: what arrived since a plan or since a lost connection.
     pub async fn fetch_metadata_since(
@@ -362,24 +391,18 @@ impl Writer {
         }
         self.write(b"\r\n", LABEL).await?;
         self.flush(LABEL).await?;
-        loop {
-            match self.next_event(LABEL).await? {
-                Event::Continue => {
-                    return Err(self
-                        .conn
-                        .ep
-                        .closed("the server asked for more data after a complete APPEND"))
-                }
-                Event::Done(done) if done.tag == tag => {
-                    return match done.end {
-                        CommandEnd::Ok => Ok(Ok(assign_uids(done.uids, chunk.len()))),
-                        CommandEnd::No(text) => Ok(Err(text)),
-                        // A BAD may mean the server read our literals as commands: stop.
-                        CommandEnd::Bad(text) => Err(self.conn.ep.protocol(LABEL, text)),
-                    };
-                }
-                Event::Done(done) => return Err(self.unexpected(&done.tag, LABEL)),
-            }
+        match self.next_event(LABEL).await? {
+            Event::Continue => Err(self
+                .conn
+                .ep
+                .closed("the server asked for more data after a complete APPEND")),
+            Event::Done(done) if done.tag == tag => match done.end {
+                CommandEnd::Ok => Ok(Ok(assign_uids(done.uids, chunk.len()))),
+                CommandEnd::No(text) => Ok(Err(text)),
+                // A BAD may mean the server read our literals as commands: stop.
+                CommandEnd::Bad(text) => Err(self.conn.ep.protocol(LABEL, text)),
+            },
+            Event::Done(done) => Err(self.unexpected(&done.tag, LABEL)),
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{FolderStatus, Inventory, MessageMeta, SpecialUse};
-use crate::settings::{FolderRules, MessageRules};
+use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
 use identity::IdentityKey;
 
 /// What happens to one destination folder.
@@ -61,6 +61,15 @@ pub struct MessageCopy {
     pub subject: String,
 }
 
+/// Flags the source has and the destination's copy lacks (`flags-on-existing = "add"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagUpdate {
+    /// The destination message's UID.
+    pub uid: u32,
+    /// Flags to add; nothing is ever removed.
+    pub add: Vec<String>,
+}
+
 /// One source message left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedMessage {
@@ -102,12 +111,15 @@ pub struct FolderPlan {
     /// Those keys (the planner asks for the bodies of these groups and plans again).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ambiguous_keys: Vec<IdentityKey>,
+    /// Existing destination messages that get the source's missing flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flag_updates: Vec<FlagUpdate>,
 }
 
 impl FolderPlan {
     /// Nothing to create and nothing to copy.
     pub fn is_noop(&self) -> bool {
-        self.action == FolderAction::Exists && self.copy.is_empty()
+        self.action == FolderAction::Exists && self.copy.is_empty() && self.flag_updates.is_empty()
     }
 
     pub fn bytes_to_copy(&self) -> u64 {
@@ -133,6 +145,9 @@ pub struct Summary {
     pub bytes_to_copy: u64,
     pub already_present: u64,
     pub skipped: u64,
+    /// Existing destination messages that get missing flags (`flags-on-existing = "add"`).
+    #[serde(default)]
+    pub flags_to_add: u64,
 }
 
 impl Summary {
@@ -142,10 +157,11 @@ impl Summary {
         self.bytes_to_copy += other.bytes_to_copy;
         self.already_present += other.already_present;
         self.skipped += other.skipped;
+        self.flags_to_add += other.flags_to_add;
     }
 
     pub fn has_changes(&self) -> bool {
-        self.folders_to_create > 0 || self.messages_to_copy > 0
+        self.folders_to_create > 0 || self.messages_to_copy > 0 || self.flags_to_add > 0
     }
 }
 
@@ -208,9 +224,14 @@ pub fn diff_folder(
     // Destination contents per key (`None` where the body was not compared).
     let mut dst_by_key: HashMap<IdentityKey, Vec<Option<IdentityKey>>> =
         HashMap::with_capacity(destination.len());
+    let mut dst_messages: HashMap<IdentityKey, Vec<&MessageMeta>> = HashMap::new();
     for m in destination {
         dst_by_key.entry(m.key).or_default().push(m.content);
+        if rules.flags_on_existing == FlagsOnExisting::Add {
+            dst_messages.entry(m.key).or_default().push(m);
+        }
     }
+    let mut flag_updates = Vec::new();
     let mut skipped = Vec::new();
     // Eligible source messages grouped by key.
     let mut by_key: BTreeMap<IdentityKey, Vec<(usize, &MessageMeta)>> = BTreeMap::new();
@@ -243,10 +264,27 @@ pub fn diff_folder(
         let have = dst_contents.len() as u64;
         let want = group.len() as u64;
         already_present += have.min(want);
+        group.sort_by_key(|(index, m)| (*index, m.uid));
+        if let Some(present) = dst_messages.get(&key) {
+            // Pair the lowest source UIDs with the destination copies, in UID order.
+            let mut present = present.clone();
+            present.sort_by_key(|m| m.uid);
+            for ((_, src), dst) in group.iter().zip(present.iter()) {
+                let add: Vec<String> = src
+                    .flags
+                    .iter()
+                    .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                    .filter(|f| !dst.flags.iter().any(|d| d.eq_ignore_ascii_case(f)))
+                    .cloned()
+                    .collect();
+                if !add.is_empty() {
+                    flag_updates.push(FlagUpdate { uid: dst.uid, add });
+                }
+            }
+        }
         if have >= want {
             continue;
         }
-        group.sort_by_key(|(index, m)| (*index, m.uid));
         // The header count decides how many; content, when compared, decides which.
         let need = (want - have) as usize;
         let mut candidates: Vec<(usize, &MessageMeta)> = group.clone();
@@ -295,6 +333,7 @@ pub fn diff_folder(
         skipped,
         ambiguous: ambiguous_keys.len() as u64,
         ambiguous_keys,
+        flag_updates,
     }
 }
 
@@ -307,6 +346,7 @@ pub struct FolderDiff {
     pub ambiguous: u64,
     /// The identity keys of the ambiguous groups.
     pub ambiguous_keys: Vec<IdentityKey>,
+    pub flag_updates: Vec<FlagUpdate>,
 }
 
 /// Sums an account's folder plans into its summary.
@@ -320,6 +360,7 @@ pub fn summarize(folders: &[FolderPlan]) -> Summary {
         s.bytes_to_copy += f.bytes_to_copy();
         s.already_present += f.already_present;
         s.skipped += f.skipped.len() as u64;
+        s.flags_to_add += f.flag_updates.len() as u64;
     }
     s
 }
@@ -534,6 +575,7 @@ pub fn plan_account(
             skipped: diff.skipped,
             ambiguous: diff.ambiguous,
             ambiguous_keys: diff.ambiguous_keys,
+            flag_updates: diff.flag_updates,
         });
     }
     // Missing parents that no source folder maps to directly.
@@ -555,6 +597,7 @@ pub fn plan_account(
                 skipped: Vec::new(),
                 ambiguous: 0,
                 ambiguous_keys: Vec::new(),
+                flag_updates: Vec::new(),
             });
         }
     }

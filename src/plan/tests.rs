@@ -166,6 +166,7 @@ fn classic_to_modern_plan() {
             bytes_to_copy: 900,
             already_present: 1,
             skipped: 0,
+            flags_to_add: 0,
         }
     );
     let paths: Vec<(&str, FolderAction)> = p
@@ -245,4 +246,26 @@ fn content_decides_which_but_headers_decide_how_many() {
     let dst = vec![msg(7, 1, 10, &[])];
     let d = diff_folder(&[&src], &dst, &m);
     assert_eq!((d.copy.len(), d.ambiguous), (1, 1));
+}
+
+#[test]
+fn flags_on_existing_add_pairs_and_never_removes() {
+    let (_, mut m) = rules();
+    let src = vec![msg(1, 1, 10, &["\\Seen", "$Label1"]), msg(2, 2, 10, &[])];
+    let dst = vec![
+        msg(8, 1, 10, &["\\Flagged", "\\seen"]),
+        msg(9, 2, 10, &["\\Seen"]),
+    ];
+    let d = diff_folder(&[&src], &dst, &m);
+    assert!(d.flag_updates.is_empty(), "keep is the default");
+    m.flags_on_existing = FlagsOnExisting::Add;
+    let d = diff_folder(&[&src], &dst, &m);
+    assert_eq!(
+        d.flag_updates,
+        vec![FlagUpdate {
+            uid: 8,
+            add: vec!["$Label1".to_string()]
+        }]
+    );
+    assert!(d.copy.is_empty());
 }

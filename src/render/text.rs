@@ -36,7 +36,7 @@ pub fn render_plan(plan: &PlanFile, options: TextOptions) -> String {
 /// `Plan: 1 folder to create, 1,216 messages (85.3 MiB) to copy; 10,443 already present, 4 skipped.`
 /// or `No changes. The destination has every message.`
 pub fn summary_line(s: &Summary, any_error: bool) -> String {
-    if s.folders_to_create == 0 && s.messages_to_copy == 0 && !any_error {
+    if s.folders_to_create == 0 && s.messages_to_copy == 0 && s.flags_to_add == 0 && !any_error {
         return "No changes. The destination has every message.".to_string();
     }
     format!(
@@ -247,6 +247,28 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         "  already present: {}",
         count(a.summary.already_present)
     );
+    if a.summary.flags_to_add > 0 {
+        let _ =
+            writeln!(
+            out,
+            "  flags: {} existing {} get the source's missing flags (flags-on-existing = \"add\")",
+            count(a.summary.flags_to_add),
+            if a.summary.flags_to_add == 1 { "message" } else { "messages" }
+        );
+        if options.detail {
+            for f in a.folders.iter().filter(|f| !f.flag_updates.is_empty()) {
+                for u in &f.flag_updates {
+                    let _ = writeln!(
+                        out,
+                        "    ~ {} uid {}: +{}",
+                        f.destination,
+                        u.uid,
+                        u.add.join(" +")
+                    );
+                }
+            }
+        }
+    }
     if a.summary.folders_to_create > 0 {
         out.push_str(&tree_diff(&a.tree_before, &a.tree_after));
     }
@@ -329,6 +351,7 @@ mod tests {
             bytes_to_copy: 89_443_532,
             already_present: 10_443,
             skipped: 4,
+            flags_to_add: 0,
         };
         assert_eq!(
             summary_line(&s, false),

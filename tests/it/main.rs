@@ -4,10 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod apply_cli;
 mod check_cli;
+mod flags_cli;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
 mod plan_cli;
+mod robustness;
 mod scenario;
 mod smoke;

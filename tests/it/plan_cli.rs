@@ -430,9 +430,6 @@ fn wrong_password_names_the_account_with_the_servers_words_and_others_still_plan
         &["plan", "--detailed-exitcode"][..],
     ] {
         let r = s.run(args);
-        if std::env::var_os("ACC_DEBUG").is_some() {
-            eprintln!("{r}");
-        }
         assert_eq!(r.status, 1, "{args:?}: {r}");
         assert_no_password(&s, wrong, &r.all_output());
         if args.contains(&"json") {
@@ -480,9 +477,6 @@ fn wrong_password_in_check() {
     let (s, wrong) = alice_ok_bob_wrong();
     let (alice, bob) = (s.acct("alice"), s.acct("bob"));
     let r = s.run(&["check"]);
-    if std::env::var_os("ACC_DEBUG").is_some() {
-        eprintln!("{r}");
-    }
     assert_eq!(r.status, 1, "{r}");
     assert_no_password(&s, wrong, &r.all_output());
     let bob_lines: Vec<&str> = r
@@ -649,11 +643,7 @@ fn account_and_shard_select_accounts() {
             .cloned()
             .collect();
         let r = s.run(&["plan", "--format", "json", "--shard", &shard]);
-        if expected.is_empty() {
-            // An empty shard is not an account failure; either nothing planned or a clear word.
-            assert!(r.status == 0 || r.stderr.contains("shard"), "{r}");
-            continue;
-        }
+        // An empty shard (1 run in 8) plans nothing, successfully.
         assert_eq!(r.status, 0, "{r}");
         let got = planned_users(&r);
         assert_eq!(
@@ -700,9 +690,6 @@ fn view_folders_are_listed_not_migrated_unless_included() {
     imap.append_many("INBOX", &view_msgs[..1]);
 
     let r = s.run(&["plan"]);
-    if std::env::var_os("ACC_DEBUG").is_some() {
-        eprintln!("{r}");
-    }
     assert_eq!(r.status, 0, "{r}");
     let view_lines: Vec<String> = squashed_lines(&r.stdout)
         .into_iter()
