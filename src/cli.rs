@@ -144,6 +144,27 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// Every `--account` value in `args`, wherever it stands (before or after the
+/// subcommand), in order. Stops at `--`.
+pub fn all_accounts(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let arg = arg.to_string_lossy();
+        if arg == "--" {
+            break;
+        }
+        if arg == "--account" {
+            if let Some(v) = iter.next() {
+                out.push(v.to_string_lossy().into_owned());
+            }
+        } else if let Some(v) = arg.strip_prefix("--account=") {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +184,23 @@ mod tests {
         assert_eq!(a.global.config, b.global.config);
         assert_eq!(a.global.accounts, vec!["a".to_string()]);
         assert_eq!(b.global.accounts, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn account_values_before_and_after_the_subcommand_add_up() {
+        let args: Vec<std::ffi::OsString> = [
+            "mailshift",
+            "--account",
+            "a",
+            "plan",
+            "--account=b",
+            "--account",
+            "c",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        assert_eq!(all_accounts(&args), vec!["a", "b", "c"]);
     }
 
     #[test]

@@ -50,8 +50,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match cli::Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
+        Ok(mut cli) => {
+            // clap lets a global flag given after the subcommand replace the values given
+            // before it; `--account` is repeatable anywhere, so collect every occurrence.
+            cli.global.accounts = cli::all_accounts(&args);
+            cli
+        }
         Err(e) => {
             let _ = e.print();
             // clap's own usage-error code is 2, which means "changes pending" here.

@@ -59,6 +59,15 @@ pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    if settings.accounts.is_empty() {
+        tracing::warn!(
+            "no account is selected{}",
+            match global.shard {
+                Some(shard) => format!(" (shard `{shard}` holds none of the CSV's accounts)"),
+                None => String::new(),
+            }
+        );
+    }
     Ok(settings)
 }
 
