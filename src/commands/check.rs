@@ -53,7 +53,8 @@ async fn login(
             error: None,
         },
         Err(e) => {
-            let mut text = format!("`{}:{}`: {e}", server.host, server.port);
+            // The error names `host:port` itself.
+            let mut text = e.to_string();
             if matches!(e, ImapError::AuthFailed { .. }) && !text.contains("hint:") {
                 text.push_str(&format!(
                     "\nhint: check the {side} user and password in `{}` line {}",

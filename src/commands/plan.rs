@@ -172,19 +172,14 @@ pub fn describe_account_error(
         InventoryError::Imap { side, source } => (*side, source),
         InventoryError::Folder { side, source, .. } => (*side, source),
     };
-    let server = match side {
-        Side::Source => &settings.source,
-        Side::Destination => &settings.destination,
+    // Every IMAP error names `host:port` already; add the folder when it does not.
+    let text = imap_error.to_string();
+    let mut out = match e {
+        InventoryError::Folder { folder, .. } if !text.contains(&format!("`{folder}`")) => {
+            format!("{side} folder `{folder}`: {text}")
+        }
+        _ => format!("{side}: {text}"),
     };
-    let mut out = format!("{side} `{}:{}`: ", server.host, server.port);
-    match e {
-        InventoryError::Folder { folder, .. } => {
-            let _ = write!(out, "folder `{folder}`: {imap_error}");
-        }
-        InventoryError::Imap { .. } => {
-            let _ = write!(out, "{imap_error}");
-        }
-    }
     if matches!(imap_error, ImapError::AuthFailed { .. }) && !out.contains("hint:") {
         let _ = write!(
             out,

@@ -198,6 +198,12 @@ impl Endpoint {
                 reason: explain_tls(tls),
             };
         }
+        // async-imap reports a server that hung up mid-response as "bytes remaining in
+        // stream" (an UnexpectedEof); say what it means.
+        if err.kind() == io::ErrorKind::UnexpectedEof || err.to_string().contains("bytes remaining")
+        {
+            return self.closed(format!("the server closed the connection (while {doing})"));
+        }
         self.closed(format!("{err} (while {doing})"))
     }
 
