@@ -44,6 +44,8 @@ pub enum ApplyError {
         planned: u32,
         now: u32,
     },
+    #[error("the destination rewrites headers; a re-run would duplicate (folder `{folder}`, destination uid {uid}: its identity headers differ from the source message's)\nhint: this server changes Message-ID, Date, From, To, Cc or Subject on APPEND; report it with `-vv` output, and do not re-run apply on this account")]
+    RewritesHeaders { folder: String, uid: u32 },
     #[error("another mailshift apply is running for destination user `{user}` on `{host}`\nhint: wait for it to finish; two applies on one account would race")]
     Locked { host: String, user: String },
     #[error("cannot create the lock file `{path}`: {source}")]
@@ -551,44 +553,51 @@ impl Executor<'_> {
         loop {
             match result {
                 Ok(results) => {
-                    let mut max_uid = None;
+                    // (destination UID, identity key) of every message that went in.
+                    let mut appended: Vec<(u32, IdentityKey)> = Vec::new();
+                    let mut uids_known = true;
                     for ((m, body), r) in batch.items.iter().zip(results) {
-                        match r {
-                            Ok(uid) => {
-                                tally.report.copied += 1;
-                                tally.report.bytes += body.len() as u64;
-                                tally.progress.advance(1, body.len() as u64);
-                                max_uid = max_uid.max(uid);
-                            }
+                        let r = match r {
+                            Ok(uid) => Ok((uid, false)),
                             Err(words) => {
                                 match self.retry_with_crlf(writer, folder, m, body, allowed).await {
-                                    Some(Ok(_)) => {
-                                        tally.report.copied += 1;
-                                        tally.report.fixed_bare_lf += 1;
-                                        tally.report.bytes += body.len() as u64;
-                                        tally.progress.advance(1, body.len() as u64);
-                                        max_uid = None;
-                                    }
-                                    _ => {
-                                        tracing::warn!(
-                                            account = %account.source_user,
-                                            "`{}` uid {}: the destination refused the message: {words}",
-                                            folder.destination, m.uid
-                                        );
-                                        tally.report.failed.push(FailedMessage {
-                                            folder: folder.destination.clone(),
-                                            uid: m.uid,
-                                            reason: words,
-                                        });
-                                        tally.progress.advance(1, 0);
-                                    }
+                                    Some(Ok(uid)) => Ok((uid, true)),
+                                    _ => Err(words),
                                 }
+                            }
+                        };
+                        match r {
+                            Ok((uid, fixed)) => {
+                                tally.report.copied += 1;
+                                tally.report.fixed_bare_lf += u64::from(fixed);
+                                tally.report.bytes += body.len() as u64;
+                                tally.progress.advance(1, body.len() as u64);
+                                match uid {
+                                    Some(uid) => appended.push((uid, m.key)),
+                                    None => uids_known = false,
+                                }
+                            }
+                            Err(words) => {
+                                tracing::warn!(
+                                    account = %account.source_user,
+                                    "`{}` uid {}: the destination refused the message: {words}",
+                                    folder.destination, m.uid
+                                );
+                                tally.report.failed.push(FailedMessage {
+                                    folder: folder.destination.clone(),
+                                    uid: m.uid,
+                                    reason: words,
+                                });
+                                tally.progress.advance(1, 0);
                             }
                         }
                     }
                     self.warn_dropped_keywords(&batch, allowed, tally);
-                    if let Some(uid) = max_uid {
-                        return Ok(Some(uid + 1));
+                    self.verify_keys(folder, writer, &appended).await?;
+                    if uids_known {
+                        if let Some(uid) = appended.iter().map(|(uid, _)| *uid).max() {
+                            return Ok(Some(uid + 1));
+                        }
                     }
                     // No APPENDUID (no UIDPLUS): ask for UIDNEXT, so that a dropped
                     // connection later re-reads exactly what the next batch added.
@@ -653,6 +662,44 @@ impl Executor<'_> {
                 }
             }
         }
+    }
+
+    /// The key stability check (DESIGN.md §3): reads the identity headers of the messages
+    /// just appended back from the destination. A server that rewrites them would make
+    /// every later pass copy them again, so the account stops here.
+    async fn verify_keys(
+        &self,
+        folder: &FolderPlan,
+        writer: &mut Writer,
+        appended: &[(u32, IdentityKey)],
+    ) -> Result<(), ApplyError> {
+        let Some(first) = appended.iter().map(|(uid, _)| *uid).min() else {
+            return Ok(());
+        };
+        let mut stored: HashMap<u32, IdentityKey> = HashMap::with_capacity(appended.len());
+        writer
+            .fetch_metadata_since(first, |m| {
+                stored.insert(m.uid, parse_headers(&m.header).key);
+            })
+            .await
+            .map_err(|source| ApplyError::Imap {
+                side: Side::Destination,
+                source,
+            })?;
+        for (uid, key) in appended {
+            match stored.get(uid) {
+                Some(k) if k == key => {}
+                // Expunged right away by someone else: nothing to compare.
+                None => {}
+                Some(_) => {
+                    return Err(ApplyError::RewritesHeaders {
+                        folder: folder.destination.clone(),
+                        uid: *uid,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// With `fix-bare-lf`, a refused message containing bare LF is sent again with CRLF.
