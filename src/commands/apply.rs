@@ -36,6 +36,9 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcom
             if args.format == Format::Text {
                 print!("{}", render_plan(&plan, TextOptions::default()));
             }
+            if plan.has_changes() && !args.auto_approve && args.format == Format::Json {
+                bail!("`apply --format json` cannot ask for confirmation\nhint: review the plan with `mailshift plan`, then add `--auto-approve`");
+            }
             if plan.has_changes() && !args.auto_approve && !confirm(&plan)? {
                 println!("\nApply cancelled.");
                 return Ok(Outcome::Failed);

@@ -49,6 +49,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Prints a plan on stdout: the JSON document alone, or the text plan.
+pub fn print_plan(plan: &crate::planfile::PlanFile, format: crate::cli::Format, detail: bool) {
+    use crate::render::text::{render_plan, TextOptions};
+    match format {
+        crate::cli::Format::Json => println!("{}", plan.to_json()),
+        crate::cli::Format::Text => print!("{}", render_plan(plan, TextOptions { detail })),
+    }
+}
+
 /// Loads and validates the config and the CSV; logs the settings' warnings.
 pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings> {
     let selection = Selection {

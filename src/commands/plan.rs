@@ -7,12 +7,11 @@ use anyhow::Context as _;
 use futures::stream::{self, StreamExt};
 
 use super::{credentials, ConnectionCaps};
-use crate::cli::{Format, PlanArgs};
+use crate::cli::PlanArgs;
 use crate::imap::ImapError;
 use crate::inventory::{self, InventoryError, Side};
 use crate::plan::{self, AccountPlan, Rules};
 use crate::planfile::PlanFile;
-use crate::render::text::{render_plan, TextOptions};
 use crate::settings::{Account, Settings};
 use crate::Outcome;
 
@@ -23,18 +22,7 @@ pub async fn run(settings: &Settings, args: &PlanArgs) -> anyhow::Result<Outcome
             .with_context(|| format!("cannot save the plan to `{}`", path.display()))?;
         tracing::info!("plan saved to `{}`", path.display());
     }
-    match args.format {
-        Format::Json => println!("{}", plan.to_json()),
-        Format::Text => print!(
-            "{}",
-            render_plan(
-                &plan,
-                TextOptions {
-                    detail: args.detail
-                }
-            )
-        ),
-    }
+    super::print_plan(&plan, args.format, args.detail);
     Ok(if plan.has_errors() {
         Outcome::Failed
     } else if args.detailed_exitcode && plan.has_changes() {

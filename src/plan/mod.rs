@@ -389,39 +389,24 @@ pub fn content_requests(
     let mut requests = ContentRequests::default();
     for f in plan.folders.iter().filter(|f| !f.ambiguous_keys.is_empty()) {
         let keys: std::collections::HashSet<&IdentityKey> = f.ambiguous_keys.iter().collect();
-        for s in &f.sources {
-            if let Some(folder) = source.folder(&s.wire_name) {
-                let uids: Vec<u32> = folder
-                    .messages
-                    .iter()
-                    .filter(|m| keys.contains(&m.key))
-                    .map(|m| m.uid)
-                    .collect();
-                if !uids.is_empty() {
-                    requests
-                        .source
-                        .entry(s.wire_name.clone())
-                        .or_default()
-                        .extend(uids);
-                }
-            }
-        }
-        if let Some(folder) = destination.folder(&f.destination_wire) {
-            let uids: Vec<u32> = folder
+        let request = |inventory: &Inventory, wire: &str, into: &mut BTreeMap<String, Vec<u32>>| {
+            let Some(folder) = inventory.folder(wire) else {
+                return;
+            };
+            let uids = folder
                 .messages
                 .iter()
                 .filter(|m| keys.contains(&m.key))
-                .map(|m| m.uid)
-                .collect();
-            if !uids.is_empty() {
-                requests
-                    .destination
-                    .entry(f.destination_wire.clone())
-                    .or_default()
-                    .extend(uids);
-            }
+                .map(|m| m.uid);
+            into.entry(wire.to_string()).or_default().extend(uids);
+        };
+        for s in &f.sources {
+            request(source, &s.wire_name, &mut requests.source);
         }
+        request(destination, &f.destination_wire, &mut requests.destination);
     }
+    requests.source.retain(|_, uids| !uids.is_empty());
+    requests.destination.retain(|_, uids| !uids.is_empty());
     requests
 }
 
