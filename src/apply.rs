@@ -25,7 +25,7 @@ use crate::settings::{Account, Settings};
 /// At most this many messages per APPEND batch.
 const BATCH_MESSAGES: usize = 200;
 /// At most about this many bytes per batch (a single bigger message still goes alone).
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Reconnect attempts after a dropped connection, per batch.
 const RECONNECTS: u32 = 3;
 
@@ -529,7 +529,7 @@ impl Executor<'_> {
             .map(|(m, body)| AppendItem {
                 flags: allowed.filter(&m.flags),
                 internal_date: m.internal_date.clone(),
-                body: body.clone(),
+                body: std::borrow::Cow::Borrowed(body.as_slice()),
             })
             .collect();
         writer.append_batch(&folder.destination_wire, &items).await
@@ -717,7 +717,7 @@ impl Executor<'_> {
         let item = AppendItem {
             flags: allowed.filter(&m.flags),
             internal_date: m.internal_date.clone(),
-            body: to_crlf(body),
+            body: to_crlf(body).into(),
         };
         match writer
             .append_batch(&folder.destination_wire, std::slice::from_ref(&item))

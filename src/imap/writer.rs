@@ -47,17 +47,18 @@ pub struct SelectInfo {
 
 /// One message to append.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct AppendItem {
+pub struct AppendItem<'a> {
     /// Flags and keywords to set; `\Recent` (and anything that is not a valid flag atom) is
     /// dropped. The caller decides which keywords the destination should get.
     pub flags: Vec<String>,
     /// INTERNALDATE as RFC 3339 (as [`FetchedMeta::internal_date`]); `None` = now.
     pub internal_date: Option<String>,
     /// The message, byte for byte.
-    pub body: Vec<u8>,
+    /// Borrowed from the caller's buffer where possible: no copy per message.
+    pub body: std::borrow::Cow<'a, [u8]>,
 }
 
-impl fmt::Debug for AppendItem {
+impl fmt::Debug for AppendItem<'_> {
     // Never the body: message contents are not for logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppendItem")
@@ -289,7 +290,7 @@ impl Writer {
     pub async fn append_batch(
         &mut self,
         wire_name: &str,
-        items: &[AppendItem],
+        items: &[AppendItem<'_>],
     ) -> Result<Vec<AppendResult>, ImapError> {
         let folder = self.conn.quoted(wire_name, "APPEND")?;
         let mut results: Vec<Option<AppendResult>> = vec![None; items.len()];
@@ -316,7 +317,7 @@ impl Writer {
     async fn append_prepared(
         &mut self,
         folder: &str,
-        items: &[AppendItem],
+        items: &[AppendItem<'_>],
         prepared: &[Prepared],
     ) -> Result<Vec<(usize, AppendResult)>, ImapError> {
         let caps = self.conn.capabilities();
@@ -357,7 +358,7 @@ impl Writer {
     async fn multiappend(
         &mut self,
         folder: &str,
-        items: &[AppendItem],
+        items: &[AppendItem<'_>],
         chunk: &[Prepared],
         literals: Literals,
     ) -> Result<Result<Vec<Option<u32>>, String>, ImapError> {
@@ -410,7 +411,7 @@ impl Writer {
     async fn append_singles(
         &mut self,
         folder: &str,
-        items: &[AppendItem],
+        items: &[AppendItem<'_>],
         chunk: &[Prepared],
         literals: Literals,
     ) -> Result<Vec<(usize, AppendResult)>, ImapError> {
@@ -665,7 +666,10 @@ pub(crate) fn rfc3339_to_internal_date(s: &str) -> Option<String> {
 
 /// Splits into MULTIAPPEND commands of at most [`MULTIAPPEND_MAX_ITEMS`] messages and
 /// about [`MULTIAPPEND_MAX_BYTES`] (a single bigger message is a chunk of its own).
-fn multiappend_chunks<'a>(items: &[AppendItem], prepared: &'a [Prepared]) -> Vec<&'a [Prepared]> {
+fn multiappend_chunks<'a>(
+    items: &[AppendItem<'_>],
+    prepared: &'a [Prepared],
+) -> Vec<&'a [Prepared]> {
     let mut chunks = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, p) in prepared.iter().enumerate() {
@@ -749,7 +753,7 @@ mod tests {
             .map(String::from)
             .to_vec(),
             internal_date: Some("2001-01-01T10:00:00+02:00".into()),
-            body: b"x".to_vec(),
+            body: b"x".to_vec().into(),
         };
         let p = prepare(3, &item).unwrap();
         assert_eq!(p.index, 3);
@@ -831,7 +835,7 @@ mod tests {
     #[test]
     fn chunks_respect_count_and_bytes() {
         let small = AppendItem {
-            body: vec![b'x'; 10],
+            body: vec![b'x'; 10].into(),
             ..AppendItem::default()
         };
         let items = vec![small; 450];
@@ -845,7 +849,7 @@ mod tests {
         assert_eq!(sizes, vec![200, 200, 50]);
 
         let big = AppendItem {
-            body: vec![b'x'; MULTIAPPEND_MAX_BYTES / 2 + 1],
+            body: vec![b'x'; MULTIAPPEND_MAX_BYTES / 2 + 1].into(),
             ..AppendItem::default()
         };
         let items = vec![big.clone(), big.clone(), big];
@@ -863,7 +867,7 @@ mod tests {
         let item = AppendItem {
             flags: vec![],
             internal_date: None,
-            body: b"secret text".to_vec(),
+            body: b"secret text".to_vec().into(),
         };
         let shown = format!("{item:?}");
         assert!(!shown.contains("secret"), "{shown}");

@@ -48,11 +48,11 @@ async fn writer(dc: &Dovecot, user: &str, pw: &str) -> Writer {
         .expect("writer connects")
 }
 
-fn item(flags: &[&str], date: Option<&str>, body: Vec<u8>) -> AppendItem {
+fn item(flags: &[&str], date: Option<&str>, body: Vec<u8>) -> AppendItem<'static> {
     AppendItem {
         flags: flags.iter().map(|f| f.to_string()).collect(),
         internal_date: date.map(str::to_string),
-        body,
+        body: body.into(),
     }
 }
 
@@ -225,7 +225,7 @@ async fn append_round_trip(layout: Layout) {
     assert_eq!(msgs[2].internal_date, "31-Dec-1999 23:59:59 +0000");
     assert_eq!(msgs[3].flags, vec!["\\Seen"]);
     for (msg, want) in msgs.iter().zip(items.iter().map(|i| &i.body)) {
-        assert_eq!(&msg.body, want, "bytes of uid {}", msg.uid);
+        assert_eq!(&msg.body[..], &want[..], "bytes of uid {}", msg.uid);
     }
     assert_eq!(msgs[1].body, eight_bit);
 }
@@ -332,7 +332,10 @@ async fn without_multiappend_a_batch_still_appends_in_order() {
     let want: Vec<_> = (1..=50).map(|u| Ok(Some(u))).collect();
     assert_eq!(results, want);
     let msgs = RawImap::login(dc.port(), &user, &pw).fetch_all("INBOX");
-    assert!(msgs.iter().zip(&items).all(|(m, i)| m.body == i.body));
+    assert!(msgs
+        .iter()
+        .zip(&items)
+        .all(|(m, i)| m.body[..] == i.body[..]));
 }
 
 #[tokio::test]
@@ -378,5 +381,8 @@ async fn appends_two_thousand_messages_quickly() {
     w.logout().await.unwrap();
     let msgs = RawImap::login(dc.port(), &user, &pw).fetch_all("INBOX");
     assert_eq!(msgs.len(), 2000);
-    assert!(msgs.iter().zip(&items).all(|(m, i)| m.body == i.body));
+    assert!(msgs
+        .iter()
+        .zip(&items)
+        .all(|(m, i)| m.body[..] == i.body[..]));
 }
