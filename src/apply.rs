@@ -105,9 +105,9 @@ impl DestinationLock {
 /// Counters of one account while it runs.
 struct Tally<'r> {
     report: &'r mut AccountReport,
-    progress: crate::progress::AccountProgress,
-    /// Keywords already warned about (one warning per keyword).
-    warned_keywords: BTreeSet<String>,
+    progress: &'r crate::progress::AccountProgress,
+    /// Keywords already warned about (one warning per keyword and account).
+    warned_keywords: &'r std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Executor<'_> {
@@ -126,13 +126,14 @@ impl Executor<'_> {
             let progress =
                 self.progress
                     .account(&plan.source_user, planned, plan.summary.bytes_to_copy);
+            let warned = std::sync::Mutex::new(BTreeSet::new());
             let mut tally = Tally {
                 report: &mut report,
-                progress,
-                warned_keywords: BTreeSet::new(),
+                progress: &progress,
+                warned_keywords: &warned,
             };
             let result = self.copy_account(account, plan, &mut tally).await;
-            tally.progress.finish();
+            progress.finish();
             if let Err(e) = result {
                 tracing::error!(account = %plan.source_user, "{}", e.to_string().lines().next().unwrap_or(""));
                 report.error = Some(e.to_string());
@@ -227,21 +228,87 @@ impl Executor<'_> {
             tally.report.folders_created += 1;
             tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
         }
-        for folder in plan
+        let work: Vec<&FolderPlan> = plan
             .folders
             .iter()
             .filter(|f| !f.copy.is_empty() || !f.flag_updates.is_empty())
-        {
-            if self.cancel.is_cancelled() {
-                break;
+            .collect();
+        // `connections-per-account` lanes, each with its own connection pair, copy
+        // different folders at once; extra lanes only while `max-connections` allows.
+        let wanted = self
+            .settings
+            .limits
+            .connections_per_account
+            .max(1)
+            .min(work.len().max(1));
+        let mut extra_slots = Vec::new();
+        for _ in 1..wanted {
+            match (
+                self.source_slots.try_acquire(),
+                self.destination_slots.try_acquire(),
+            ) {
+                (Ok(src), Ok(dst)) => extra_slots.push((src, dst)),
+                _ => break,
             }
-            self.copy_folder(account, folder, &mut reader, &mut writer, tally)
-                .await?;
+        }
+        let lanes = split_into_lanes(&work, 1 + extra_slots.len());
+        let progress = tally.progress;
+        let warned = tally.warned_keywords;
+        let mut lane_reports: Vec<AccountReport> = (1..lanes.len())
+            .map(|_| AccountReport::new(&plan.source_user, &plan.destination_user))
+            .collect();
+        let main_lane = self.run_lane(account, &lanes[0], &mut reader, &mut writer, tally);
+        let other_lanes = futures::future::join_all(lane_reports.iter_mut().zip(&lanes[1..]).map(
+            |(report, folders)| async move {
+                let mut tally = Tally {
+                    report,
+                    progress,
+                    warned_keywords: warned,
+                };
+                let mut reader = None;
+                let mut writer = self.connect_destination(account).await?;
+                let result = self
+                    .run_lane(account, folders, &mut reader, &mut writer, &mut tally)
+                    .await;
+                if let Some(r) = reader {
+                    let _ = r.logout().await;
+                }
+                let _ = writer.logout().await;
+                result
+            },
+        ));
+        let (main_result, other_results) = tokio::join!(main_lane, other_lanes);
+        drop(extra_slots);
+        for lane in lane_reports {
+            tally.report.absorb(lane);
+        }
+        main_result?;
+        for result in other_results {
+            result?;
         }
         if let Some(r) = reader {
             let _ = r.logout().await;
         }
         let _ = writer.logout().await;
+        Ok(())
+    }
+
+    /// Copies a lane's folders one after the other over one connection pair.
+    async fn run_lane(
+        &self,
+        account: &Account,
+        folders: &[&FolderPlan],
+        reader: &mut Option<Reader>,
+        writer: &mut Writer,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), ApplyError> {
+        for folder in folders {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            self.copy_folder(account, folder, reader, writer, tally)
+                .await?;
+        }
         Ok(())
     }
 
@@ -736,7 +803,13 @@ impl Executor<'_> {
     ) {
         for (m, _) in &batch.items {
             for flag in &m.flags {
-                if !allowed.allows(flag) && tally.warned_keywords.insert(flag.clone()) {
+                if !allowed.allows(flag)
+                    && tally
+                        .warned_keywords
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(flag.clone())
+                {
                     tracing::warn!(
                         account = %tally.report.source_user,
                         "the destination does not store the keyword `{flag}`; messages are copied without it"
@@ -745,6 +818,37 @@ impl Executor<'_> {
             }
         }
     }
+}
+
+/// Spreads folders over `lanes` lanes, biggest first onto the least loaded lane, each lane
+/// keeping plan order. Lane 0 always exists.
+fn split_into_lanes<'p>(folders: &[&'p FolderPlan], lanes: usize) -> Vec<Vec<&'p FolderPlan>> {
+    let lanes = lanes.max(1);
+    let weight =
+        |f: &FolderPlan| f.bytes_to_copy() + 4096 * (f.copy.len() + f.flag_updates.len()) as u64;
+    let mut order: Vec<usize> = (0..folders.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(folders[i])));
+    let mut load = vec![0u64; lanes];
+    let mut assigned: Vec<Vec<usize>> = vec![Vec::new(); lanes];
+    for i in order {
+        let lane = (0..lanes)
+            .min_by_key(|&l| load[l])
+            .expect("at least one lane");
+        load[lane] += weight(folders[i]);
+        assigned[lane].push(i);
+    }
+    let mut result: Vec<Vec<&'p FolderPlan>> = assigned
+        .into_iter()
+        .filter(|a| !a.is_empty())
+        .map(|mut a| {
+            a.sort_unstable();
+            a.into_iter().map(|i| folders[i]).collect()
+        })
+        .collect();
+    if result.is_empty() {
+        result.push(Vec::new());
+    }
+    result
 }
 
 /// Bodies of one batch, in planned order, plus UIDs the source no longer has.
@@ -892,6 +996,44 @@ mod tests {
         let removed = subtract_present(&mut v, vec![IdentityKey([1; 32]), IdentityKey([9; 32])]);
         assert_eq!(removed, 1);
         assert_eq!(v.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    fn folder(name: &str, copies: Vec<MessageCopy>) -> FolderPlan {
+        FolderPlan {
+            destination: name.into(),
+            destination_wire: name.into(),
+            action: FolderAction::Exists,
+            destination_status: None,
+            sources: vec![],
+            rule: "default".into(),
+            special_use: None,
+            merged: false,
+            renamed_delimiter: false,
+            subscribe: false,
+            copy: copies,
+            already_present: 0,
+            skipped: vec![],
+            ambiguous: 0,
+            ambiguous_keys: vec![],
+            flag_updates: vec![],
+        }
+    }
+
+    #[test]
+    fn lanes_balance_by_size_and_keep_plan_order() {
+        let big = folder("big", (0..10).map(|i| copy(i, 0, 1_000_000)).collect());
+        let a = folder("a", (0..3).map(|i| copy(i, 0, 1_000_000)).collect());
+        let b = folder("b", (0..4).map(|i| copy(i, 0, 1_000_000)).collect());
+        let c = folder("c", (0..2).map(|i| copy(i, 0, 1_000_000)).collect());
+        let all = [&a, &big, &b, &c];
+        let lanes = split_into_lanes(&all, 2);
+        let names: Vec<Vec<&str>> = lanes
+            .iter()
+            .map(|l| l.iter().map(|f| f.destination.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["big"], vec!["a", "b", "c"]]);
+        assert_eq!(split_into_lanes(&all, 1)[0].len(), 4);
+        assert_eq!(split_into_lanes(&[], 3), vec![Vec::<&FolderPlan>::new()]);
     }
 
     #[test]

@@ -87,6 +87,18 @@ impl AccountReport {
         }
     }
 
+    /// Adds what another connection lane of the same account did.
+    pub fn absorb(&mut self, lane: AccountReport) {
+        self.folders_created += lane.folders_created;
+        self.copied += lane.copied;
+        self.bytes += lane.bytes;
+        self.already_present += lane.already_present;
+        self.failed.extend(lane.failed);
+        self.vanished.extend(lane.vanished);
+        self.flags_updated += lane.flags_updated;
+        self.fixed_bare_lf += lane.fixed_bare_lf;
+    }
+
     /// Sets the status from what happened.
     pub fn settle(&mut self) {
         self.status = if self.error.is_some() {
