@@ -26,6 +26,8 @@ use crate::settings::{Account, Settings};
 const BATCH_MESSAGES: usize = 200;
 /// At most about this many bytes per batch (a single bigger message still goes alone).
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+/// Default body budget: 24 MiB of fetched-but-not-yet-appended bodies in the whole run.
+pub const BODY_BUDGET_KIB: usize = 24 * 1024;
 /// Reconnect attempts after a dropped connection, per batch.
 const RECONNECTS: u32 = 3;
 
@@ -60,6 +62,9 @@ pub struct Executor<'a> {
     pub settings: &'a Settings,
     pub source_slots: Arc<Semaphore>,
     pub destination_slots: Arc<Semaphore>,
+    /// Message bodies in memory at once, over all accounts and lanes, in KiB (see
+    /// [`BODY_BUDGET_KIB`]): bounds peak memory whatever the parallelism.
+    pub body_budget: Arc<Semaphore>,
     pub cancel: CancellationToken,
     pub progress: crate::progress::Progress,
 }
@@ -488,15 +493,31 @@ impl Executor<'_> {
                 let fetch = async {
                     match to_fetch {
                         Some(batch) => {
-                            Some(fetch_batch(reader.as_mut().expect("open"), batch).await)
+                            // Wait for room in the body budget before reading the bodies.
+                            let kib: u64 = batch.iter().map(|m| m.size.div_ceil(1024)).sum();
+                            let kib = kib.clamp(1, BODY_BUDGET_KIB as u64) as u32;
+                            let permit = Arc::clone(&self.body_budget)
+                                .acquire_many_owned(kib)
+                                .await
+                                .expect("never closed");
+                            let result = fetch_batch(reader.as_mut().expect("open"), batch).await;
+                            Some(result.map(|mut f| {
+                                f.budget = Some(permit);
+                                f
+                            }))
                         }
                         None => None,
                     }
                 };
                 let append = async {
                     match fetched.take() {
-                        Some(f) => {
-                            Some((self.append_checked(writer, folder, &f, &allowed).await, f))
+                        Some(mut f) => {
+                            let permit = f.budget.take();
+                            let result = self.append_checked(writer, folder, &f, &allowed).await;
+                            // Released as soon as the bodies are sent, so that a lane waiting
+                            // for budget never waits on itself.
+                            drop(permit);
+                            Some((result, f))
                         }
                         None => None,
                     }
@@ -855,6 +876,8 @@ fn split_into_lanes<'p>(folders: &[&'p FolderPlan], lanes: usize) -> Vec<Vec<&'p
 struct Fetched<'p> {
     items: Vec<(&'p MessageCopy, Vec<u8>)>,
     missing: Vec<u32>,
+    /// This batch's share of the body budget, held until it is appended.
+    budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 async fn fetch_batch<'p>(
@@ -875,6 +898,7 @@ async fn fetch_batch<'p>(
     Ok(Fetched {
         items,
         missing: outcome.missing,
+        budget: None,
     })
 }
 

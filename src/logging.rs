@@ -15,6 +15,11 @@ use tracing_subscriber::Layer;
 /// Targets that may print credentials at debug/trace level.
 const CAPPED_TARGETS: &[&str] = &["async_imap", "imap_proto"];
 
+/// Targets that log, at `error`, a TLS failure our own error already reports in words
+/// (rustls-platform-verifier: `failed to verify TLS certificate: invalid peer certificate:
+/// Other(OtherError(CaUsedAsEndEntity))`): shown only from `-vv` on.
+const DEBUG_ONLY_TARGETS: &[&str] = &["rustls_platform_verifier", "rustls"];
+
 fn level_for(verbose: u8, quiet: bool) -> LevelFilter {
     if quiet {
         return LevelFilter::ERROR;
@@ -31,6 +36,14 @@ fn filter(level: LevelFilter) -> Targets {
     let mut targets = Targets::new().with_default(level);
     for t in CAPPED_TARGETS {
         targets = targets.with_target(*t, level.min(LevelFilter::WARN));
+    }
+    let tls_level = if level >= LevelFilter::DEBUG {
+        level
+    } else {
+        LevelFilter::OFF
+    };
+    for t in DEBUG_ONLY_TARGETS {
+        targets = targets.with_target(*t, tls_level);
     }
     targets
 }
@@ -76,6 +89,21 @@ mod tests {
         assert!(!f.would_enable("imap_proto", &tracing::Level::DEBUG));
         assert!(f.would_enable("async_imap", &tracing::Level::WARN));
         assert!(f.would_enable("mailshift::apply", &tracing::Level::TRACE));
+    }
+
+    #[test]
+    fn tls_library_errors_only_from_debug_on() {
+        let target = "rustls_platform_verifier::verification::others";
+        for verbose in [0, 1] {
+            let f = filter(level_for(verbose, false));
+            assert!(
+                !f.would_enable(target, &tracing::Level::ERROR),
+                "-v x{verbose}"
+            );
+        }
+        assert!(filter(level_for(2, false)).would_enable(target, &tracing::Level::ERROR));
+        assert!(!filter(level_for(0, false)).would_enable("rustls::conn", &tracing::Level::WARN));
+        assert!(filter(level_for(0, false)).would_enable("mailshift::imap", &tracing::Level::ERROR));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod support;
 
 mod apply_cli;
 mod check_cli;
+mod extras_cli;
 mod flags_cli;
 mod identity_cli;
 mod imap_layer;
