@@ -40,6 +40,7 @@ impl Progress {
                 .progress_chars("=> "),
             );
             bar.set_prefix(name.to_string());
+            bar.set_message(format!("0 B of {}", bytes(total_bytes)));
             bar
         });
         AccountProgress {
