@@ -1001,3 +1001,27 @@ fn sigint_mid_apply_exits_130_with_report_then_rerun_completes() {
         "the source INBOX changed"
     );
 }
+
+#[test]
+fn a_second_apply_on_the_same_account_is_refused_while_the_first_runs() {
+    let (s, msgs) = big_scenario(Layout::Classic, Layout::Modern);
+    let total = msgs.len() as u64;
+    let mut dst = s.dst("alice");
+    let mut first = Running::start(&s, &["apply", "--auto-approve"]);
+    first.wait_until_partly_copied(&mut dst, "INBOX", total);
+    let second = s.run(&["apply", "--auto-approve"]);
+    let (code, out) = first.wait();
+    assert_eq!(code, 0, "the first apply finishes\n{out}");
+    assert_eq!(second.status, 1, "{second}");
+    assert!(
+        second
+            .all_output()
+            .contains("another mailshift apply is running for destination user"),
+        "{second}"
+    );
+    assert_bodies(
+        &multiset(&msgs),
+        &dst.fetch_all("INBOX"),
+        "INBOX after two applies",
+    );
+}
