@@ -1007,9 +1007,12 @@ fn a_second_apply_on_the_same_account_is_refused_while_the_first_runs() {
     let (s, msgs) = big_scenario(Layout::Classic, Layout::Modern);
     let total = msgs.len() as u64;
     let mut dst = s.dst("alice");
+    // The second apply uses a saved plan, so it reaches the lock at once (no planning).
+    let saved = s.run(&["plan", "--out", "p.json"]);
+    assert_eq!(saved.status, 0, "{saved}");
     let mut first = Running::start(&s, &["apply", "--auto-approve"]);
     first.wait_until_partly_copied(&mut dst, "INBOX", total);
-    let second = s.run(&["apply", "--auto-approve"]);
+    let second = s.run(&["apply", "p.json", "--auto-approve"]);
     let (code, out) = first.wait();
     assert_eq!(code, 0, "the first apply finishes\n{out}");
     assert_eq!(second.status, 1, "{second}");
