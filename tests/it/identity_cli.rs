@@ -63,3 +63,47 @@ fn equal_headers_different_bodies_copy_the_missing_one() {
         "No changes. The destination has every message."
     );
 }
+
+/// A destination that stores a different Subject than it was sent (simulated by a proxy
+/// that rewrites the APPEND stream): every later pass would copy the message again, so
+/// apply must stop that account after the first batch instead of carrying on.
+#[test]
+fn a_destination_that_rewrites_headers_stops_the_account() {
+    use crate::scenario::Side;
+    use crate::support::{Direction, FaultProxy};
+
+    let mut s = Scenario::new()
+        .source(Layout::Classic)
+        .destination(Layout::Modern)
+        .account("alice");
+    let msgs: Vec<NewMessage> = (0..5)
+        .map(|i| {
+            NewMessage::new(
+                MessageBuilder::new()
+                    .subject(&format!("Quarterly numbers {i}"))
+                    .build(),
+            )
+        })
+        .collect();
+    let mut src = s.src("alice");
+    src.append_many("INBOX", &msgs);
+    let before = src.snapshot();
+    let proxy = FaultProxy::to(s.port(Side::Destination))
+        .rewrite(
+            Direction::ClientToServer,
+            b"Subject: Quarterly",
+            b"Subject: Quartarly",
+        )
+        .start();
+    s.set_port(Side::Destination, proxy.port());
+
+    let apply = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.status, 1, "{apply}");
+    assert!(
+        apply
+            .all_output()
+            .contains("the destination rewrites headers; a re-run would duplicate"),
+        "{apply}"
+    );
+    before.assert_unchanged(&src.snapshot());
+}

@@ -120,12 +120,37 @@ pub struct FaultProxyBuilder {
     upstream_port: u16,
     fault: Option<Fault>,
     delay: Option<Duration>,
+    rewrite: Option<Rewrite>,
+}
+
+/// A same-length byte substitution in one direction (a server that "edits" what it stores,
+/// as seen from the client). Matched within one read chunk only: keep patterns short.
+#[derive(Clone, Debug)]
+pub struct Rewrite {
+    pub direction: Direction,
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
 }
 
 impl FaultProxyBuilder {
     /// The fault to inject (none: a transparent proxy).
     pub fn fault(mut self, fault: Fault) -> Self {
         self.fault = Some(fault);
+        self
+    }
+
+    /// Replace `from` by `to` (same length) in every chunk flowing in `direction`.
+    pub fn rewrite(mut self, direction: Direction, from: &[u8], to: &[u8]) -> Self {
+        assert_eq!(
+            from.len(),
+            to.len(),
+            "a rewrite keeps the length (literal sizes)"
+        );
+        self.rewrite = Some(Rewrite {
+            direction,
+            from: from.to_vec(),
+            to: to.to_vec(),
+        });
         self
     }
 
@@ -146,6 +171,7 @@ impl FaultProxyBuilder {
             upstream_port: self.upstream_port,
             fault: self.fault,
             delay: self.delay,
+            rewrite: self.rewrite,
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             fired: AtomicUsize::new(0),
@@ -180,6 +206,7 @@ impl FaultProxy {
             upstream_port,
             fault: None,
             delay: None,
+            rewrite: None,
         }
     }
 
@@ -219,6 +246,7 @@ struct Shared {
     upstream_port: u16,
     fault: Option<Fault>,
     delay: Option<Duration>,
+    rewrite: Option<Rewrite>,
     stop: AtomicBool,
     connections: AtomicUsize,
     fired: AtomicUsize,
@@ -314,6 +342,17 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
         if conn.stalled.load(Ordering::SeqCst) {
             park(shared);
             return;
+        }
+        if let Some(r) = shared.rewrite.as_ref().filter(|r| r.direction == direction) {
+            let mut i = 0;
+            while i + r.from.len() <= n {
+                if buf[i..i + r.from.len()] == r.from[..] {
+                    buf[i..i + r.from.len()].copy_from_slice(&r.to);
+                    i += r.from.len();
+                } else {
+                    i += 1;
+                }
+            }
         }
         let chunk = &buf[..n];
         // How much of the chunk to forward before the fault fires, if it fires here.

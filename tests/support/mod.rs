@@ -23,7 +23,9 @@ mod message;
 mod raw_imap;
 
 pub use dovecot::{unique_user, DoveadmMessage, Dovecot, DovecotBuilder, Layout};
-pub use fault_proxy::{Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Trigger};
+pub use fault_proxy::{
+    Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Rewrite, Trigger,
+};
 pub use message::{to_crlf, MessageBuilder};
 pub use raw_imap::{quote, FolderSnapshot, MailboxSnapshot, NewMessage, RawImap, RawMessage};
 
