@@ -11,6 +11,7 @@ mod flags_cli;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
+mod mapping_cli;
 mod plan_cli;
 mod robustness;
 mod scenario;

@@ -1,0 +1,95 @@
+//! Folder mapping end to end (what-migrators-hit #7–#9): a destination delimiter inside a
+//! source name is replaced visibly, subfolders of a special folder follow it, localised
+//! special names map by meaning, and `INBOX` is never doubled.
+
+use crate::scenario::Scenario;
+use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage};
+
+fn one(subject: &str) -> Vec<NewMessage> {
+    vec![NewMessage::new(
+        MessageBuilder::new().subject(subject).build(),
+    )]
+}
+
+fn names(list: Vec<(Vec<String>, Option<char>, String)>) -> Vec<String> {
+    let mut names: Vec<String> = list.into_iter().map(|(_, _, n)| n).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn modern_to_classic_replaces_dots_and_keeps_special_subfolders() {
+    let s = Scenario::new()
+        .source(Layout::Modern)
+        .destination(Layout::Classic)
+        .account("alice");
+    let mut src = s.src("alice");
+    for folder in ["Releases", "Releases/v1.2", "Sent/2023", "INBOX/Receipts"] {
+        src.create(folder);
+    }
+    src.append_many("Releases/v1.2", &one("release notes"));
+    src.append_many("Sent/2023", &one("sent last year"));
+    src.append_many("INBOX/Receipts", &one("a receipt"));
+    let before = src.snapshot();
+
+    let plan = s.run(&["plan"]);
+    assert_eq!(plan.status, 0, "{plan}");
+    assert!(
+        plan.stdout.contains("Releases/v1_2")
+            && plan.stdout.contains("delimiter in name replaced by `_`"),
+        "{plan}"
+    );
+    let apply = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.status, 0, "{apply}");
+
+    let mut dst = s.dst("alice");
+    let listed = names(dst.list());
+    for want in [
+        "INBOX.Releases.v1_2",
+        "INBOX.Sent Items.2023",
+        "INBOX.Receipts",
+    ] {
+        assert!(
+            listed.iter().any(|n| n == want),
+            "`{want}` missing in {listed:?}"
+        );
+    }
+    assert!(
+        !listed
+            .iter()
+            .any(|n| n.contains("INBOX.INBOX") || n == "INBOX.Sent.2023"),
+        "{listed:?}"
+    );
+    assert_eq!(dst.fetch_all("INBOX.Releases.v1_2").len(), 1);
+    assert_eq!(dst.fetch_all("INBOX.Sent Items.2023").len(), 1);
+    assert_eq!(dst.fetch_all("INBOX.Receipts").len(), 1);
+    before.assert_unchanged(&src.snapshot());
+}
+
+#[test]
+fn localised_special_folders_map_by_name_when_no_attribute_says() {
+    // A German server without SPECIAL-USE attributes: "Gesendete Objekte" is Sent by name.
+    let source = Dovecot::builder()
+        .layout(Layout::Classic)
+        .special_folders(&[("Gesendete Objekte", None), ("Entwürfe", None)])
+        .special_use_attributes(false)
+        .start();
+    let s = Scenario::new()
+        .source_server(source)
+        .destination(Layout::Modern)
+        .account("alice");
+    let mut src = s.src("alice");
+    src.append_many("INBOX.Gesendete Objekte", &one("gesendet"));
+    src.append_many("INBOX.Entw&APw-rfe", &one("entwurf"));
+
+    let apply = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.status, 0, "{apply}");
+    let mut dst = s.dst("alice");
+    assert_eq!(dst.fetch_all("Sent").len(), 1, "Gesendete Objekte → Sent");
+    assert_eq!(dst.fetch_all("Drafts").len(), 1, "Entwürfe → Drafts");
+    let listed = names(dst.list());
+    assert!(
+        !listed.iter().any(|n| n.starts_with("Gesendete")),
+        "{listed:?}"
+    );
+}
