@@ -28,14 +28,14 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcom
             let plan = PlanFile::load(path)?;
             plan.check_digest(path, &settings.config_digest)?;
             if args.format == Format::Text {
-                print!("{}", render_plan(&plan, TextOptions::default()));
+                super::print_text(&render_plan(&plan, TextOptions::default()));
             }
             plan
         }
         None => {
             let plan = super::plan::plan_all(settings).await;
             if args.format == Format::Text {
-                print!("{}", render_plan(&plan, TextOptions::default()));
+                super::print_text(&render_plan(&plan, TextOptions::default()));
             }
             if plan.has_changes() && !args.auto_approve && args.format == Format::Json {
                 bail!("`apply --format json` cannot ask for confirmation\nhint: review the plan with `mailshift plan`, then add `--auto-approve`");

@@ -17,9 +17,31 @@ use crate::cli::{Cli, Command};
 use crate::settings::{self, Selection, Settings};
 use crate::Outcome;
 
-/// Runs the parsed command line.
+/// Whether text on stdout gets ANSI colours (`--color`, `NO_COLOR`, a terminal).
+static STDOUT_COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints text data on stdout, coloured when enabled.
+pub fn print_text(text: &str) {
+    if STDOUT_COLOR.load(std::sync::atomic::Ordering::Relaxed) {
+        print!("{}", crate::render::text::colorize(text));
+    } else {
+        print!("{text}");
+    }
+}
+
+/// Runs the parsed command line. `color` is the decision for stderr; stdout decides alone.
 pub fn dispatch(cli: Cli, color: bool) -> anyhow::Result<Outcome> {
     let _ = color;
+    let stdout_color = match cli.global.color {
+        crate::cli::ColorChoice::Always => true,
+        crate::cli::ColorChoice::Never => false,
+        crate::cli::ColorChoice::Auto => {
+            use std::io::IsTerminal;
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
+    STDOUT_COLOR.store(stdout_color, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Completions(args) => {
             let mut cmd = Cli::command();
@@ -54,7 +76,7 @@ pub fn print_plan(plan: &crate::planfile::PlanFile, format: crate::cli::Format, 
     use crate::render::text::{render_plan, TextOptions};
     match format {
         crate::cli::Format::Json => println!("{}", plan.to_json()),
-        crate::cli::Format::Text => print!("{}", render_plan(plan, TextOptions { detail })),
+        crate::cli::Format::Text => print_text(&render_plan(plan, TextOptions { detail })),
     }
 }
 

@@ -33,6 +33,45 @@ pub fn render_plan(plan: &PlanFile, options: TextOptions) -> String {
     out
 }
 
+/// ANSI colours for a terminal: additions green, merges yellow, errors red, the closing
+/// line bold. Applied to the rendered text, so colourless output is never affected.
+pub fn colorize(text: &str) -> String {
+    const GREEN: &str = "\x1b[32m";
+    const YELLOW: &str = "\x1b[33m";
+    const RED: &str = "\x1b[31m";
+    const BOLD: &str = "\x1b[1m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let trimmed = body.trim_start();
+        let style = if trimmed.starts_with("+ ") {
+            Some(GREEN)
+        } else if trimmed.starts_with("~ ") {
+            Some(YELLOW)
+        } else if trimmed.starts_with("error:") {
+            Some(RED)
+        } else if body.starts_with("Plan: ") || body.starts_with("No changes.") {
+            Some(BOLD)
+        } else {
+            None
+        };
+        match style {
+            Some(style) => {
+                out.push_str(style);
+                out.push_str(body);
+                out.push_str(RESET);
+            }
+            None => out.push_str(body),
+        }
+        out.push_str(newline);
+    }
+    out
+}
+
 /// `Plan: 1 folder to create, 1,216 messages (85.3 MiB) to copy; 10,443 already present, 4 skipped.`
 /// or `No changes. The destination has every message.`
 pub fn summary_line(s: &Summary, any_error: bool) -> String {
@@ -397,6 +436,26 @@ mod tests {
             text.lines().last().unwrap(),
             "Plan: 0 folders to create, 0 messages (0 B) to copy; 0 already present, 0 skipped."
         );
+    }
+
+    #[test]
+    fn colours_only_wrap_lines() {
+        let plain = "a → b\n    + INBOX\n  error: x\nPlan: 1 folder to create\n";
+        let coloured = colorize(plain);
+        assert!(
+            coloured.contains("\x1b[32m    + INBOX\x1b[0m\n"),
+            "{coloured:?}"
+        );
+        assert!(
+            coloured.contains("\x1b[31m  error: x\x1b[0m\n"),
+            "{coloured:?}"
+        );
+        let stripped = coloured
+            .replace("\x1b[32m", "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[1m", "")
+            .replace("\x1b[0m", "");
+        assert_eq!(stripped, plain);
     }
 
     #[test]
