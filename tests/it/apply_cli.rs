@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::scenario::{human_bytes, thousands, CmdResult, Scenario};
+use crate::scenario::{plan_line, CmdResult, Scenario};
 use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage, RawImap, RawMessage};
 
 const OLD_DATE: &str = "01-Jan-2001 10:00:00 +0200";
@@ -242,20 +242,6 @@ fn settled_count(imap: &mut RawImap, folder: &str) -> u64 {
         }
     }
     last
-}
-
-/// The expected `Plan:` line (DESIGN.md §2 grammar).
-fn plan_line(folders: u64, messages: u64, bytes: u64, present: u64, skipped: u64) -> String {
-    format!(
-        "Plan: {} folder{} to create, {} message{} ({}) to copy; {} already present, {} skipped.",
-        thousands(folders),
-        if folders == 1 { "" } else { "s" },
-        thousands(messages),
-        if messages == 1 { "" } else { "s" },
-        human_bytes(bytes),
-        thousands(present),
-        thousands(skipped),
-    )
 }
 
 #[track_caller]

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage, RawImap};
 
-fn server(port: u16, security: Security) -> ServerSettings {
+pub(crate) fn server(port: u16, security: Security) -> ServerSettings {
     ServerSettings {
         host: "127.0.0.1".into(),
         port,
@@ -29,7 +29,7 @@ fn server(port: u16, security: Security) -> ServerSettings {
     }
 }
 
-fn limits() -> Limits {
+pub(crate) fn limits() -> Limits {
     Limits {
         parallel_accounts: 1,
         connections_per_account: 1,

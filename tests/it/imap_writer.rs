@@ -8,35 +8,16 @@
 use std::time::{Duration, Instant};
 
 use mailshift::imap::{AppendItem, Credentials, Writer};
-use mailshift::settings::{AuthMethod, Limits, Security, ServerSettings, TlsRoots};
+use mailshift::settings::{Security, ServerSettings};
 use secrecy::SecretString;
 
 use crate::support::{Dovecot, Layout, MessageBuilder, RawImap};
 
 fn server(port: u16) -> ServerSettings {
-    ServerSettings {
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::Plain,
-        ca_file: None,
-        tls_roots: TlsRoots::System,
-        accept_invalid_certs: false,
-        allow_plaintext_auth: false,
-        auth: AuthMethod::Auto,
-        token_command: None,
-        max_connections: 10,
-        admin: None,
-    }
+    crate::imap_layer::server(port, Security::Plain)
 }
 
-fn limits() -> Limits {
-    Limits {
-        parallel_accounts: 1,
-        connections_per_account: 1,
-        connect_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    }
-}
+use crate::imap_layer::limits;
 
 async fn writer(dc: &Dovecot, user: &str, pw: &str) -> Writer {
     let creds = Credentials {

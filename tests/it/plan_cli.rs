@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use crate::scenario::{human_bytes, rfc822_sizes, squash, thousands, Scenario, Side};
+use crate::scenario::{human_bytes, plan_line, rfc822_sizes, squash, thousands, Scenario, Side};
 use crate::support::{Dovecot, Layout, MailboxSnapshot, MessageBuilder, NewMessage, RawImap};
 
 const OLD_DATE: &str = "01-Jan-2001 10:00:00 +0200";
@@ -23,20 +23,6 @@ fn assert_has_line(text: &str, expected: &str) {
         lines.iter().any(|l| l == expected),
         "no line `{expected}` in:\n{text}"
     );
-}
-
-/// The expected summary line.
-fn plan_line(folders: u64, messages: u64, bytes: u64, present: u64, skipped: u64) -> String {
-    format!(
-        "Plan: {} folder{} to create, {} message{} ({}) to copy; {} already present, {} skipped.",
-        thousands(folders),
-        if folders == 1 { "" } else { "s" },
-        thousands(messages),
-        if messages == 1 { "" } else { "s" },
-        human_bytes(bytes),
-        thousands(present),
-        thousands(skipped),
-    )
 }
 
 fn snapshot(imap: &mut RawImap) -> MailboxSnapshot {

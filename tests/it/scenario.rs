@@ -466,6 +466,20 @@ pub fn rfc822_sizes(imap: &mut RawImap, folder: &str) -> std::collections::BTree
     out
 }
 
+/// The expected `Plan:` line (DESIGN.md §2 grammar), written independently of the product.
+pub fn plan_line(folders: u64, messages: u64, bytes: u64, present: u64, skipped: u64) -> String {
+    format!(
+        "Plan: {} folder{} to create, {} message{} ({}) to copy; {} already present, {} skipped.",
+        thousands(folders),
+        if folders == 1 { "" } else { "s" },
+        thousands(messages),
+        if messages == 1 { "" } else { "s" },
+        human_bytes(bytes),
+        thousands(present),
+        thousands(skipped),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
