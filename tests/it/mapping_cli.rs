@@ -93,3 +93,34 @@ fn localised_special_folders_map_by_name_when_no_attribute_says() {
         "{listed:?}"
     );
 }
+
+#[test]
+fn a_noselect_destination_folder_becomes_selectable_when_mail_must_go_in() {
+    let s = Scenario::new()
+        .source(Layout::Classic)
+        .destination(Layout::Modern)
+        .account("alice");
+    let mut src = s.src("alice");
+    src.create("INBOX.Clients");
+    src.append_many("INBOX.Clients", &one("client mail"));
+    // On the destination `Clients` exists only as the implicit parent of `Clients/Acme`.
+    let mut dst = s.dst("alice");
+    dst.create("Clients/Acme");
+    let attrs: Vec<String> = dst
+        .list()
+        .into_iter()
+        .find(|(_, _, n)| n == "Clients")
+        .map(|(a, _, _)| a)
+        .expect("the implicit parent is listed");
+    assert!(
+        attrs.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect")),
+        "{attrs:?}"
+    );
+
+    let apply = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.status, 0, "{apply}");
+    assert_eq!(dst.fetch_all("Clients").len(), 1);
+    assert_eq!(dst.fetch_all("Clients/Acme").len(), 0);
+    let again = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status, 0, "{again}");
+}
