@@ -14,5 +14,6 @@ mod imap_writer;
 mod mapping_cli;
 mod plan_cli;
 mod robustness;
+mod rules_cli;
 mod scenario;
 mod smoke;
