@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_cli;
 mod apply_cli;
 mod check_cli;
 mod extras_cli;
