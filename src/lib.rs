@@ -92,7 +92,7 @@ where
         );
         return ExitCode::from(1);
     }
-    match commands::dispatch(cli, color) {
+    match commands::dispatch(cli) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => {
             print_error_chain(&e);

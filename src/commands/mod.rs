@@ -29,9 +29,8 @@ pub fn print_text(text: &str) {
     }
 }
 
-/// Runs the parsed command line. `color` is the decision for stderr; stdout decides alone.
-pub fn dispatch(cli: Cli, color: bool) -> anyhow::Result<Outcome> {
-    let _ = color;
+/// Runs the parsed command line (stderr's colour was decided by the caller; stdout's here).
+pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     let stdout_color = match cli.global.color {
         crate::cli::ColorChoice::Always => true,
         crate::cli::ColorChoice::Never => false,
