@@ -345,11 +345,17 @@ fn check_unknown_host_names_the_account_and_the_host() {
 // `script`, which runs the command on a new pseudo-terminal and copies it to our stdout.
 
 /// `script` from util-linux, if installed.
-fn script_program() -> Option<PathBuf> {
+/// util-linux `script`, which gives the binary a pseudo-terminal. Missing means the
+/// machine is not set up for the tests: fail and say how to install it.
+fn script_program() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("script"))
         .find(|p| p.is_file())
+        .expect(
+            "no `script` (util-linux) to make a pseudo-terminal; install it with \
+             `apt-get install -y bsdutils` (.ci/run does)",
+        )
 }
 
 /// POSIX shell single quotes.
@@ -457,10 +463,7 @@ fn run_on_terminal(script: &Path, s: &Scenario, args: &[&str], input: Option<&st
 
 #[test]
 fn apply_on_a_terminal_draws_progress_and_ends_with_the_report() {
-    let Some(script) = script_program() else {
-        eprintln!("skipped: no `script` (util-linux) to make a pseudo-terminal");
-        return;
-    };
+    let script = script_program();
     let s = Scenario::new()
         .source_with(
             Dovecot::builder()
@@ -537,10 +540,7 @@ fn apply_on_a_terminal_draws_progress_and_ends_with_the_report() {
 
 #[test]
 fn apply_on_a_terminal_asks_and_only_yes_approves() {
-    let Some(script) = script_program() else {
-        eprintln!("skipped: no `script` (util-linux) to make a pseudo-terminal");
-        return;
-    };
+    let script = script_program();
     let s = Scenario::new()
         .source(Layout::Classic)
         .destination(Layout::Modern)
