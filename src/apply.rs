@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::imap::{AppendItem, AppendResult, Credentials, ImapError, Reader, Writer};
+use crate::imap::{
+    AppendItem, AppendResult, ConnectionCaps, Credentials, ImapError, Reader, Writer,
+};
 use crate::inventory::Side;
 use crate::plan::identity::{parse_headers, IdentityKey};
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
@@ -60,8 +62,8 @@ pub enum ApplyError {
 /// Shared by all accounts of one run.
 pub struct Executor<'a> {
     pub settings: &'a Settings,
-    pub source_slots: Arc<Semaphore>,
-    pub destination_slots: Arc<Semaphore>,
+    /// `max-connections` per server, shared with nothing else during an apply.
+    pub caps: ConnectionCaps,
     /// Message bodies in memory at once, over all accounts and lanes, in KiB (see
     /// [`BODY_BUDGET_KIB`]): bounds peak memory whatever the parallelism.
     pub body_budget: Arc<Semaphore>,
@@ -155,10 +157,7 @@ impl Executor<'_> {
     }
 
     async fn connect_source(&self, account: &Account) -> Result<Reader, ApplyError> {
-        let creds = Credentials {
-            user: account.source_user.clone(),
-            password: account.source_password.clone(),
-        };
+        let creds = Credentials::of(account, Side::Source);
         Reader::connect(&self.settings.source, &self.settings.limits, &creds)
             .await
             .map_err(|source| ApplyError::Imap {
@@ -168,10 +167,7 @@ impl Executor<'_> {
     }
 
     async fn connect_destination(&self, account: &Account) -> Result<Writer, ApplyError> {
-        let creds = Credentials {
-            user: account.destination_user.clone(),
-            password: account.destination_password.clone(),
-        };
+        let creds = Credentials::of(account, Side::Destination);
         Writer::connect(&self.settings.destination, &self.settings.limits, &creds)
             .await
             .map_err(|source| ApplyError::Imap {
@@ -188,9 +184,15 @@ impl Executor<'_> {
     ) -> Result<(), ApplyError> {
         let _lock =
             DestinationLock::acquire(&self.settings.destination.host, &plan.destination_user)?;
-        let _src_slot = self.source_slots.acquire().await.expect("never closed");
+        let _src_slot = self
+            .caps
+            .of(Side::Source)
+            .acquire()
+            .await
+            .expect("never closed");
         let _dst_slot = self
-            .destination_slots
+            .caps
+            .of(Side::Destination)
             .acquire()
             .await
             .expect("never closed");
@@ -249,8 +251,8 @@ impl Executor<'_> {
         let mut extra_slots = Vec::new();
         for _ in 1..wanted {
             match (
-                self.source_slots.try_acquire(),
-                self.destination_slots.try_acquire(),
+                self.caps.of(Side::Source).try_acquire(),
+                self.caps.of(Side::Destination).try_acquire(),
             ) {
                 (Ok(src), Ok(dst)) => extra_slots.push((src, dst)),
                 _ => break,

@@ -2,9 +2,17 @@
 //! special-use attributes and status) and per-folder message metadata. Produced read-only
 //! by [`collect`] through `crate::imap::Reader`; consumed by the pure planner.
 
-use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::plan::identity::IdentityKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::imap::{Credentials, ImapError, ListEntry, Reader};
+use crate::plan::identity::{parse_headers, IdentityKey};
+use crate::settings::{Limits, ServerSettings};
+
+/// Body hashes per folder wire name and UID (see [`fetch_contents`]).
+pub type ContentHashes = HashMap<String, HashMap<u32, IdentityKey>>;
 
 /// The special-use attributes (RFC 6154) mailshift maps by meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -125,10 +133,6 @@ impl Inventory {
     }
 }
 
-use crate::imap::{Credentials, ImapError, ListEntry, Reader};
-use crate::plan::identity::parse_headers;
-use crate::settings::{Limits, ServerSettings};
-
 /// Which side an inventory is for (in messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -194,7 +198,12 @@ pub async fn collect(
         .await
         .map_err(imap)?;
     let entries = reader.list_all().await.map_err(imap)?;
-    let subscribed = reader.subscribed().await.map_err(imap)?;
+    let subscribed: HashSet<String> = reader
+        .subscribed()
+        .await
+        .map_err(imap)?
+        .into_iter()
+        .collect();
     let namespace = reader.namespace().await.map_err(imap)?;
     let (prefix, ns_delimiter) = match namespace {
         Some(ns) => (ns.prefix, ns.delimiter),
@@ -213,7 +222,7 @@ pub async fn collect(
         let name = crate::imap::mutf7::decode(&entry.wire_name)
             .unwrap_or_else(|_| entry.wire_name.clone());
         let mut folder = Folder {
-            subscribed: subscribed.iter().any(|s| s == &entry.wire_name),
+            subscribed: subscribed.contains(&entry.wire_name),
             wire_name: entry.wire_name,
             name,
             attributes: entry.attributes,
@@ -249,11 +258,7 @@ pub async fn collect(
                     });
                 })
                 .await
-                .map_err(|source| InventoryError::Folder {
-                    side,
-                    folder: folder.name.clone(),
-                    source,
-                })?;
+                .map_err(folder_err)?;
             folder.status = Some(status);
             folder.messages = messages;
         }
@@ -269,20 +274,15 @@ pub async fn collect(
 }
 
 /// Hashes of `BODY[TEXT]` for the given UIDs per folder, for resolving ambiguous groups.
-/// Line endings and trailing whitespace are normalised first: servers rewrite bare LF.
 pub async fn fetch_contents(
     side: Side,
     server: &ServerSettings,
     limits: &Limits,
     credentials: &Credentials,
-    requests: &std::collections::BTreeMap<String, Vec<u32>>,
-) -> Result<
-    std::collections::HashMap<String, std::collections::HashMap<u32, IdentityKey>>,
-    InventoryError,
-> {
-    use sha2::{Digest, Sha256};
+    requests: &BTreeMap<String, Vec<u32>>,
+) -> Result<ContentHashes, InventoryError> {
     let imap = |source| InventoryError::Imap { side, source };
-    let mut out = std::collections::HashMap::new();
+    let mut out = ContentHashes::new();
     if requests.is_empty() {
         return Ok(out);
     }
@@ -296,18 +296,10 @@ pub async fn fetch_contents(
             source,
         };
         reader.examine(wire_name).await.map_err(folder_err)?;
-        let mut hashes = std::collections::HashMap::with_capacity(uids.len());
+        let mut hashes = HashMap::with_capacity(uids.len());
         reader
             .fetch_texts(uids, |uid, text| {
-                let mut hasher = Sha256::new();
-                let end = text
-                    .iter()
-                    .rposition(|b| !b.is_ascii_whitespace())
-                    .map_or(0, |i| i + 1);
-                for chunk in text[..end].split(|b| *b == b'\r') {
-                    hasher.update(chunk);
-                }
-                hashes.insert(uid, IdentityKey(hasher.finalize().into()));
+                hashes.insert(uid, content_hash(text));
             })
             .await
             .map_err(folder_err)?;
@@ -315,4 +307,30 @@ pub async fn fetch_contents(
     }
     let _ = reader.logout().await;
     Ok(out)
+}
+
+/// SHA-256 of a message body with CRs and trailing whitespace removed: servers rewrite
+/// bare LF to CRLF, and that must not make two copies of one message look different.
+fn content_hash(text: &[u8]) -> IdentityKey {
+    let end = text
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let mut hasher = Sha256::new();
+    for chunk in text[..end].split(|b| *b == b'\r') {
+        hasher.update(chunk);
+    }
+    IdentityKey(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_hash_ignores_line_ending_style_only() {
+        assert_eq!(content_hash(b"a\r\nb\r\n"), content_hash(b"a\nb\n"));
+        assert_eq!(content_hash(b"a\nb"), content_hash(b"a\nb\n\n  "));
+        assert_ne!(content_hash(b"a\nb"), content_hash(b"a\nc"));
+    }
 }

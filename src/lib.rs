@@ -68,14 +68,7 @@ where
             };
         }
     };
-    let color = match cli.global.color {
-        cli::ColorChoice::Always => true,
-        cli::ColorChoice::Never => false,
-        cli::ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stderr().is_terminal()
-        }
-    };
+    let color = cli.global.color.enabled(std::io::stderr().is_terminal());
     if let Err(e) = logging::init(
         cli.global.verbose,
         cli.global.quiet,

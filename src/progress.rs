@@ -2,7 +2,7 @@
 //! otherwise a one-line log entry per account every few seconds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -48,8 +48,8 @@ impl Progress {
             bar,
             messages,
             total_bytes,
-            done: Arc::new(AtomicU64::new(0)),
-            done_bytes: Arc::new(AtomicU64::new(0)),
+            done: AtomicU64::new(0),
+            done_bytes: AtomicU64::new(0),
             last_log: Mutex::new(Instant::now()),
         }
     }
@@ -60,8 +60,8 @@ pub struct AccountProgress {
     bar: Option<ProgressBar>,
     messages: u64,
     total_bytes: u64,
-    done: Arc<AtomicU64>,
-    done_bytes: Arc<AtomicU64>,
+    done: AtomicU64,
+    done_bytes: AtomicU64,
     last_log: Mutex<Instant>,
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use comfy_table::{presets, Cell, CellAlignment, Table};
 use serde::{Deserialize, Serialize};
 
-use crate::render::units::{bytes, count};
+use crate::render::units::{bytes, count, counted};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -231,20 +231,19 @@ impl Report {
             }
             if !a.vanished.is_empty() {
                 out.push_str(&format!(
-                    "{}: {} planned {} vanished from the source since the plan (not copied)\n",
+                    "{}: {} vanished from the source since the plan (not copied)\n",
                     a.source_user,
-                    count(a.vanished.len() as u64),
-                    if a.vanished.len() == 1 {
-                        "message"
-                    } else {
-                        "messages"
-                    }
+                    counted(
+                        a.vanished.len() as u64,
+                        "planned message",
+                        "planned messages"
+                    ),
                 ));
             }
         }
         let s = &self.summary;
         out.push_str(&format!(
-            "{}: {} {} ({}) copied, {} {} created; {} failed, {} pending.\n",
+            "{}: {} ({}) copied, {} created; {} failed, {} pending.\n",
             if self.interrupted {
                 "Apply interrupted"
             } else if self.all_done() {
@@ -252,15 +251,9 @@ impl Report {
             } else {
                 "Apply incomplete"
             },
-            count(s.copied),
-            if s.copied == 1 { "message" } else { "messages" },
+            counted(s.copied, "message", "messages"),
             bytes(s.bytes),
-            count(s.folders_created),
-            if s.folders_created == 1 {
-                "folder"
-            } else {
-                "folders"
-            },
+            counted(s.folders_created, "folder", "folders"),
             count(s.failed),
             count(s.pending),
         ));

@@ -17,7 +17,7 @@ use crate::plan::AccountPlan;
 use crate::planfile::PlanFile;
 use crate::progress::Progress;
 use crate::render::text::{render_plan, TextOptions};
-use crate::render::units::{count, plural};
+use crate::render::units::counted;
 use crate::report::Report;
 use crate::settings::{Account, Settings};
 use crate::Outcome;
@@ -64,8 +64,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcom
     };
     let executor = Executor {
         settings,
-        source_slots: Arc::new(Semaphore::new(settings.source.max_connections.max(1))),
-        destination_slots: Arc::new(Semaphore::new(settings.destination.max_connections.max(1))),
+        caps: crate::imap::ConnectionCaps::new(settings),
         body_budget: Arc::new(Semaphore::new(crate::apply::BODY_BUDGET_KIB)),
         cancel: cancel.clone(),
         progress: Progress::new(std::io::stderr().is_terminal()),
@@ -136,11 +135,9 @@ fn confirm(plan: &PlanFile) -> anyhow::Result<bool> {
     }
     let s = &plan.summary;
     print!(
-        "\nDo you want to perform these actions?\n  mailshift will create {} {} and copy {} {} on the destination. Nothing is deleted; the source is not changed.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
-        count(s.folders_to_create),
-        plural(s.folders_to_create, "folder", "folders"),
-        count(s.messages_to_copy),
-        plural(s.messages_to_copy, "message", "messages"),
+        "\nDo you want to perform these actions?\n  mailshift will create {} and copy {} on the destination. Nothing is deleted; the source is not changed.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
+        counted(s.folders_to_create, "folder", "folders"),
+        counted(s.messages_to_copy, "message", "messages"),
     );
     std::io::stdout().flush()?;
     let mut line = String::new();

@@ -5,10 +5,12 @@ use comfy_table::{presets, Table};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::{credentials, ConnectionCaps};
+use super::account_error_text;
 use crate::cli::{CheckArgs, Format};
-use crate::imap::{ImapError, Reader};
-use crate::settings::{Account, ServerSettings, Settings};
+use crate::imap::{ConnectionCaps, Credentials, ImapError, Reader};
+use crate::inventory::Side;
+use crate::render::units::{count, counted};
+use crate::settings::{Account, Settings};
 use crate::Outcome;
 
 #[derive(Debug, Serialize)]
@@ -32,19 +34,22 @@ struct CheckReport {
     ok: bool,
 }
 
+/// Connects, logs in and out on one side.
 async fn login(
-    server: &ServerSettings,
     settings: &Settings,
-    user: &str,
-    password: &Option<secrecy::SecretString>,
     account: &Account,
-    side: &str,
+    side: Side,
+    caps: &ConnectionCaps,
 ) -> SideResult {
+    let _permit = caps.of(side).acquire().await.expect("never closed");
     let result: Result<(), ImapError> = async {
-        let reader =
-            Reader::connect(server, &settings.limits, &credentials(user, password)).await?;
-        reader.logout().await?;
-        Ok(())
+        let reader = Reader::connect(
+            settings.server(side),
+            &settings.limits,
+            &Credentials::of(account, side),
+        )
+        .await?;
+        reader.logout().await
     }
     .await;
     match result {
@@ -52,21 +57,10 @@ async fn login(
             ok: true,
             error: None,
         },
-        Err(e) => {
-            // The error names `host:port` itself.
-            let mut text = e.to_string();
-            if matches!(e, ImapError::AuthFailed { .. }) && !text.contains("hint:") {
-                text.push_str(&format!(
-                    "\nhint: check the {side} user and password in `{}` line {}",
-                    settings.csv_path.display(),
-                    account.line
-                ));
-            }
-            SideResult {
-                ok: false,
-                error: Some(text),
-            }
-        }
+        Err(e) => SideResult {
+            ok: false,
+            error: Some(account_error_text(settings, account, side, &e)),
+        },
     }
 }
 
@@ -75,32 +69,10 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> anyhow::Result<Outcom
     let parallel = settings.limits.parallel_accounts.max(1);
     let accounts: Vec<AccountCheck> = stream::iter(settings.accounts.iter())
         .map(|account| {
-            let caps = caps.clone();
+            let caps = &caps;
             async move {
-                let source = async {
-                    let _p = caps.source.acquire().await.expect("never closed");
-                    login(
-                        &settings.source,
-                        settings,
-                        &account.source_user,
-                        &account.source_password,
-                        account,
-                        "source",
-                    )
-                    .await
-                };
-                let destination = async {
-                    let _p = caps.destination.acquire().await.expect("never closed");
-                    login(
-                        &settings.destination,
-                        settings,
-                        &account.destination_user,
-                        &account.destination_password,
-                        account,
-                        "destination",
-                    )
-                    .await
-                };
+                let source = login(settings, account, Side::Source, caps);
+                let destination = login(settings, account, Side::Destination, caps);
                 let (source, destination) = tokio::join!(source, destination);
                 AccountCheck {
                     source_user: account.source_user.clone(),
@@ -155,6 +127,8 @@ fn render(report: &CheckReport) -> String {
     for a in &report.accounts {
         for (side, r) in [("source", &a.source), ("destination", &a.destination)] {
             if let Some(e) = &r.error {
+                // Continuation lines (`hint: ...`) are indented under their error.
+                let e = e.replace('\n', "\n    ");
                 out.push_str(&format!("{}: {side} {e}\n", a.source_user));
             }
         }
@@ -164,15 +138,18 @@ fn render(report: &CheckReport) -> String {
         .iter()
         .filter(|a| !(a.source.ok && a.destination.ok))
         .count();
+    let total = report.accounts.len() as u64;
     if failed == 0 {
-        out.push_str(&format!(
-            "All {} accounts can log in on both sides.\n",
-            report.accounts.len()
-        ));
+        let who = match total {
+            1 => "The account".to_string(),
+            n => format!("All {} accounts", count(n)),
+        };
+        out.push_str(&format!("{who} can log in on both sides.\n"));
     } else {
         out.push_str(&format!(
-            "{failed} of {} accounts failed.\n",
-            report.accounts.len()
+            "{} of {} failed.\n",
+            count(failed as u64),
+            counted(total, "account", "accounts")
         ));
     }
     out

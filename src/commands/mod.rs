@@ -7,11 +7,8 @@ mod check;
 mod plan;
 mod show;
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use clap::CommandFactory;
-use tokio::sync::Semaphore;
 
 use crate::cli::{Cli, Command};
 use crate::settings::{self, Selection, Settings};
@@ -31,15 +28,8 @@ pub fn print_text(text: &str) {
 
 /// Runs the parsed command line (stderr's colour was decided by the caller; stdout's here).
 pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
-    let stdout_color = match cli.global.color {
-        crate::cli::ColorChoice::Always => true,
-        crate::cli::ColorChoice::Never => false,
-        crate::cli::ColorChoice::Auto => {
-            use std::io::IsTerminal;
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stdout().is_terminal()
-        }
-    };
+    use std::io::IsTerminal;
+    let stdout_color = cli.global.color.enabled(std::io::stdout().is_terminal());
     STDOUT_COLOR.store(stdout_color, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Completions(args) => {
@@ -101,29 +91,21 @@ pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings
     Ok(settings)
 }
 
-/// Connection caps per server (`max-connections`), shared by all accounts.
-#[derive(Clone)]
-pub struct ConnectionCaps {
-    pub source: Arc<Semaphore>,
-    pub destination: Arc<Semaphore>,
-}
-
-impl ConnectionCaps {
-    pub fn new(settings: &Settings) -> ConnectionCaps {
-        ConnectionCaps {
-            source: Arc::new(Semaphore::new(settings.source.max_connections.max(1))),
-            destination: Arc::new(Semaphore::new(settings.destination.max_connections.max(1))),
-        }
+/// The message for an IMAP error of one account on one side: the error (it names
+/// `host:port`), plus a hint naming the CSV line when the login was refused.
+pub fn account_error_text(
+    settings: &Settings,
+    account: &crate::settings::Account,
+    side: crate::inventory::Side,
+    error: &crate::imap::ImapError,
+) -> String {
+    let mut text = error.to_string();
+    if matches!(error, crate::imap::ImapError::AuthFailed { .. }) && !text.contains("hint:") {
+        text.push_str(&format!(
+            "\nhint: check the {side} user and password in `{}` line {}",
+            settings.csv_path.display(),
+            account.line
+        ));
     }
-}
-
-/// Credentials for one account on one side.
-pub fn credentials(
-    user: &str,
-    password: &Option<secrecy::SecretString>,
-) -> crate::imap::Credentials {
-    crate::imap::Credentials {
-        user: user.to_string(),
-        password: password.clone(),
-    }
+    text
 }

@@ -1,15 +1,13 @@
 //! `mailshift plan`: inventory both sides of every selected account (read-only), plan,
 //! render, optionally save.
 
-use std::fmt::Write as _;
-
 use anyhow::Context as _;
 use futures::stream::{self, StreamExt};
 
-use super::{credentials, ConnectionCaps};
+use super::account_error_text;
 use crate::cli::PlanArgs;
-use crate::imap::ImapError;
-use crate::inventory::{self, InventoryError, Side};
+use crate::imap::{ConnectionCaps, Credentials};
+use crate::inventory::{self, Inventory, InventoryError, Side};
 use crate::plan::{self, AccountPlan, Rules};
 use crate::planfile::PlanFile;
 use crate::settings::{Account, Settings};
@@ -37,10 +35,7 @@ pub async fn plan_all(settings: &Settings) -> PlanFile {
     let caps = ConnectionCaps::new(settings);
     let parallel = settings.limits.parallel_accounts.max(1);
     let accounts: Vec<AccountPlan> = stream::iter(settings.accounts.iter())
-        .map(|account| {
-            let caps = caps.clone();
-            async move { plan_account(settings, account, &caps).await }
-        })
+        .map(|account| plan_account(settings, account, &caps))
         .buffered(parallel)
         .collect()
         .await;
@@ -54,99 +49,75 @@ pub async fn plan_account(
     account: &Account,
     caps: &ConnectionCaps,
 ) -> AccountPlan {
-    let source = async {
-        let _permit = caps.source.acquire().await.expect("semaphore never closed");
-        inventory::collect(
-            Side::Source,
-            &settings.source,
-            &settings.limits,
-            &credentials(&account.source_user, &account.source_password),
-        )
-        .await
-    };
-    let destination = async {
-        let _permit = caps
-            .destination
-            .acquire()
-            .await
-            .expect("semaphore never closed");
-        inventory::collect(
-            Side::Destination,
-            &settings.destination,
-            &settings.limits,
-            &credentials(&account.destination_user, &account.destination_password),
-        )
-        .await
-    };
-    let (source, destination) = tokio::join!(source, destination);
-    let result = source.and_then(|s| destination.map(|d| (s, d)));
-    match result {
-        Ok((mut source, mut destination)) => {
-            tracing::info!(account = %account.source_user, "inventory done");
-            let rules = Rules {
-                folders: &settings.folders,
-                messages: &settings.messages,
-            };
-            let first = plan::plan_account(
-                &account.source_user,
-                &account.destination_user,
-                &source,
-                &destination,
-                rules,
-            );
-            let requests = plan::content_requests(&first, &source, &destination);
-            if requests.is_empty() {
-                return first;
-            }
-            // Ambiguous groups: compare bodies on both sides, then plan again.
-            tracing::info!(
-                account = %account.source_user,
-                "comparing the bodies of messages with equal identity headers"
-            );
-            let src_creds = credentials(&account.source_user, &account.source_password);
-            let dst_creds = credentials(&account.destination_user, &account.destination_password);
-            let contents = async {
-                let src = inventory::fetch_contents(
-                    Side::Source,
-                    &settings.source,
-                    &settings.limits,
-                    &src_creds,
-                    &requests.source,
-                );
-                let dst = inventory::fetch_contents(
-                    Side::Destination,
-                    &settings.destination,
-                    &settings.limits,
-                    &dst_creds,
-                    &requests.destination,
-                );
-                let (src, dst) = tokio::join!(src, dst);
-                Ok::<_, InventoryError>((src?, dst?))
-            };
-            match contents.await {
-                Ok((src, dst)) => {
-                    plan::set_contents(&mut source, &src);
-                    plan::set_contents(&mut destination, &dst);
-                    plan::plan_account(
-                        &account.source_user,
-                        &account.destination_user,
-                        &source,
-                        &destination,
-                        rules,
-                    )
-                }
-                Err(e) => {
-                    let message = describe_account_error(settings, account, &e);
-                    AccountPlan::failed(&account.source_user, &account.destination_user, message)
-                }
-            }
-        }
+    match try_plan_account(settings, account, caps).await {
+        Ok(plan) => plan,
         Err(e) => {
             let message = describe_account_error(settings, account, &e);
             tracing::error!(account = %account.source_user, "{}", message.lines().next().unwrap_or(""));
             AccountPlan::failed(&account.source_user, &account.destination_user, message)
         }
     }
+}
+
+async fn try_plan_account(
+    settings: &Settings,
+    account: &Account,
+    caps: &ConnectionCaps,
+) -> Result<AccountPlan, InventoryError> {
+    let collect = |side: Side| async move {
+        let _permit = caps.of(side).acquire().await.expect("never closed");
+        inventory::collect(
+            side,
+            settings.server(side),
+            &settings.limits,
+            &Credentials::of(account, side),
+        )
+        .await
+    };
+    let (source, destination) = tokio::join!(collect(Side::Source), collect(Side::Destination));
+    let (mut source, mut destination) = (source?, destination?);
+    tracing::info!(account = %account.source_user, "inventory done");
+    let rules = Rules {
+        folders: &settings.folders,
+        messages: &settings.messages,
+    };
+    let plan = |source: &Inventory, destination: &Inventory| {
+        plan::plan_account(
+            &account.source_user,
+            &account.destination_user,
+            source,
+            destination,
+            rules,
+        )
+    };
+    let first = plan(&source, &destination);
+    let requests = plan::content_requests(&first, &source, &destination);
+    if requests.is_empty() {
+        return Ok(first);
+    }
+    // Ambiguous groups: compare the bodies of just those messages, then plan again.
+    tracing::info!(
+        account = %account.source_user,
+        "comparing the bodies of messages with equal identity headers"
+    );
+    let contents = |side: Side, uids| async move {
+        let _permit = caps.of(side).acquire().await.expect("never closed");
+        inventory::fetch_contents(
+            side,
+            settings.server(side),
+            &settings.limits,
+            &Credentials::of(account, side),
+            uids,
+        )
+        .await
+    };
+    let (src, dst) = tokio::join!(
+        contents(Side::Source, &requests.source),
+        contents(Side::Destination, &requests.destination)
+    );
+    plan::set_contents(&mut source, &src?);
+    plan::set_contents(&mut destination, &dst?);
+    Ok(plan(&source, &destination))
 }
 
 /// One clear message for an account that failed: which side and server, the server's
@@ -156,25 +127,20 @@ pub fn describe_account_error(
     account: &Account,
     e: &InventoryError,
 ) -> String {
-    let (side, imap_error) = match e {
-        InventoryError::Imap { side, source } => (*side, source),
-        InventoryError::Folder { side, source, .. } => (*side, source),
+    let (side, imap_error, folder) = match e {
+        InventoryError::Imap { side, source } => (*side, source, None),
+        InventoryError::Folder {
+            side,
+            source,
+            folder,
+        } => (*side, source, Some(folder)),
     };
     // Every IMAP error names `host:port` already; add the folder when it does not.
-    let text = imap_error.to_string();
-    let mut out = match e {
-        InventoryError::Folder { folder, .. } if !text.contains(&format!("`{folder}`")) => {
+    let text = account_error_text(settings, account, side, imap_error);
+    match folder {
+        Some(folder) if !text.contains(&format!("`{folder}`")) => {
             format!("{side} folder `{folder}`: {text}")
         }
         _ => format!("{side}: {text}"),
-    };
-    if matches!(imap_error, ImapError::AuthFailed { .. }) && !out.contains("hint:") {
-        let _ = write!(
-            out,
-            "\nhint: check the {side} user and password in `{}` line {}",
-            settings.csv_path.display(),
-            account.line
-        );
     }
-    out
 }

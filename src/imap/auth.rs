@@ -20,6 +20,21 @@ pub struct Credentials {
     pub password: Option<SecretString>,
 }
 
+impl Credentials {
+    /// The account's user and CSV password on one side.
+    pub fn of(account: &crate::settings::Account, side: crate::inventory::Side) -> Credentials {
+        use crate::inventory::Side;
+        let (user, password) = match side {
+            Side::Source => (&account.source_user, &account.source_password),
+            Side::Destination => (&account.destination_user, &account.destination_password),
+        };
+        Credentials {
+            user: user.clone(),
+            password: password.clone(),
+        }
+    }
+}
+
 /// The mechanism actually used, decided from the settings and the capabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mechanism {

@@ -18,3 +18,31 @@ pub use namespace::Namespace;
 pub use reader::{probe, BodiesOutcome, FetchedMeta, ListEntry, Reader};
 pub use transport::Capabilities;
 pub use writer::{AppendItem, AppendResult, SelectInfo, Writer};
+
+/// Caps on open connections per server (`max-connections`), shared by all accounts of a
+/// run.
+#[derive(Clone)]
+pub struct ConnectionCaps {
+    source: std::sync::Arc<tokio::sync::Semaphore>,
+    destination: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl ConnectionCaps {
+    pub fn new(settings: &crate::settings::Settings) -> ConnectionCaps {
+        let cap = |s: &crate::settings::ServerSettings| {
+            std::sync::Arc::new(tokio::sync::Semaphore::new(s.max_connections.max(1)))
+        };
+        ConnectionCaps {
+            source: cap(&settings.source),
+            destination: cap(&settings.destination),
+        }
+    }
+
+    /// The semaphore of one side: hold a permit per open connection.
+    pub fn of(&self, side: crate::inventory::Side) -> &tokio::sync::Semaphore {
+        match side {
+            crate::inventory::Side::Source => &self.source,
+            crate::inventory::Side::Destination => &self.destination,
+        }
+    }
+}

@@ -411,10 +411,7 @@ pub fn content_requests(
 }
 
 /// Records content hashes fetched for [`content_requests`] in an inventory.
-pub fn set_contents(
-    inventory: &mut Inventory,
-    hashes: &HashMap<String, HashMap<u32, IdentityKey>>,
-) {
+pub fn set_contents(inventory: &mut Inventory, hashes: &crate::inventory::ContentHashes) {
     for folder in &mut inventory.folders {
         let Some(by_uid) = hashes.get(&folder.wire_name) else {
             continue;

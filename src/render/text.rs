@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use comfy_table::{presets, Cell, CellAlignment, Table};
 use similar::{ChangeTag, TextDiff};
 
-use super::units::{bytes, count};
+use super::units::{bytes, count, counted};
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, SkipReason, Summary};
 use crate::planfile::PlanFile;
 
@@ -79,19 +79,9 @@ pub fn summary_line(s: &Summary, any_error: bool) -> String {
         return "No changes. The destination has every message.".to_string();
     }
     format!(
-        "Plan: {} {} to create, {} {} ({}) to copy; {} already present, {} skipped.",
-        count(s.folders_to_create),
-        if s.folders_to_create == 1 {
-            "folder"
-        } else {
-            "folders"
-        },
-        count(s.messages_to_copy),
-        if s.messages_to_copy == 1 {
-            "message"
-        } else {
-            "messages"
-        },
+        "Plan: {} to create, {} ({}) to copy; {} already present, {} skipped.",
+        counted(s.folders_to_create, "folder", "folders"),
+        counted(s.messages_to_copy, "message", "messages"),
         bytes(s.bytes_to_copy),
         count(s.already_present),
         count(s.skipped),
@@ -178,24 +168,21 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         if unchanged > 0 {
             let _ = writeln!(
                 out,
-                "    = {} {}{} in place, nothing to copy",
-                count(unchanged as u64),
-                if listed.is_empty() { "" } else { "other " },
-                if unchanged == 1 { "folder" } else { "folders" }
+                "    = {} in place, nothing to copy",
+                if listed.is_empty() {
+                    counted(unchanged as u64, "folder", "folders")
+                } else {
+                    counted(unchanged as u64, "other folder", "other folders")
+                },
             );
         }
         for ignored in &a.ignored_folders {
             let _ = writeln!(
                 out,
-                "    · {}  not migrated: {} ({} {})",
+                "    · {}  not migrated: {} ({})",
                 ignored.source,
                 ignored.reason,
-                count(ignored.messages),
-                if ignored.messages == 1 {
-                    "message"
-                } else {
-                    "messages"
-                }
+                counted(ignored.messages, "message", "messages"),
             );
         }
     }
@@ -276,9 +263,8 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     if ambiguous > 0 {
         let _ = writeln!(
             out,
-            "  note: {} identity {} shared by messages that differ only in their body; counts are exact",
-            count(ambiguous),
-            if ambiguous == 1 { "key is" } else { "keys are" }
+            "  note: {} shared by several messages could not be told apart by content; the counts are exact, the copies are chosen by UID",
+            counted(ambiguous, "identity key", "identity keys"),
         );
     }
     let _ = writeln!(
@@ -287,12 +273,14 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         count(a.summary.already_present)
     );
     if a.summary.flags_to_add > 0 {
-        let _ =
-            writeln!(
+        let _ = writeln!(
             out,
-            "  flags: {} existing {} get the source's missing flags (flags-on-existing = \"add\")",
-            count(a.summary.flags_to_add),
-            if a.summary.flags_to_add == 1 { "message" } else { "messages" }
+            "  flags: {} get the source's missing flags (flags-on-existing = \"add\")",
+            counted(
+                a.summary.flags_to_add,
+                "existing message",
+                "existing messages"
+            ),
         );
         if options.detail {
             for f in a.folders.iter().filter(|f| !f.flag_updates.is_empty()) {

@@ -35,8 +35,17 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// The word for `n` things: `plural(1, "folder", "folders")` → `folder`.
-pub fn plural(n: u64, singular: &str, plural: &str) -> String {
-    if n == 1 { singular } else { plural }.to_string()
+pub fn plural<'a>(n: u64, singular: &'a str, plural: &'a str) -> &'a str {
+    if n == 1 {
+        singular
+    } else {
+        plural
+    }
+}
+
+/// A count with its word: `counted(1204, "message", "messages")` → `1,204 messages`.
+pub fn counted(n: u64, singular: &str, plural_form: &str) -> String {
+    format!("{} {}", count(n), plural(n, singular, plural_form))
 }
 
 #[cfg(test)]

@@ -128,6 +128,16 @@ pub struct Account {
     pub line: usize,
 }
 
+impl Settings {
+    /// `[source]` or `[destination]`.
+    pub fn server(&self, side: crate::inventory::Side) -> &ServerSettings {
+        match side {
+            crate::inventory::Side::Source => &self.source,
+            crate::inventory::Side::Destination => &self.destination,
+        }
+    }
+}
+
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
