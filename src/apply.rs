@@ -59,6 +59,22 @@ pub enum ApplyError {
     },
 }
 
+impl ApplyError {
+    fn source(source: ImapError) -> ApplyError {
+        ApplyError::Imap {
+            side: Side::Source,
+            source,
+        }
+    }
+
+    fn destination(source: ImapError) -> ApplyError {
+        ApplyError::Imap {
+            side: Side::Destination,
+            source,
+        }
+    }
+}
+
 /// Shared by all accounts of one run.
 pub struct Executor<'a> {
     pub settings: &'a Settings,
@@ -160,20 +176,14 @@ impl Executor<'_> {
         let creds = Credentials::of(account, Side::Source);
         Reader::connect(&self.settings.source, &self.settings.limits, &creds)
             .await
-            .map_err(|source| ApplyError::Imap {
-                side: Side::Source,
-                source,
-            })
+            .map_err(ApplyError::source)
     }
 
     async fn connect_destination(&self, account: &Account) -> Result<Writer, ApplyError> {
         let creds = Credentials::of(account, Side::Destination);
         Writer::connect(&self.settings.destination, &self.settings.limits, &creds)
             .await
-            .map_err(|source| ApplyError::Imap {
-                side: Side::Destination,
-                source,
-            })
+            .map_err(ApplyError::destination)
     }
 
     async fn copy_account(
@@ -196,10 +206,6 @@ impl Executor<'_> {
             .acquire()
             .await
             .expect("never closed");
-        let dst_err = |source| ApplyError::Imap {
-            side: Side::Destination,
-            source,
-        };
         // Refuse a stale plan before writing anything: every source folder the plan reads
         // must still have the UIDVALIDITY the plan saw (`open_source` checks it). Checked
         // per folder only, a saved plan would create folders and fill the folders before
@@ -225,12 +231,12 @@ impl Executor<'_> {
             writer
                 .create(&folder.destination_wire)
                 .await
-                .map_err(dst_err)?;
+                .map_err(ApplyError::destination)?;
             if folder.subscribe {
                 writer
                     .subscribe(&folder.destination_wire)
                     .await
-                    .map_err(dst_err)?;
+                    .map_err(ApplyError::destination)?;
             }
             tally.report.folders_created += 1;
             tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
@@ -346,10 +352,7 @@ impl Executor<'_> {
                 Err(other) => return Err(other),
             }
         }
-        Err(ApplyError::Imap {
-            side: Side::Destination,
-            source: last,
-        })
+        Err(ApplyError::destination(last))
     }
 
     /// (Re)opens the source folder read-only and checks it is the one the plan saw.
@@ -394,18 +397,10 @@ impl Executor<'_> {
                     *reader = None;
                     last = Some(e);
                 }
-                Err(e) => {
-                    return Err(ApplyError::Imap {
-                        side: Side::Source,
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(ApplyError::source(e)),
             }
         }
-        Err(ApplyError::Imap {
-            side: Side::Source,
-            source: last.expect("an error was recorded"),
-        })
+        Err(ApplyError::source(last.expect("an error was recorded")))
     }
 
     async fn copy_folder(
@@ -416,17 +411,13 @@ impl Executor<'_> {
         writer: &mut Writer,
         tally: &mut Tally<'_>,
     ) -> Result<(), ApplyError> {
-        let dst_err = |source| ApplyError::Imap {
-            side: Side::Destination,
-            source,
-        };
         let sel = match writer.select(&folder.destination_wire).await {
             Ok(sel) => sel,
             Err(e) if e.kills_session() => {
                 self.reconnect_destination(account, folder, writer, e)
                     .await?
             }
-            Err(e) => return Err(dst_err(e)),
+            Err(e) => return Err(ApplyError::destination(e)),
         };
         let mut remaining: Vec<&MessageCopy> = folder.copy.iter().collect();
         // What arrived on the destination since the plan was made is not copied again.
@@ -443,7 +434,9 @@ impl Executor<'_> {
             None => None,
         };
         if let Some(from) = reread_from {
-            let found = read_keys_since(writer, from).await.map_err(dst_err)?;
+            let found = read_keys_since(writer, from)
+                .await
+                .map_err(ApplyError::destination)?;
             let removed = subtract_present(&mut remaining, found);
             if removed > 0 {
                 tracing::info!(
@@ -515,7 +508,7 @@ impl Executor<'_> {
                     match fetched.take() {
                         Some(mut f) => {
                             let permit = f.budget.take();
-                            let result = self.append_checked(writer, folder, &f, &allowed).await;
+                            let result = self.append_fetched(writer, folder, &f, &allowed).await;
                             // Released as soon as the bodies are sent, so that a lane waiting
                             // for budget never waits on itself.
                             drop(permit);
@@ -554,12 +547,7 @@ impl Executor<'_> {
                             .await?;
                         // The same batch is fetched again on the next turn.
                     }
-                    Some(Err(e)) => {
-                        return Err(ApplyError::Imap {
-                            side: Side::Source,
-                            source: e,
-                        })
-                    }
+                    Some(Err(e)) => return Err(ApplyError::source(e)),
                 }
             }
         }
@@ -596,17 +584,14 @@ impl Executor<'_> {
             writer
                 .add_flags(&uids, &flags)
                 .await
-                .map_err(|source| ApplyError::Imap {
-                    side: Side::Destination,
-                    source,
-                })?;
+                .map_err(ApplyError::destination)?;
             tally.report.flags_updated += uids.len() as u64;
         }
         Ok(())
     }
 
-    /// Appends one fetched batch (refreshing UIDNEXT first when it is unknown).
-    async fn append_checked(
+    /// Appends one fetched batch with the flags the folder can store.
+    async fn append_fetched(
         &self,
         writer: &mut Writer,
         folder: &FolderPlan,
@@ -625,8 +610,9 @@ impl Executor<'_> {
         writer.append_batch(&folder.destination_wire, &items).await
     }
 
-    /// Records an append's results; after a dropped connection, reconnects, finds out which
-    /// of the batch's messages arrived, and appends the rest. Returns the new UIDNEXT.
+    /// Settles one appended batch. After a dropped connection it reconnects, finds out
+    /// which of the batch's messages arrived, and appends only the rest (at most
+    /// `RECONNECTS` times). Returns the destination's UIDNEXT after the batch.
     #[allow(clippy::too_many_arguments)]
     async fn finish_append(
         &self,
@@ -643,114 +629,129 @@ impl Executor<'_> {
         loop {
             match result {
                 Ok(results) => {
-                    // (destination UID, identity key) of every message that went in.
-                    let mut appended: Vec<(u32, IdentityKey)> = Vec::new();
-                    let mut uids_known = true;
-                    for ((m, body), r) in batch.items.iter().zip(results) {
-                        let r = match r {
-                            Ok(uid) => Ok((uid, false)),
-                            Err(words) => {
-                                match self.retry_with_crlf(writer, folder, m, body, allowed).await {
-                                    Some(Ok(uid)) => Ok((uid, true)),
-                                    _ => Err(words),
-                                }
-                            }
-                        };
-                        match r {
-                            Ok((uid, fixed)) => {
-                                tally.report.copied += 1;
-                                tally.report.fixed_bare_lf += u64::from(fixed);
-                                tally.report.bytes += body.len() as u64;
-                                tally.progress.advance(1, body.len() as u64);
-                                match uid {
-                                    Some(uid) => appended.push((uid, m.key)),
-                                    None => uids_known = false,
-                                }
-                            }
-                            Err(words) => {
-                                tracing::warn!(
-                                    account = %account.source_user,
-                                    "`{}` uid {}: the destination refused the message: {words}",
-                                    folder.destination, m.uid
-                                );
-                                tally.report.failed.push(FailedMessage {
-                                    folder: folder.destination.clone(),
-                                    uid: m.uid,
-                                    reason: words,
-                                });
-                                tally.progress.advance(1, 0);
-                            }
-                        }
-                    }
-                    self.warn_dropped_keywords(&batch, allowed, tally);
-                    self.verify_keys(folder, writer, &appended).await?;
-                    if uids_known {
-                        if let Some(uid) = appended.iter().map(|(uid, _)| *uid).max() {
-                            return Ok(Some(uid + 1));
-                        }
-                    }
-                    // No APPENDUID (no UIDPLUS): ask for UIDNEXT, so that a dropped
-                    // connection later re-reads exactly what the next batch added.
-                    return match writer.select(&folder.destination_wire).await {
-                        Ok(sel) => Ok(sel.status.uidnext),
-                        Err(e) if e.kills_session() => Ok(self
-                            .reconnect_destination(account, folder, writer, e)
-                            .await?
-                            .status
-                            .uidnext),
-                        Err(e) => Err(ApplyError::Imap {
-                            side: Side::Destination,
-                            source: e,
-                        }),
-                    };
+                    return self
+                        .record_results(account, folder, writer, &batch, results, allowed, tally)
+                        .await
                 }
                 Err(e) if e.kills_session() && attempts < RECONNECTS => {
                     attempts += 1;
                     let sel = self
                         .reconnect_destination(account, folder, writer, e)
                         .await?;
-                    // The batch may have (partly) arrived before the connection dropped:
-                    // read what is there now and send only the rest.
-                    let from = next_uid.unwrap_or(1);
-                    let found =
-                        read_keys_since(writer, from)
-                            .await
-                            .map_err(|source| ApplyError::Imap {
-                                side: Side::Destination,
-                                source,
-                            })?;
-                    let mut copies: Vec<&MessageCopy> =
-                        batch.items.iter().map(|(m, _)| *m).collect();
-                    let before = copies.len();
-                    let removed = subtract_present(&mut copies, found);
-                    if removed > 0 {
-                        tracing::info!(
-                            account = %account.source_user,
-                            "{removed} of {before} messages of the interrupted batch had arrived; not sending them again"
-                        );
-                        let keep: BTreeSet<(usize, u32)> =
-                            copies.iter().map(|m| (m.source, m.uid)).collect();
-                        for (m, body) in &batch.items {
-                            if !keep.contains(&(m.source, m.uid)) {
-                                tally.report.copied += 1;
-                                tally.report.bytes += body.len() as u64;
-                                tally.progress.advance(1, body.len() as u64);
-                            }
-                        }
-                        batch
-                            .items
-                            .retain(|(m, _)| keep.contains(&(m.source, m.uid)));
-                    }
+                    self.drop_arrived(account, writer, &mut batch, next_uid.unwrap_or(1), tally)
+                        .await?;
                     next_uid = sel.status.uidnext;
-                    result = self.append_checked(writer, folder, &batch, allowed).await;
+                    result = self.append_fetched(writer, folder, &batch, allowed).await;
                 }
-                Err(e) => {
-                    return Err(ApplyError::Imap {
-                        side: Side::Destination,
-                        source: e,
-                    })
+                Err(e) => return Err(ApplyError::destination(e)),
+            }
+        }
+    }
+
+    /// The batch may have (partly) arrived before the connection dropped: reads what the
+    /// destination has from UID `from` on, counts those as copied, and removes them from
+    /// the batch.
+    async fn drop_arrived(
+        &self,
+        account: &Account,
+        writer: &mut Writer,
+        batch: &mut Fetched<'_>,
+        from: u32,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), ApplyError> {
+        let found = read_keys_since(writer, from)
+            .await
+            .map_err(ApplyError::destination)?;
+        let mut copies: Vec<&MessageCopy> = batch.items.iter().map(|(m, _)| *m).collect();
+        let before = copies.len();
+        if subtract_present(&mut copies, found) == 0 {
+            return Ok(());
+        }
+        let keep: BTreeSet<(usize, u32)> = copies.iter().map(|m| (m.source, m.uid)).collect();
+        tracing::info!(
+            account = %account.source_user,
+            "{} of {before} messages of the interrupted batch had arrived; not sending them again",
+            before - keep.len()
+        );
+        batch.items.retain(|(m, body)| {
+            let arrived = !keep.contains(&(m.source, m.uid));
+            if arrived {
+                tally.report.copied += 1;
+                tally.report.bytes += body.len() as u64;
+                tally.progress.advance(1, body.len() as u64);
+            }
+            !arrived
+        });
+        Ok(())
+    }
+
+    /// Counts each message as copied or failed (retrying a refused bare-LF message with
+    /// CRLF when `fix-bare-lf` is on), checks the keys stored, and returns UIDNEXT.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_results(
+        &self,
+        account: &Account,
+        folder: &FolderPlan,
+        writer: &mut Writer,
+        batch: &Fetched<'_>,
+        results: Vec<AppendResult>,
+        allowed: &FlagFilter,
+        tally: &mut Tally<'_>,
+    ) -> Result<Option<u32>, ApplyError> {
+        // (destination UID, identity key) of every message that went in.
+        let mut appended: Vec<(u32, IdentityKey)> = Vec::new();
+        let mut uids_known = true;
+        for ((m, body), result) in batch.items.iter().zip(results) {
+            let result = match result {
+                Ok(uid) => Ok((uid, false)),
+                Err(words) => match self.retry_with_crlf(writer, folder, m, body, allowed).await {
+                    Some(Ok(uid)) => Ok((uid, true)),
+                    _ => Err(words),
+                },
+            };
+            match result {
+                Ok((uid, fixed)) => {
+                    tally.report.copied += 1;
+                    tally.report.fixed_bare_lf += u64::from(fixed);
+                    tally.report.bytes += body.len() as u64;
+                    tally.progress.advance(1, body.len() as u64);
+                    match uid {
+                        Some(uid) => appended.push((uid, m.key)),
+                        None => uids_known = false,
+                    }
+                }
+                Err(words) => {
+                    tracing::warn!(
+                        account = %account.source_user,
+                        "`{}` uid {}: the destination refused the message: {words}",
+                        folder.destination, m.uid
+                    );
+                    tally.report.failed.push(FailedMessage {
+                        folder: folder.destination.clone(),
+                        uid: m.uid,
+                        reason: words,
+                    });
+                    tally.progress.advance(1, 0);
                 }
             }
+        }
+        self.warn_dropped_keywords(batch, allowed, tally);
+        self.verify_keys(folder, writer, &appended).await?;
+        if uids_known {
+            if let Some(uid) = appended.iter().map(|(uid, _)| *uid).max() {
+                return Ok(Some(uid + 1));
+            }
+        }
+        // No APPENDUID (no UIDPLUS): ask for UIDNEXT, so that a dropped connection later
+        // re-reads exactly what the next batch added.
+        match writer.select(&folder.destination_wire).await {
+            Ok(sel) => Ok(sel.status.uidnext),
+            Err(e) if e.kills_session() => Ok(self
+                .reconnect_destination(account, folder, writer, e)
+                .await?
+                .status
+                .uidnext),
+            Err(e) => Err(ApplyError::destination(e)),
         }
     }
 
@@ -772,10 +773,7 @@ impl Executor<'_> {
                 stored.insert(m.uid, parse_headers(&m.header).key);
             })
             .await
-            .map_err(|source| ApplyError::Imap {
-                side: Side::Destination,
-                source,
-            })?;
+            .map_err(ApplyError::destination)?;
         for (uid, key) in appended {
             match stored.get(uid) {
                 Some(k) if k == key => {}
