@@ -131,6 +131,26 @@ impl Inventory {
     pub fn folder(&self, wire_name: &str) -> Option<&Folder> {
         self.folders.iter().find(|f| f.wire_name == wire_name)
     }
+
+    /// `INBOX.` prefix with `.` (Courier, Cyrus, many hosters), for tests.
+    #[cfg(test)]
+    pub(crate) fn classic(folders: Vec<Folder>) -> Inventory {
+        Inventory {
+            prefix: "INBOX.".to_string(),
+            delimiter: Some('.'),
+            folders,
+        }
+    }
+
+    /// No prefix, `/` (Dovecot default, Gmail, Microsoft 365), for tests.
+    #[cfg(test)]
+    pub(crate) fn modern(folders: Vec<Folder>) -> Inventory {
+        Inventory {
+            prefix: String::new(),
+            delimiter: Some('/'),
+            folders,
+        }
+    }
 }
 
 /// Which side an inventory is for (in messages).

@@ -42,22 +42,6 @@ fn folder(wire: &str, attrs: &[&str], messages: Vec<MessageMeta>) -> Folder {
     }
 }
 
-fn classic(folders: Vec<Folder>) -> Inventory {
-    Inventory {
-        prefix: "INBOX.".into(),
-        delimiter: Some('.'),
-        folders,
-    }
-}
-
-fn modern(folders: Vec<Folder>) -> Inventory {
-    Inventory {
-        prefix: String::new(),
-        delimiter: Some('/'),
-        folders,
-    }
-}
-
 fn rules() -> (FolderRules, MessageRules) {
     (
         FolderRules {
@@ -138,7 +122,7 @@ fn merged_sources_are_matched_together() {
 #[test]
 fn classic_to_modern_plan() {
     let (f, m) = rules();
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder(
             "INBOX",
             &[],
@@ -153,7 +137,7 @@ fn classic_to_modern_plan() {
         folder("INBOX.Projects.2024", &[], vec![msg(1, 4, 400, &[])]),
         folder("INBOX.All", &["\\All"], vec![msg(1, 1, 100, &[])]),
     ]);
-    let dst = modern(vec![
+    let dst = Inventory::modern(vec![
         folder("INBOX", &[], vec![msg(1, 1, 100, &["\\Seen"])]),
         folder("Sent", &["\\Sent"], vec![]),
     ]);
@@ -201,8 +185,8 @@ fn classic_to_modern_plan() {
 #[test]
 fn identical_sides_have_no_changes() {
     let (f, m) = rules();
-    let src = classic(vec![folder("INBOX", &[], vec![msg(1, 1, 100, &[])])]);
-    let dst = modern(vec![folder("INBOX", &[], vec![msg(3, 1, 100, &[])])]);
+    let src = Inventory::classic(vec![folder("INBOX", &[], vec![msg(1, 1, 100, &[])])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[], vec![msg(3, 1, 100, &[])])]);
     let p = plan(&src, &dst, &f, &m);
     assert!(!p.has_changes());
     assert_eq!(p.summary.already_present, 1);
@@ -211,11 +195,11 @@ fn identical_sides_have_no_changes() {
 #[test]
 fn an_empty_noselect_source_creates_nothing() {
     let (f, m) = rules();
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX", &[], vec![]),
         folder("INBOX.Old", &["\\Noselect"], vec![]),
     ]);
-    let dst = modern(vec![folder("INBOX", &[], vec![])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[], vec![])]);
     let p = plan(&src, &dst, &f, &m);
     assert_eq!(p.summary.folders_to_create, 0, "{:?}", p.folders);
 }

@@ -28,24 +28,6 @@ fn subscribed(mut f: Folder) -> Folder {
     f
 }
 
-/// Dovecot-style `INBOX.` namespace with `.` (Courier, old cPanel, many hosters).
-fn classic(folders: Vec<Folder>) -> Inventory {
-    Inventory {
-        prefix: "INBOX.".to_string(),
-        delimiter: Some('.'),
-        folders,
-    }
-}
-
-/// No prefix, `/` (Dovecot default, Gmail, Microsoft 365).
-fn modern(folders: Vec<Folder>) -> Inventory {
-    Inventory {
-        prefix: String::new(),
-        delimiter: Some('/'),
-        folders,
-    }
-}
-
 fn rules() -> FolderRules {
     FolderRules {
         exclude: vec![],
@@ -77,14 +59,14 @@ fn created(map: &FolderMap) -> Vec<(&str, CreateReason, bool)> {
 
 #[test]
 fn classic_to_modern() {
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Projects", &[]),
         folder("INBOX.Projects.2024", &[]),
         folder("INBOX.Entw&APw-rfe", &[]),
         folder("INBOX.INBOX.old", &[]),
     ]);
-    let dst = modern(vec![folder("INBOX", &[])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[])]);
     let map = map_folders(&src, &dst, &rules());
     let expect = [
         ("INBOX", "INBOX", "INBOX"),
@@ -118,13 +100,13 @@ fn classic_to_modern() {
 
 #[test]
 fn modern_to_classic_never_doubles_inbox() {
-    let src = modern(vec![
+    let src = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("INBOX/Receipts", &[]),
         folder("Projects/2024", &[]),
         folder("&U,BTFw-/&ZeVnLIqe-", &[]),
     ]);
-    let dst = classic(vec![folder("INBOX", &[])]);
+    let dst = Inventory::classic(vec![folder("INBOX", &[])]);
     let map = map_folders(&src, &dst, &rules());
     assert_eq!(target(&map, "INBOX").wire_name, "INBOX");
     assert_eq!(target(&map, "INBOX/Receipts").wire_name, "INBOX.Receipts");
@@ -155,14 +137,14 @@ fn modern_to_classic_never_doubles_inbox() {
 
 #[test]
 fn special_use_by_attribute_and_subfolders_follow() {
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Sent Items", &["\\HasChildren", "\\sent"]),
         folder("INBOX.Sent Items.2023", &[]),
         folder("INBOX.Sent Items.2023.Q1", &[]),
         folder("INBOX.Deleted Items", &["\\Trash"]),
     ]);
-    let dst = modern(vec![
+    let dst = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("Sent", &["\\Sent"]),
         folder("Papierkorb", &["\\Trash"]),
@@ -205,14 +187,14 @@ fn special_use_by_attribute_and_subfolders_follow() {
 #[test]
 fn special_use_by_localised_name() {
     // No attributes on the source at all: names stand in.
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Gesendete Objekte", &[]),
         folder("INBOX.Gesendete Objekte.Alt", &[]),
         folder("INBOX.&AMk-l&AOk-ments supprim&AOk-s", &[]),
         folder("INBOX.Projects.Sent", &[]),
     ]);
-    let dst = modern(vec![
+    let dst = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("Sent", &["\\Sent"]),
         // No \Trash anywhere on the destination: its well-known name stands in.
@@ -254,12 +236,12 @@ fn special_use_by_localised_name() {
 
 #[test]
 fn names_do_not_stand_in_when_the_side_has_the_attribute() {
-    let src = modern(vec![
+    let src = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("Sent", &["\\Sent"]),
         folder("Sent Items", &[]), // an old client's folder, not the Sent folder
     ]);
-    let dst = classic(vec![
+    let dst = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Sent Messages", &["\\Sent"]),
         folder("INBOX.Sent", &[]),
@@ -283,11 +265,11 @@ fn names_do_not_stand_in_when_the_side_has_the_attribute() {
 
 #[test]
 fn special_folder_without_destination_counterpart_uses_rule_5() {
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX.Sent Items", &["\\Sent"]),
         folder("INBOX.Sent Items.2023", &[]),
     ]);
-    let dst = modern(vec![folder("INBOX", &[])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[])]);
     let map = map_folders(&src, &dst, &rules());
     let t = target(&map, "INBOX.Sent Items");
     assert_eq!(
@@ -303,14 +285,14 @@ fn special_folder_without_destination_counterpart_uses_rule_5() {
 
 #[test]
 fn views_skipped_unless_included() {
-    let src = modern(vec![
+    let src = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("[Gmail]", &["\\Noselect", "\\HasChildren"]),
         folder("[Gmail]/All Mail", &["\\All"]),
         folder("[Gmail]/Starred", &["\\Flagged"]),
         folder("[Gmail]/Sent Mail", &["\\Sent"]),
     ]);
-    let dst = classic(vec![
+    let dst = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Sent", &["\\Sent"]),
     ]);
@@ -357,7 +339,7 @@ fn views_skipped_unless_included() {
 
 #[test]
 fn exclude_globs() {
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Spam", &[]),
         folder("INBOX.Spam.old", &[]),
@@ -366,7 +348,7 @@ fn exclude_globs() {
         folder("INBOX.Archive.2020", &[]),
         folder("INBOX.Archive.2020.x", &[]),
     ]);
-    let dst = modern(vec![folder("INBOX", &[])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[])]);
     let r = FolderRules {
         exclude: vec![
             "Spam".to_string(),
@@ -393,7 +375,7 @@ fn exclude_globs() {
 
 #[test]
 fn renames_longest_prefix_wins_and_target_is_final() {
-    let src = modern(vec![
+    let src = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("Old Stuff", &[]),
         folder("Old Stuff/2019", &[]),
@@ -402,7 +384,7 @@ fn renames_longest_prefix_wins_and_target_is_final() {
         folder("Sent", &["\\Sent"]),
         folder("Old Stuffing", &[]),
     ]);
-    let dst = classic(vec![
+    let dst = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Sent", &["\\Sent"]),
     ]);
@@ -442,13 +424,13 @@ fn renames_longest_prefix_wins_and_target_is_final() {
 #[test]
 fn delimiter_inside_a_name_is_replaced_and_collisions_flagged() {
     // `/` inside a name on a `.` server going to a `/` server.
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Q1/Q2", &[]),
         folder("INBOX.Q1_Q2", &[]),
         folder("INBOX.Other", &[]),
     ]);
-    let dst = modern(vec![folder("INBOX", &[])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[])]);
     let map = map_folders(&src, &dst, &rules());
     let a = target(&map, "INBOX.Q1/Q2");
     assert_eq!(a.wire_name, "Q1_Q2");
@@ -461,8 +443,8 @@ fn delimiter_inside_a_name_is_replaced_and_collisions_flagged() {
     assert_eq!(map.to_create[0].sources, ["INBOX.Q1/Q2", "INBOX.Q1_Q2"]);
 
     // The reverse: `.` inside a name on a `/` server going to a `.` server.
-    let src = modern(vec![folder("v1.2/notes", &[])]);
-    let dst = classic(vec![folder("INBOX", &[])]);
+    let src = Inventory::modern(vec![folder("v1.2/notes", &[])]);
+    let dst = Inventory::classic(vec![folder("INBOX", &[])]);
     let map = map_folders(&src, &dst, &rules());
     let t = target(&map, "v1.2/notes");
     assert_eq!(
@@ -474,13 +456,13 @@ fn delimiter_inside_a_name_is_replaced_and_collisions_flagged() {
 
 #[test]
 fn merges_flagged_without_collision() {
-    let src = modern(vec![
+    let src = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("Sent", &[]),
         folder("Sent Items", &[]),
         folder("INBOX/Sent", &[]),
     ]);
-    let dst = modern(vec![folder("INBOX", &[]), folder("Sent", &["\\Sent"])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[]), folder("Sent", &["\\Sent"])]);
     let map = map_folders(&src, &dst, &rules());
     // All three are well-known Sent names (top level or directly below INBOX).
     for s in ["Sent", "Sent Items", "INBOX/Sent"] {
@@ -491,7 +473,7 @@ fn merges_flagged_without_collision() {
     }
     assert!(map.to_create.is_empty());
     // INBOX.INBOX on a classic source merges into the INBOX.
-    let src = classic(vec![folder("INBOX", &[]), folder("INBOX.INBOX", &[])]);
+    let src = Inventory::classic(vec![folder("INBOX", &[]), folder("INBOX.INBOX", &[])]);
     let map = map_folders(&src, &dst, &rules());
     assert_eq!(target(&map, "INBOX.INBOX").wire_name, "INBOX");
     assert!(target(&map, "INBOX").is_merge());
@@ -499,7 +481,7 @@ fn merges_flagged_without_collision() {
 
 #[test]
 fn noselect_folders() {
-    let src = classic(vec![
+    let src = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Lists", &["\\Noselect"]),
         folder("INBOX.Lists.rust", &[]),
@@ -509,7 +491,7 @@ fn noselect_folders() {
         folder("INBOX.Ghost", &[]),
         folder("INBOX.Ghost.Child", &[]),
     ]);
-    let dst = modern(vec![
+    let dst = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("Shared", &["\\Noselect"]),
         folder("Ghost", &["\\NonExistent", "\\Noselect"]),
@@ -537,8 +519,8 @@ fn noselect_folders() {
 
 #[test]
 fn conditional_parents_follow_their_children() {
-    let src = modern(vec![folder("a/b/c", &[])]);
-    let dst = modern(vec![folder("INBOX", &[]), folder("a/b/c", &["\\Noselect"])]);
+    let src = Inventory::modern(vec![folder("a/b/c", &[])]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[]), folder("a/b/c", &["\\Noselect"])]);
     let map = map_folders(&src, &dst, &rules());
     assert_eq!(
         created(&map),
@@ -554,13 +536,13 @@ fn conditional_parents_follow_their_children() {
 
 #[test]
 fn subscriptions_follow_the_source() {
-    let src = modern(vec![
+    let src = Inventory::modern(vec![
         subscribed(folder("Lists/rust", &[])),
         folder("Lists/go", &[]),
         folder("Merged", &[]),
         subscribed(folder("Merged/", &[])),
     ]);
-    let dst = classic(vec![folder("INBOX", &[])]);
+    let dst = Inventory::classic(vec![folder("INBOX", &[])]);
     let map = map_folders(&src, &dst, &rules());
     let subs: Vec<(&str, bool)> = map
         .to_create
@@ -588,12 +570,12 @@ fn flat_servers_have_one_segment_names() {
     };
     let map = map_folders(
         &flat(vec![folder("INBOX", &[]), folder("a.b/c", &[])]),
-        &classic(vec![folder("INBOX", &[])]),
+        &Inventory::classic(vec![folder("INBOX", &[])]),
         &rules(),
     );
     assert_eq!(target(&map, "a.b/c").wire_name, "INBOX.a_b/c");
     let map = map_folders(
-        &classic(vec![folder("INBOX.x.y", &[]), folder("INBOX.Drafts", &[])]),
+        &Inventory::classic(vec![folder("INBOX.x.y", &[]), folder("INBOX.Drafts", &[])]),
         &flat(vec![folder("INBOX", &[]), folder("Drafts", &[])]),
         &rules(),
     );
@@ -604,8 +586,8 @@ fn flat_servers_have_one_segment_names() {
 
 #[test]
 fn inbox_is_case_insensitive_on_both_sides() {
-    let src = modern(vec![folder("Inbox", &[]), folder("inbox/Sub", &[])]);
-    let dst = classic(vec![folder("INBOX", &[]), folder("INBOX.Sub", &[])]);
+    let src = Inventory::modern(vec![folder("Inbox", &[]), folder("inbox/Sub", &[])]);
+    let dst = Inventory::classic(vec![folder("INBOX", &[]), folder("INBOX.Sub", &[])]);
     let map = map_folders(&src, &dst, &rules());
     assert_eq!(target(&map, "Inbox").wire_name, "INBOX");
     assert_eq!(map.entries[1].source_path, "INBOX/Sub");
@@ -616,13 +598,13 @@ fn inbox_is_case_insensitive_on_both_sides() {
 
 #[test]
 fn folder_map_serde_roundtrip() {
-    let src = modern(vec![
+    let src = Inventory::modern(vec![
         folder("INBOX", &[]),
         folder("[Gmail]/All Mail", &["\\All"]),
         folder("Sent", &["\\Sent"]),
         folder("a/b", &[]),
     ]);
-    let dst = classic(vec![
+    let dst = Inventory::classic(vec![
         folder("INBOX", &[]),
         folder("INBOX.Sent", &["\\Sent"]),
     ]);
