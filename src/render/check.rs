@@ -11,6 +11,8 @@ pub(crate) struct SideResult {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,9 +58,11 @@ pub(crate) fn render(report: &CheckReport) -> String {
     for a in &report.accounts {
         for (side, r) in [("source", &a.source), ("destination", &a.destination)] {
             if let Some(e) = &r.error {
-                // Continuation lines (`hint: ...`) are indented under their error.
-                let e = e.replace('\n', "\n    ");
                 out.push_str(&format!("{}: {side} {e}\n", a.source_user));
+                // Indented under its error, one line per hint.
+                for hint in r.hint.iter().flat_map(|h| h.lines()) {
+                    out.push_str(&format!("    hint: {hint}\n"));
+                }
             }
         }
     }

@@ -44,11 +44,11 @@ pub fn report(report: &Report) -> String {
     out.push('\n');
     for a in &report.accounts {
         if let Some(e) = &a.error {
-            out.push_str(&format!(
-                "{}: error: {}\n",
-                a.source_user,
-                e.replace('\n', "\n    ")
-            ));
+            out.push_str(&format!("{}: error: {e}\n", a.source_user));
+            // Indented under its error, one line per hint.
+            for hint in a.hint.iter().flat_map(|h| h.lines()) {
+                out.push_str(&format!("    hint: {hint}\n"));
+            }
         }
         for f in &a.failed {
             out.push_str(&format!(

@@ -126,12 +126,9 @@ fn is_listed(f: &FolderPlan, detail: bool) -> bool {
 pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     let _ = writeln!(out, "{} → {}", a.source_user, a.destination_user);
     if let Some(error) = &a.error {
-        let mut lines = error.lines();
-        if let Some(first) = lines.next() {
-            let _ = writeln!(out, "  error: {first}");
-        }
-        for line in lines {
-            let _ = writeln!(out, "    {line}");
+        let _ = writeln!(out, "  error: {error}");
+        for hint in a.hint.iter().flat_map(|h| h.lines()) {
+            let _ = writeln!(out, "    hint: {hint}");
         }
         return;
     }
@@ -412,7 +409,8 @@ mod tests {
             vec![AccountPlan::failed(
                 "a",
                 "b",
-                "source: boom\nhint: fix it".into(),
+                "source: boom".into(),
+                Some("fix it".into()),
             )],
         );
         let text = render_plan(&plan, TextOptions::default());
