@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::identity::IdentityKey;
 use super::{Deletions, FolderDiff, Rules, SkipReason, SkippedMessage};
+use crate::identity::IdentityKey;
 use crate::inventory::{Folder, Inventory};
 use crate::settings::{DeletedOnDestination, MovedOnDestination};
 

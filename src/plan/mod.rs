@@ -4,17 +4,17 @@
 //! folder (DESIGN.md §3). Its action types have no delete variant: a plan can only add.
 
 mod account_wide;
-pub mod identity;
 pub mod mapping;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{FolderStatus, Inventory, MessageMeta, SpecialUse};
+use crate::identity::IdentityKey;
+use crate::inventory::{Inventory, MessageMeta};
+use crate::model::{ContentHash, FolderStatus, SpecialUse};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
 pub use account_wide::{HeldCounts, LedgerEntry};
-use identity::IdentityKey;
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -290,7 +290,7 @@ pub fn diff_folder(
     rules: &MessageRules,
 ) -> FolderDiff {
     // Destination contents per key (`None` where the body was not compared).
-    let mut dst_by_key: HashMap<IdentityKey, Vec<Option<IdentityKey>>> =
+    let mut dst_by_key: HashMap<IdentityKey, Vec<Option<ContentHash>>> =
         HashMap::with_capacity(destination.len());
     let mut dst_messages: HashMap<IdentityKey, Vec<&MessageMeta>> = HashMap::new();
     for m in destination {
@@ -360,7 +360,7 @@ pub fn diff_folder(
             let compared = group.iter().all(|(_, m)| m.content.is_some())
                 && dst_contents.iter().all(Option::is_some);
             if compared {
-                let mut present: HashMap<IdentityKey, usize> = HashMap::new();
+                let mut present: HashMap<ContentHash, usize> = HashMap::new();
                 for c in dst_contents.iter().flatten() {
                     *present.entry(*c).or_insert(0) += 1;
                 }
@@ -557,14 +557,14 @@ pub fn plan_account(
     let mut groups: Vec<(&mapping::Target, Vec<&crate::inventory::Folder>)> = Vec::new();
     for (entry, folder) in map.entries.iter().zip(source.folders.iter()) {
         let reason = match &entry.outcome {
-            mapping::Outcome::View { attribute } => {
+            mapping::Disposition::View { attribute } => {
                 format!(
                     "a view ({}), not storage; set `include-views` to copy it",
                     attribute.attribute()
                 )
             }
-            mapping::Outcome::Excluded { glob } => format!("excluded by `{glob}`"),
-            mapping::Outcome::Mapped(target) => {
+            mapping::Disposition::Excluded { glob } => format!("excluded by `{glob}`"),
+            mapping::Disposition::Mapped(target) => {
                 match groups
                     .iter_mut()
                     .find(|(t, _)| t.wire_name == target.wire_name)

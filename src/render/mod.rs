@@ -1,4 +1,7 @@
-//! Plan and report rendering: text for people, JSON for tools.
+//! Plan and report rendering: text for people, JSON for tools. The only place that
+//! formats data for output.
 
+pub mod check;
+pub mod report;
 pub mod text;
 pub mod units;

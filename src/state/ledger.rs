@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::plan::identity::IdentityKey;
+use crate::identity::IdentityKey;
 use crate::plan::{HeldCounts, LedgerEntry};
 use crate::settings::ServerSettings;
 
@@ -42,8 +42,8 @@ pub enum StateError {
     Foreign { path: String },
 }
 
-impl StateError {
-    pub(crate) fn hint(&self) -> Option<String> {
+impl crate::diagnostics::HasHint for StateError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             StateError::Read { .. } | StateError::Write { .. } => {
                 "the ledger lives under `[state] dir` (default `.mailshift` beside the config); make it writable, or point `dir` at a volume that is".to_string()
@@ -53,13 +53,15 @@ impl StateError {
             }
         })
     }
+}
 
+impl StateError {
     /// The message with its cause and hint, for an account's error line.
     pub(crate) fn describe(&self) -> String {
         let cause = std::error::Error::source(self)
             .map(|c| format!(": {c}"))
             .unwrap_or_default();
-        match self.hint() {
+        match crate::diagnostics::HasHint::hint(self) {
             Some(h) => format!("{self}{cause}\nhint: {h}"),
             None => format!("{self}{cause}"),
         }
@@ -302,6 +304,7 @@ impl LedgerWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostics::HasHint;
     use crate::settings::{AuthMethod, Security, TlsRoots};
 
     fn server(port: u16) -> ServerSettings {

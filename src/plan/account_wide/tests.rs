@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use crate::inventory::{Folder, FolderStatus, Inventory, MessageMeta, SpecialUse};
-use crate::plan::identity::IdentityKey;
+use crate::identity::IdentityKey;
+use crate::inventory::{Folder, Inventory, MessageMeta};
+use crate::model::{FolderStatus, SpecialUse};
 use crate::plan::{plan_account, AccountPlan, Deletions, HeldCounts, Rules, SkipReason};
 use crate::settings::{
     DeletedOnDestination, FlagsOnExisting, FolderRules, MessageRules, MovedOnDestination,
