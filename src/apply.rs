@@ -58,9 +58,8 @@ pub enum ApplyError {
         path: String,
         source: std::io::Error,
     },
-    /// The ledger of what the destination held could not be written (its cause and hint
-    /// are in the text: the report carries text only).
-    #[error("{}", .0.describe())]
+    /// The ledger of what the destination held could not be written.
+    #[error(transparent)]
     Ledger(StateError),
 }
 
@@ -1062,6 +1061,9 @@ impl crate::diagnostics::HasHint for ApplyError {
     fn hint(&self) -> Option<String> {
         match self {
             ApplyError::Imap { .. } | ApplyError::LockFile { .. } => None,
+            // Transparent: the chain goes on with the ledger's own cause, so its hint is
+            // answered here.
+            ApplyError::Ledger(e) => crate::diagnostics::HasHint::hint(e),
             ApplyError::StaleSource { .. } => Some("run mailshift plan again".into()),
             ApplyError::RewritesHeaders { .. } => Some(
                 "this server changes Message-ID, Date, From, To, Cc or Subject on APPEND; \

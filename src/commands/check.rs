@@ -37,7 +37,7 @@ async fn login(
             hint: None,
         },
         Err(e) => {
-            let error = AccountError::of(settings, account, side, &e, &e);
+            let error = AccountError::of_imap(settings, account, side, &e, &e);
             SideResult {
                 ok: false,
                 error: Some(error.text),

@@ -135,9 +135,18 @@ pub struct AccountError {
 }
 
 impl AccountError {
+    /// Any account-level error: its chain and hints.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> AccountError {
+        let d = crate::diagnostics::Diagnostic::of(error, hint_of);
+        AccountError {
+            text: d.one_line(),
+            hint: d.hint_text(),
+        }
+    }
+
     /// `error` (whose chain holds `imap`, the failure on `side`), plus what only this layer
     /// knows: a refused login names the CSV line to fix. Never a password.
-    pub fn of(
+    pub fn of_imap(
         settings: &Settings,
         account: &crate::settings::Account,
         side: crate::model::Side,

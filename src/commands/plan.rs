@@ -64,11 +64,13 @@ pub async fn plan_account(
     ) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(account = %account.source_user, "{e}");
+            let error = AccountError::of(&e);
+            tracing::error!(account = %account.source_user, "{}", error.text);
             return AccountPlan::failed(
                 &account.source_user,
                 &account.destination_user,
-                format!("destination: {}", e.describe()),
+                format!("destination: {}", error.text),
+                error.hint,
             );
         }
     };
@@ -77,7 +79,7 @@ pub async fn plan_account(
         Err(e) => {
             let (InventoryError::Imap { side, source }
             | InventoryError::Folder { side, source, .. }) = &e;
-            let error = AccountError::of(settings, account, *side, &e, source);
+            let error = AccountError::of_imap(settings, account, *side, &e, source);
             tracing::error!(account = %account.source_user, "{}", error.text);
             AccountPlan::failed(
                 &account.source_user,
