@@ -4,6 +4,7 @@
 use comfy_table::{presets, Table};
 use serde::Serialize;
 
+use crate::printer::escape_field as esc;
 use crate::render::units::{count, counted};
 
 #[derive(Debug, Serialize)]
@@ -47,8 +48,8 @@ pub(crate) fn render(report: &CheckReport) -> String {
     };
     for a in &report.accounts {
         table.add_row(vec![
-            a.source_user.clone(),
-            a.destination_user.clone(),
+            esc(&a.source_user).into_owned(),
+            esc(&a.destination_user).into_owned(),
             cell(&a.source),
             cell(&a.destination),
         ]);
@@ -58,10 +59,10 @@ pub(crate) fn render(report: &CheckReport) -> String {
     for a in &report.accounts {
         for (side, r) in [("source", &a.source), ("destination", &a.destination)] {
             if let Some(e) = &r.error {
-                out.push_str(&format!("{}: {side} {e}\n", a.source_user));
+                out.push_str(&format!("{}: {side} {}\n", esc(&a.source_user), esc(e)));
                 // Indented under its error, one line per hint.
                 for hint in r.hint.iter().flat_map(|h| h.lines()) {
-                    out.push_str(&format!("    hint: {hint}\n"));
+                    out.push_str(&format!("    hint: {}\n", esc(hint)));
                 }
             }
         }
