@@ -1,4 +1,4 @@
-//! The terraform-style text plan (DESIGN.md §2 "Text plan"): one block per account, an
+//! The terraform-style text plan (docs/plan-output.md): one block per account, an
 //! optional per-account table, and the summary line, always the last line of stdout.
 
 use std::fmt::Write as _;
