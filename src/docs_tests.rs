@@ -448,6 +448,7 @@ const JSON_TYPES: &[(&str, &str)] = &[
     ("SkippedMessage", "src/plan/mod.rs"),
     ("FlagUpdate", "src/plan/mod.rs"),
     ("IgnoredFolder", "src/plan/mod.rs"),
+    ("LedgerEntry", "src/plan/account_wide.rs"),
     ("Summary", "src/plan/mod.rs"),
     ("Report", "src/report.rs"),
     ("AccountReport", "src/report.rs"),

@@ -232,7 +232,7 @@ pub struct AccountPlan {
     pub summary: Summary,
 }
 
-/// How deletions on the destination were decided (DESIGN.md §3 "After cutover").
+/// How deletions on the destination were decided (ARCHITECTURE.md "After cutover").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Deletions {

@@ -322,8 +322,8 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     }
 }
 
-/// `moved on the destination: N` and `deleted on the destination: N` (DESIGN.md §3
-/// "After cutover"), when they apply; and, when nothing is known about deletions while the
+/// `moved on the destination: N` and `deleted on the destination: N` (docs/plan-output.md,
+/// ARCHITECTURE.md "After cutover"), when they apply; and, when nothing is known about deletions while the
 /// destination already holds matching mail, says so.
 fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
     let s = &a.summary;
