@@ -128,6 +128,7 @@ fn sample_plan() -> PlanFile {
         "bob@old.example",
         "bob@new.example",
         "destination: login as `bob@new.example` on `imap.new.example:993` failed: [AUTHENTICATIONFAILED] Authentication failed.".to_string(),
+        Some("check the destination user and password in `accounts.csv` line 3".to_string()),
     );
     PlanFile::new("0123abcd".to_string(), vec![sample_account(), failed])
 }
@@ -200,6 +201,7 @@ fn check_table() {
     let ok = || SideResult {
         ok: true,
         error: None,
+        hint: None,
     };
     let report = CheckReport {
         accounts: vec![
@@ -217,6 +219,10 @@ fn check_table() {
                     ok: false,
                     error: Some(
                         "login as `bob@new.example` on `imap.new.example:993` failed: [AUTHENTICATIONFAILED] Authentication failed.".to_string(),
+                    ),
+                    hint: Some(
+                        "check the destination user and password in `accounts.csv` line 3"
+                            .to_string(),
                     ),
                 },
             },
