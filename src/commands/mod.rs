@@ -5,6 +5,7 @@
 mod apply;
 mod check;
 mod plan;
+mod report;
 mod show;
 
 use anyhow::Context as _;
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Command::Show(args) => show::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Plan(args) => {
             let settings = load_settings(&cli.global)?;
             runtime()?.block_on(plan::run(&settings, &args))

@@ -9,6 +9,7 @@ mod apply_cli;
 mod check_cli;
 mod extras_cli;
 mod flags_cli;
+mod fleet_cli;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
