@@ -18,4 +18,5 @@ mod plan_cli;
 mod robustness;
 mod rules_cli;
 mod scenario;
+mod shard_sim;
 mod smoke;
