@@ -474,7 +474,10 @@ pub(crate) mod tests {
             .iter()
             .map(|r| (r.source_user.as_str(), r.subject.as_str(), r.uid))
             .collect();
-        assert_eq!(got, vec![("a", "still", 1), ("a", "also", 2), ("b", "b's", 1)]);
+        assert_eq!(
+            got,
+            vec![("a", "still", 1), ("a", "also", 2), ("b", "b's", 1)]
+        );
         let r = &rows[0];
         assert_eq!(
             (
@@ -496,8 +499,13 @@ pub(crate) mod tests {
 
     #[test]
     fn parsing_names_the_file_and_refuses_newer_versions() {
-        let good = input("g", vec![run("a", 1, &[], 0, Some(T1))]).report.to_json();
-        assert_eq!(parse_report("g", good.as_bytes()).unwrap().accounts.len(), 1);
+        let good = input("g", vec![run("a", 1, &[], 0, Some(T1))])
+            .report
+            .to_json();
+        assert_eq!(
+            parse_report("g", good.as_bytes()).unwrap().accounts.len(),
+            1
+        );
         let table: &[(&str, &str)] = &[
             ("{", "`f.json` is not an `apply --report` file"),
             (

@@ -5,9 +5,14 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub(crate) mod fleet;
+pub mod identity;
 pub mod imap;
 pub mod inventory;
+#[cfg(test)]
+mod layering;
 pub mod logging;
+pub mod model;
+pub mod mutf7;
 pub mod plan;
 pub mod planfile;
 pub mod progress;

@@ -85,7 +85,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcom
     }
     match args.format {
         Format::Json => println!("{}", report.to_json()),
-        Format::Text => print!("\n{}", report.render_text()),
+        Format::Text => print!("\n{}", crate::render::report::report(&report)),
     }
     Ok(if interrupted {
         Outcome::Interrupted

@@ -98,7 +98,7 @@ pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings
 pub fn account_error_text(
     settings: &Settings,
     account: &crate::settings::Account,
-    side: crate::inventory::Side,
+    side: crate::model::Side,
     error: &crate::imap::ImapError,
 ) -> String {
     let mut text = error.to_string();

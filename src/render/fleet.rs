@@ -5,8 +5,8 @@
 use comfy_table::{presets, Cell, CellAlignment, Table};
 
 use crate::fleet::{failed_rows, FailedRow, Fleet};
-use crate::report::AccountStatus;
 use crate::render::units::{bytes, count, counted};
+use crate::report::AccountStatus;
 
 fn status_word(status: AccountStatus) -> &'static str {
     match status {
@@ -273,7 +273,13 @@ mod tests {
     const T: &str = "2026-11-30T05:00:00Z";
 
     fn sample() -> Fleet {
-        let mut b = run("b@old", 3, &["=HYPERLINK(\"x\")", "Bill, \"Q3\"\r\nnumbers"], 2, Some(T));
+        let mut b = run(
+            "b@old",
+            3,
+            &["=HYPERLINK(\"x\")", "Bill, \"Q3\"\r\nnumbers"],
+            2,
+            Some(T),
+        );
         b.failed[0].reason = "NO [LIMIT] Message too large".into();
         let mut c = run("c@old", 0, &[], 7, Some(T));
         c.error = Some("login refused\nhint: check the password".into());

@@ -431,7 +431,9 @@ mod tests {
         assert_eq!(got, want);
         // An error far down names its line too.
         csv.push_str("u0@x,pw-SECRET,z@y,pw-SECRET\n");
-        let e = parse(csv.as_bytes(), "a.csv", NO_ADMIN).unwrap_err().to_string();
+        let e = parse(csv.as_bytes(), "a.csv", NO_ADMIN)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("line {line}: ")), "{e}");
     }
 

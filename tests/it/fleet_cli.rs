@@ -59,13 +59,8 @@ fn report_lists_a_refused_message_with_folder_date_from_subject_and_the_servers_
     let work = Layout::Classic.wire("Work");
     let mut alice = s.src("alice");
     alice.create(&work);
-    let small = |i: usize| {
-        NewMessage::new(
-            MessageBuilder::new()
-                .subject(&format!("small {i}"))
-                .build(),
-        )
-    };
+    let small =
+        |i: usize| NewMessage::new(MessageBuilder::new().subject(&format!("small {i}")).build());
     let big = NewMessage::new(
         MessageBuilder::new()
             .from("Carol Chen <carol@example.test>")
@@ -107,7 +102,10 @@ fn report_lists_a_refused_message_with_folder_date_from_subject_and_the_servers_
     ] {
         assert!(r.stdout.contains(&want), "{want:?} missing\n{r}");
     }
-    assert!(!r.stdout.contains(bob_user.as_str()), "bob lost nothing\n{r}");
+    assert!(
+        !r.stdout.contains(bob_user.as_str()),
+        "bob lost nothing\n{r}"
+    );
 
     // The spreadsheet view: one header row, RFC 4180 quoting, the same fields.
     let r = s.run(&["report", "r1.json", "--failed", "--format", "csv"]);
@@ -146,7 +144,10 @@ fn report_lists_a_refused_message_with_folder_date_from_subject_and_the_servers_
     assert_eq!(fleet["summary"]["accounts"], 2, "{fleet:#}");
     assert_eq!(fleet["summary"]["accounts_partial"], 1, "{fleet:#}");
     assert_eq!(fleet["summary"]["accounts_done"], 1, "{fleet:#}");
-    assert_eq!(fleet["summary"]["copied"], 0, "latest runs copied nothing\n{fleet:#}");
+    assert_eq!(
+        fleet["summary"]["copied"], 0,
+        "latest runs copied nothing\n{fleet:#}"
+    );
     assert_eq!(fleet["summary"]["failed"], 1, "{fleet:#}");
     for acc in fleet["accounts"].as_array().unwrap() {
         assert_eq!(acc["runs"], 2, "{fleet:#}");
@@ -172,16 +173,24 @@ fn report_lists_a_refused_message_with_folder_date_from_subject_and_the_servers_
 #[test]
 fn report_refuses_missing_and_foreign_files_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("plan.json"), "{\"format_version\":1,\"accounts\":[]}").unwrap();
+    fs::write(
+        dir.path().join("plan.json"),
+        "{\"format_version\":1,\"accounts\":[]}",
+    )
+    .unwrap();
     let r = crate::scenario::run_mailshift(dir.path(), &["report", "plan.json"]);
     assert_eq!(r.status, 1, "{r}");
     assert!(
-        r.stderr.contains("`plan.json` is not an `apply --report` file"),
+        r.stderr
+            .contains("`plan.json` is not an `apply --report` file"),
         "{r}"
     );
     let r = crate::scenario::run_mailshift(dir.path(), &["report", "shard-3.json"]);
     assert_eq!(r.status, 1, "{r}");
-    assert!(r.stderr.contains("cannot read the report `shard-3.json`"), "{r}");
+    assert!(
+        r.stderr.contains("cannot read the report `shard-3.json`"),
+        "{r}"
+    );
     let r = crate::scenario::run_mailshift(dir.path(), &["report"]);
     assert_eq!(r.status, 1, "at least one file is needed\n{r}");
 }

@@ -93,7 +93,10 @@ fn run_indexed_job(s: &Scenario) -> usize {
             }
         }
         running = still;
-        assert!(Instant::now() < deadline, "the shards did not finish in time");
+        assert!(
+            Instant::now() < deadline,
+            "the shards did not finish in time"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     most
@@ -135,7 +138,11 @@ fn eight_shards_three_at_a_time_migrate_forty_accounts_exactly_once() {
         }
         sent.insert(acc.name.clone(), (inbox, folder));
     }
-    let before: Vec<_> = s.accounts().iter().map(|a| s.src(&a.name).snapshot()).collect();
+    let before: Vec<_> = s
+        .accounts()
+        .iter()
+        .map(|a| s.src(&a.name).snapshot())
+        .collect();
     s.write_files();
 
     let most = run_indexed_job(&s);
@@ -151,7 +158,11 @@ fn eight_shards_three_at_a_time_migrate_forty_accounts_exactly_once() {
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
         for acc in report["accounts"].as_array().unwrap() {
             let user = acc["source_user"].as_str().unwrap().to_string();
-            assert_eq!(shard_of(&user, SHARDS), index, "`{user}` ran in shard {index}");
+            assert_eq!(
+                shard_of(&user, SHARDS),
+                index,
+                "`{user}` ran in shard {index}"
+            );
             assert_eq!(acc["status"], "done", "{acc:#}");
             copied += acc["copied"].as_u64().unwrap();
             assert!(
@@ -168,7 +179,10 @@ fn eight_shards_three_at_a_time_migrate_forty_accounts_exactly_once() {
     );
     assert_eq!(copied, total_messages);
     let shards_used: BTreeSet<u64> = seen.values().copied().collect();
-    assert!(shards_used.len() > 4, "the accounts spread over the shards: {shards_used:?}");
+    assert!(
+        shards_used.len() > 4,
+        "the accounts spread over the shards: {shards_used:?}"
+    );
 
     // Every message exactly once, read back with the test's own client.
     let check_destination = |when: &str| {
@@ -183,7 +197,12 @@ fn eight_shards_three_at_a_time_migrate_forty_accounts_exactly_once() {
             };
             let mut want: Vec<Vec<u8>> = inbox.iter().map(|m| m.body.clone()).collect();
             want.sort();
-            assert_eq!(bodies("INBOX", &mut dst), want, "{when}: INBOX of {}", acc.name);
+            assert_eq!(
+                bodies("INBOX", &mut dst),
+                want,
+                "{when}: INBOX of {}",
+                acc.name
+            );
             if !folder.is_empty() {
                 assert_eq!(
                     bodies("Work", &mut dst),
