@@ -1001,6 +1001,12 @@ fn to_crlf(body: &[u8]) -> Vec<u8> {
     out
 }
 
+impl crate::diagnostics::HasHint for ApplyError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,11 +40,8 @@ pub(crate) enum FleetError {
     },
 }
 
-impl FleetError {
-    /// What to do about it (printed after the error, never part of it).
-    // Printed by the diagnostics module once it lands (HELPERS.md); tested below.
-    #[allow(dead_code)]
-    pub(crate) fn hint(&self) -> Option<String> {
+impl crate::diagnostics::HasHint for FleetError {
+    fn hint(&self) -> Option<String> {
         match self {
             FleetError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Some(
@@ -278,6 +275,7 @@ pub(crate) fn failed_rows(fleet: &Fleet) -> Vec<FailedRow> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::diagnostics::HasHint;
     use crate::report::AccountReport;
 
     /// A run of `user` that copied `copied`, failed `failed` messages and left `pending`,

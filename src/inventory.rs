@@ -271,6 +271,12 @@ fn content_hash(text: &[u8]) -> ContentHash {
     ContentHash(hasher.finalize().into())
 }
 
+impl crate::diagnostics::HasHint for InventoryError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use super::account_error_text;
 use crate::cli::{CheckArgs, Format};
 use crate::imap::{ConnectionCaps, Credentials, ImapError, Reader};
 use crate::model::Side;
+use crate::printer::Printer;
 use crate::render::check::{render, AccountCheck, CheckReport, SideResult};
 use crate::settings::{Account, Settings};
 use crate::Outcome;
@@ -41,7 +42,11 @@ async fn login(
     }
 }
 
-pub async fn run(settings: &Settings, args: &CheckArgs) -> anyhow::Result<Outcome> {
+pub async fn run(
+    settings: &Settings,
+    args: &CheckArgs,
+    printer: &Printer,
+) -> anyhow::Result<Outcome> {
     let caps = ConnectionCaps::new(settings);
     let parallel = settings.limits.parallel_accounts.max(1);
     let accounts: Vec<AccountCheck> = stream::iter(settings.accounts.iter())
@@ -65,8 +70,8 @@ pub async fn run(settings: &Settings, args: &CheckArgs) -> anyhow::Result<Outcom
     let ok = accounts.iter().all(|a| a.source.ok && a.destination.ok);
     let report = CheckReport { accounts, ok };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", render(&report)),
+        Format::Json => super::print_json(printer, &serde_json::to_string_pretty(&report)?),
+        Format::Text => super::print_text(printer, &render(&report)),
     }
     Ok(if ok {
         Outcome::Success

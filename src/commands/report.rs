@@ -3,10 +3,11 @@
 
 use crate::cli::{ReportArgs, ReportFormat};
 use crate::fleet::{self, FleetError, Input};
+use crate::printer::Printer;
 use crate::render::fleet as render;
 use crate::Outcome;
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: &ReportArgs, printer: &Printer) -> anyhow::Result<Outcome> {
     let mut inputs = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let name = path.display().to_string();
@@ -31,14 +32,20 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
         });
     }
     let fleet = fleet::merge(&inputs);
-    let text = match (args.format, args.failed) {
-        (ReportFormat::Text, false) => render::render_text(&fleet),
-        (ReportFormat::Text, true) => render::render_failed_text(&fleet),
-        (ReportFormat::Json, false) => render::render_json(&fleet) + "\n",
-        (ReportFormat::Json, true) => render::render_failed_json(&fleet) + "\n",
-        (ReportFormat::Csv, false) => render::render_csv(&fleet),
-        (ReportFormat::Csv, true) => render::render_failed_csv(&fleet),
-    };
-    print!("{text}");
+    match (args.format, args.failed) {
+        // Renderers escape server and message text; the printer escapes the rest.
+        (ReportFormat::Text, false) => printer.out(&render::render_text(&fleet)),
+        (ReportFormat::Text, true) => printer.out(&render::render_failed_text(&fleet)),
+        // serde_json escapes control characters; CSV cells hold none, and the CRLF
+        // line ends of RFC 4180 must pass unescaped.
+        (ReportFormat::Json, false) => {
+            printer.out_raw((render::render_json(&fleet) + "\n").as_bytes())
+        }
+        (ReportFormat::Json, true) => {
+            printer.out_raw((render::render_failed_json(&fleet) + "\n").as_bytes())
+        }
+        (ReportFormat::Csv, false) => printer.out_raw(render::render_csv(&fleet).as_bytes()),
+        (ReportFormat::Csv, true) => printer.out_raw(render::render_failed_csv(&fleet).as_bytes()),
+    }
     Ok(Outcome::Success)
 }

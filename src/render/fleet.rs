@@ -16,9 +16,14 @@ fn status_word(status: AccountStatus) -> &'static str {
     }
 }
 
-/// Text from servers and messages is shown on one line, without control characters (a
+/// Text from servers and messages stays on its line, control characters shown escaped (a
 /// subject could otherwise move the cursor or fake a line of output).
 fn clean(text: &str) -> String {
+    crate::printer::escape_field(text).into_owned()
+}
+
+/// A CSV cell holds no control characters at all (a spreadsheet row stays one line).
+fn csv_clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -176,7 +181,7 @@ pub(crate) fn render_failed_json(fleet: &Fleet) -> String {
 /// A spreadsheet opens a cell starting with `=`, `+`, `-` or `@` as a formula: a subject
 /// or a server's words are mail from anyone, so such a cell gets a leading `'`.
 fn text_cell(text: &str) -> String {
-    let text = clean(text);
+    let text = csv_clean(text);
     if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {
@@ -311,7 +316,7 @@ mod tests {
             "b@old → new-b@old  (partial)\n",
             "  INBOX  Mon, 1 Jan 2024 10:00:00 +0000  bob@example.com  \"=HYPERLINK(\"x\")\"  (1000 B)\n    server: NO [LIMIT] Message too large\n",
             // Control characters never reach the terminal.
-            "\"Bill, \"Q3\"  numbers\"",
+            "\"Bill, \"Q3\"\\u{d}\\u{a}numbers\"",
             "  2 messages not copied yet (pending)",
             "c@old → new-c@old  (failed)\n  error: login refused\n",
             "Not copied: 2 messages failed in 1 account, 9 messages pending in 2 accounts.\n",
