@@ -29,6 +29,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("plan", 5),
     ("planfile", 6),
     ("report", 6),
+    // What runs remember (the ledger), read by plan commands, written by apply.
+    ("state", 6),
     // Merging report files into the fleet view (pure).
     ("fleet", 7),
     // Formatting.

@@ -81,6 +81,9 @@ pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = e.downcast_ref::<crate::fleet::FleetError>() {
         return e.hint();
     }
+    if let Some(e) = e.downcast_ref::<crate::state::StateError>() {
+        return e.hint();
+    }
     None
 }
 

@@ -7,7 +7,7 @@ use comfy_table::{presets, Cell, CellAlignment, Table};
 use similar::{ChangeTag, TextDiff};
 
 use super::units::{bytes, count, counted};
-use crate::plan::{AccountPlan, FolderAction, FolderPlan, SkipReason, Summary};
+use crate::plan::{AccountPlan, Deletions, FolderAction, FolderPlan, SkipReason, Summary};
 use crate::planfile::PlanFile;
 
 /// Options for rendering.
@@ -238,9 +238,17 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                     .filter(|s| s.reason == SkipReason::OverMaxSize)
                     .map(|s| s.size)
                     .collect();
+                let gone = f
+                    .skipped
+                    .iter()
+                    .filter(|s| s.reason == SkipReason::DeletedOnDestination)
+                    .count();
                 let mut parts = Vec::new();
                 if deleted > 0 {
                     parts.push(format!("{} \\Deleted", count(deleted as u64)));
+                }
+                if gone > 0 {
+                    parts.push(format!("{} deleted on the destination", count(gone as u64)));
                 }
                 if !too_big.is_empty() {
                     let sizes: Vec<String> = too_big.iter().map(|b| bytes(*b)).collect();
@@ -256,6 +264,18 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                     f.destination,
                     parts.join(", ")
                 );
+                if options.detail {
+                    for m in &f.skipped {
+                        let _ = writeln!(
+                            out,
+                            "        uid {}  {}  ({}): {}",
+                            m.uid,
+                            nonempty(&m.subject, "(no subject)"),
+                            bytes(m.size),
+                            m.reason.describe()
+                        );
+                    }
+                }
             }
         }
     }
@@ -272,6 +292,7 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         "  already present: {}",
         count(a.summary.already_present)
     );
+    after_cutover_lines(out, a);
     if a.summary.flags_to_add > 0 {
         let _ = writeln!(
             out,
@@ -298,6 +319,32 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     }
     if a.summary.folders_to_create > 0 {
         out.push_str(&tree_diff(&a.tree_before, &a.tree_after));
+    }
+}
+
+/// `moved on the destination: N` and `deleted on the destination: N` (DESIGN.md §3
+/// "After cutover"), when they apply; and, when nothing is known about deletions while the
+/// destination already holds matching mail, says so.
+fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
+    let s = &a.summary;
+    if s.moved_on_destination > 0 {
+        let _ = writeln!(
+            out,
+            "  moved on the destination: {}",
+            count(s.moved_on_destination)
+        );
+    }
+    if s.deleted_on_destination > 0 {
+        let _ = writeln!(
+            out,
+            "  deleted on the destination: {}",
+            count(s.deleted_on_destination)
+        );
+    } else if a.deletions == Deletions::Unknown && s.already_present > 0 {
+        let _ = writeln!(
+            out,
+            "  deleted on the destination: not known (no ledger yet; anything missing is copied)"
+        );
     }
 }
 
@@ -379,6 +426,7 @@ mod tests {
             already_present: 10_443,
             skipped: 4,
             flags_to_add: 0,
+            ..Summary::default()
         };
         assert_eq!(
             summary_line(&s, false),

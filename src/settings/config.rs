@@ -20,8 +20,9 @@ use super::accounts::{self, AdminLogins};
 use super::select::{self, Selection};
 use super::size::parse_size;
 use super::{
-    secret, Account, AdminLogin, AuthMethod, FlagsOnExisting, FolderRules, Limits, MessageRules,
-    SecretSource, Security, ServerSettings, Settings, SettingsError, TlsRoots,
+    secret, Account, AdminLogin, AuthMethod, DeletedOnDestination, FlagsOnExisting, FolderRules,
+    Limits, MessageRules, MovedOnDestination, SecretSource, Security, ServerSettings, Settings,
+    SettingsError, TlsRoots, ViewOnlyMessages,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -40,6 +41,22 @@ struct RawConfig {
     messages: RawMessages,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    state: RawState,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct RawState {
+    dir: PathBuf,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            dir: PathBuf::from(".mailshift"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,6 +98,7 @@ struct RawFolders {
     special_use: bool,
     include_views: bool,
     rename: RenameRules,
+    view_only_messages: ViewOnlyMessages,
 }
 
 impl Default for RawFolders {
@@ -90,6 +108,7 @@ impl Default for RawFolders {
             special_use: true,
             include_views: false,
             rename: RenameRules::default(),
+            view_only_messages: ViewOnlyMessages::Archive,
         }
     }
 }
@@ -101,6 +120,8 @@ struct RawMessages {
     copy_deleted: bool,
     flags_on_existing: FlagsOnExisting,
     fix_bare_lf: bool,
+    moved_on_destination: MovedOnDestination,
+    deleted_on_destination: DeletedOnDestination,
 }
 
 impl Default for RawMessages {
@@ -110,6 +131,8 @@ impl Default for RawMessages {
             copy_deleted: false,
             flags_on_existing: FlagsOnExisting::Keep,
             fix_bare_lf: false,
+            moved_on_destination: MovedOnDestination::Skip,
+            deleted_on_destination: DeletedOnDestination::Skip,
         }
     }
 }
@@ -557,6 +580,7 @@ fn check_folders(cfg: &ConfigFile<'_>, raw: RawFolders) -> Result<FolderRules, S
         special_use: raw.special_use,
         include_views: raw.include_views,
         rename,
+        view_only_messages: raw.view_only_messages,
     })
 }
 
@@ -657,6 +681,8 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             copy_deleted: raw.messages.copy_deleted,
             flags_on_existing: raw.messages.flags_on_existing,
             fix_bare_lf: raw.messages.fix_bare_lf,
+            moved_on_destination: raw.messages.moved_on_destination,
+            deleted_on_destination: raw.messages.deleted_on_destination,
         },
         limits: Limits {
             parallel_accounts: raw.limits.parallel_accounts.get(),
@@ -664,6 +690,7 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             connect_timeout: raw.limits.connect_timeout.0,
             idle_timeout: raw.limits.idle_timeout.0,
         },
+        state_dir: dir.join(&raw.state.dir),
         accounts,
         config_digest: digest,
         warnings,

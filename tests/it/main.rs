@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_cli;
+mod after_cutover;
 mod apply_cli;
 mod check_cli;
 mod extras_cli;

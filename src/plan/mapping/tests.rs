@@ -34,6 +34,7 @@ fn rules() -> FolderRules {
         special_use: true,
         include_views: false,
         rename: vec![],
+        view_only_messages: Default::default(),
     }
 }
 
@@ -718,6 +719,7 @@ fn case() -> impl Strategy<Value = (Inventory, Inventory, FolderRules)> {
                         special_use,
                         include_views,
                         rename,
+                        view_only_messages: Default::default(),
                     }
                 });
             (Just(s), Just(d), rules)
