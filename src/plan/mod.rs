@@ -121,9 +121,8 @@ pub struct FolderPlan {
     /// `\Noselect`).
     pub destination_status: Option<FolderStatus>,
     pub sources: Vec<SourceFolder>,
-    /// The mapping rule that chose this destination, for the table (`default`,
-    /// `special-use`, `well-known name`, `rename`).
-    pub rule: String,
+    /// The mapping rule that chose this destination, for the table.
+    pub rule: RuleKind,
     pub special_use: Option<SpecialUse>,
     /// Two or more source folders land here.
     pub merged: bool,
@@ -526,20 +525,42 @@ fn tree_order(path: &str) -> (bool, Vec<String>) {
     (inbox_first, segments)
 }
 
-fn rule_name(rule: &mapping::Rule) -> &'static str {
-    match rule {
-        mapping::Rule::Rename { .. } => "rename",
-        mapping::Rule::SpecialUse {
-            source: mapping::Evidence::WellKnownName,
-            ..
+/// Which mapping rule chose a destination folder; in JSON the names used since format 1
+/// (`"default"`, `"special-use"`, `"well-known name"`, `"rename"`, `"follows parent"`,
+/// `"parent"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleKind {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "special-use")]
+    SpecialUse,
+    #[serde(rename = "well-known name")]
+    WellKnownName,
+    #[serde(rename = "rename")]
+    Rename,
+    #[serde(rename = "follows parent")]
+    FollowsParent,
+    /// A missing parent created for a folder below it.
+    #[serde(rename = "parent")]
+    Parent,
+}
+
+impl RuleKind {
+    fn of(rule: &mapping::Rule) -> RuleKind {
+        match rule {
+            mapping::Rule::Rename { .. } => RuleKind::Rename,
+            mapping::Rule::SpecialUse {
+                source: mapping::Evidence::WellKnownName,
+                ..
+            }
+            | mapping::Rule::SpecialUse {
+                destination: mapping::Evidence::WellKnownName,
+                ..
+            } => RuleKind::WellKnownName,
+            mapping::Rule::SpecialUse { .. } => RuleKind::SpecialUse,
+            mapping::Rule::FollowsParent { .. } => RuleKind::FollowsParent,
+            mapping::Rule::Default => RuleKind::Default,
         }
-        | mapping::Rule::SpecialUse {
-            destination: mapping::Evidence::WellKnownName,
-            ..
-        } => "well-known name",
-        mapping::Rule::SpecialUse { .. } => "special-use",
-        mapping::Rule::FollowsParent { .. } => "follows parent",
-        mapping::Rule::Default => "default",
     }
 }
 
@@ -564,6 +585,10 @@ pub fn plan_account(
                 )
             }
             mapping::Disposition::Excluded { glob } => format!("excluded by `{glob}`"),
+            mapping::Disposition::UnsafeName { character } => format!(
+                "its name holds the control character `U+{:04X}`; rename it on the source to copy it",
+                *character as u32
+            ),
             mapping::Disposition::Mapped(target) => {
                 match groups
                     .iter_mut()
@@ -628,7 +653,7 @@ pub fn plan_account(
                     subscribed: f.subscribed,
                 })
                 .collect(),
-            rule: rule_name(&target.rule).to_string(),
+            rule: RuleKind::of(&target.rule),
             special_use: target.special_use,
             merged: target.is_merge(),
             renamed_delimiter: target.replaced_delimiter,
@@ -651,7 +676,7 @@ pub fn plan_account(
                 action: FolderAction::Create,
                 destination_status: None,
                 sources: Vec::new(),
-                rule: "parent".to_string(),
+                rule: RuleKind::Parent,
                 special_use: None,
                 merged: false,
                 renamed_delimiter: false,
