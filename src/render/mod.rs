@@ -6,3 +6,6 @@ pub(crate) mod fleet;
 pub mod report;
 pub mod text;
 pub mod units;
+
+#[cfg(test)]
+mod snapshots;
