@@ -128,7 +128,7 @@ fn sample_plan() -> PlanFile {
         "bob@old.example",
         "bob@new.example",
         "destination: login as `bob@new.example` on `imap.new.example:993` failed: [AUTHENTICATIONFAILED] Authentication failed.".to_string(),
-        None,
+        Some("check the destination user and password in `accounts.csv` line 3".to_string()),
     );
     PlanFile::new("0123abcd".to_string(), vec![sample_account(), failed])
 }
@@ -225,7 +225,10 @@ fn check_table() {
                     error: Some(
                         "login as `bob@new.example` on `imap.new.example:993` failed: [AUTHENTICATIONFAILED] Authentication failed.".to_string(),
                     ),
-                    hint: None,
+                    hint: Some(
+                        "check the destination user and password in `accounts.csv` line 3"
+                            .to_string(),
+                    ),
                 },
             },
         ],
