@@ -105,6 +105,10 @@ pub(crate) struct FleetAccount {
     pub status: AccountStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What to do about `error` (reports written before the `hint` field carry it inside
+    /// `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     /// What the latest run copied (earlier runs are not added: see the module header).
     pub copied: u64,
     pub bytes: u64,
@@ -207,6 +211,7 @@ pub(crate) fn merge(inputs: &[Input]) -> Fleet {
                 destination_user: a.destination_user.clone(),
                 status: a.status,
                 error: a.error.clone(),
+                hint: a.hint.clone(),
                 copied: a.copied,
                 bytes: a.bytes,
                 failed: a.failed.len() as u64,

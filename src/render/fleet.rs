@@ -62,6 +62,9 @@ pub(crate) fn render_text(fleet: &Fleet) -> String {
                 clean(&a.source_user),
                 lines.join("\n    ")
             ));
+            for hint in a.hint.iter().flat_map(|h| h.lines()) {
+                out.push_str(&format!("    hint: {}\n", clean(hint)));
+            }
         }
     }
     let s = &fleet.summary;
@@ -108,6 +111,9 @@ pub(crate) fn render_failed_text(fleet: &Fleet) -> String {
                 "  error: {}\n",
                 e.lines().map(clean).collect::<Vec<_>>().join("\n    ")
             ));
+            for hint in a.hint.iter().flat_map(|h| h.lines()) {
+                out.push_str(&format!("    hint: {}\n", clean(hint)));
+            }
         }
         for r in mine {
             out.push_str(&format!(
@@ -231,7 +237,11 @@ pub(crate) fn render_csv(fleet: &Fleet) -> String {
                 a.runs.to_string(),
                 a.finished_at.clone().unwrap_or_default(),
                 text_cell(&a.report_file),
-                text_cell(a.error.as_deref().unwrap_or("")),
+                text_cell(&match (&a.error, &a.hint) {
+                    (Some(e), Some(h)) => format!("{e}\nhint: {h}"),
+                    (Some(e), None) => e.clone(),
+                    (None, _) => String::new(),
+                }),
             ])?;
         }
         Ok(())
@@ -286,6 +296,7 @@ mod tests {
             Some(T),
         );
         b.failed[0].reason = "NO [LIMIT] Message too large".into();
+        // A report written before the `hint` field: the hint is inside `error`.
         let mut c = run("c@old", 0, &[], 7, Some(T));
         c.error = Some("login refused\nhint: check the password".into());
         c.settle();
@@ -293,6 +304,30 @@ mod tests {
             "shard-0.json",
             vec![run("a@old", 1204, &[], 0, Some(T)), b, c],
         )])
+    }
+
+    #[test]
+    fn a_separate_hint_is_shown_under_its_error() {
+        let mut c = run("c@old", 0, &[], 7, Some(T));
+        c.error = Some("login refused".into());
+        c.hint = Some("check the password".into());
+        c.settle();
+        let fleet = merge(&[input("shard-0.json", vec![c])]);
+        let text = render_text(&fleet);
+        assert!(
+            text.contains("c@old: error: login refused\n    hint: check the password\n"),
+            "{text}"
+        );
+        let text = render_failed_text(&fleet);
+        assert!(
+            text.contains("  error: login refused\n    hint: check the password\n"),
+            "{text}"
+        );
+        let text = render_csv(&fleet);
+        assert!(
+            text.contains(",login refused hint: check the password"),
+            "{text}"
+        );
     }
 
     #[test]
