@@ -149,7 +149,14 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
             .max()
             .unwrap_or(0);
         for f in &listed {
-            let sources: Vec<&str> = f.sources.iter().map(|s| s.name.as_str()).collect();
+            let sources: Vec<String> = f
+                .sources
+                .iter()
+                .map(|s| match s.only_there {
+                    Some(n) => format!("{} (only there: {})", s.name, count(n)),
+                    None => s.name.clone(),
+                })
+                .collect();
             let notes = folder_notes(f);
             let pad = width - f.destination.chars().count();
             let _ = write!(
