@@ -1094,7 +1094,7 @@ mod tests {
             action: FolderAction::Exists,
             destination_status: None,
             sources: vec![],
-            rule: "default".into(),
+            rule: crate::plan::RuleKind::Default,
             special_use: None,
             merged: false,
             renamed_delimiter: false,

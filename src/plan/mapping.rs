@@ -60,6 +60,9 @@ pub enum Disposition {
     View { attribute: SpecialUse },
     /// Rule 2: dropped by this `exclude` glob (the first that matched).
     Excluded { glob: String },
+    /// Never created: the decoded name holds a control character (e.g. `&AAA-`, a NUL),
+    /// which no client can show and some servers store truncated.
+    UnsafeName { character: char },
     /// Copied into this destination folder.
     Mapped(Target),
 }
@@ -231,7 +234,10 @@ pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRu
             .exclude
             .iter()
             .find(|g| glob::matches(g, &rule_segments));
-        let outcome = if let Some(attribute) = view {
+        let control = folder.name.chars().find(|c| c.is_control());
+        let outcome = if let Some(character) = control {
+            Disposition::UnsafeName { character }
+        } else if let Some(attribute) = view {
             match excluded_by {
                 None if attribute == SpecialUse::All
                     && rules.view_only_messages == ViewOnlyMessages::Archive =>

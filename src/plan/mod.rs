@@ -125,9 +125,8 @@ pub struct FolderPlan {
     /// `\Noselect`).
     pub destination_status: Option<FolderStatus>,
     pub sources: Vec<SourceFolder>,
-    /// The mapping rule that chose this destination, for the table (`default`,
-    /// `special-use`, `well-known name`, `rename`).
-    pub rule: String,
+    /// The mapping rule that chose this destination, for the table.
+    pub rule: RuleKind,
     pub special_use: Option<SpecialUse>,
     /// Two or more source folders land here.
     pub merged: bool,
@@ -530,21 +529,46 @@ fn tree_order(path: &str) -> (bool, Vec<String>) {
     (inbox_first, segments)
 }
 
-fn rule_name(rule: &mapping::Rule) -> &'static str {
-    match rule {
-        mapping::Rule::Rename { .. } => "rename",
-        mapping::Rule::SpecialUse {
-            source: mapping::Evidence::WellKnownName,
-            ..
+/// Which mapping rule chose a destination folder; in JSON the names used since format 1
+/// (`"default"`, `"special-use"`, `"well-known name"`, `"rename"`, `"follows parent"`,
+/// `"parent"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleKind {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "special-use")]
+    SpecialUse,
+    #[serde(rename = "well-known name")]
+    WellKnownName,
+    #[serde(rename = "rename")]
+    Rename,
+    #[serde(rename = "follows parent")]
+    FollowsParent,
+    /// A missing parent created for a folder below it.
+    #[serde(rename = "parent")]
+    Parent,
+    /// The archive folder fed with the messages found only in a `\All` view.
+    #[serde(rename = "view-only")]
+    ViewOnly,
+}
+
+impl RuleKind {
+    fn of(rule: &mapping::Rule) -> RuleKind {
+        match rule {
+            mapping::Rule::Rename { .. } => RuleKind::Rename,
+            mapping::Rule::SpecialUse {
+                source: mapping::Evidence::WellKnownName,
+                ..
+            }
+            | mapping::Rule::SpecialUse {
+                destination: mapping::Evidence::WellKnownName,
+                ..
+            } => RuleKind::WellKnownName,
+            mapping::Rule::SpecialUse { .. } => RuleKind::SpecialUse,
+            mapping::Rule::FollowsParent { .. } => RuleKind::FollowsParent,
+            mapping::Rule::Default => RuleKind::Default,
+            mapping::Rule::ViewOnly { .. } => RuleKind::ViewOnly,
         }
-        | mapping::Rule::SpecialUse {
-            destination: mapping::Evidence::WellKnownName,
-            ..
-        } => "well-known name",
-        mapping::Rule::SpecialUse { .. } => "special-use",
-        mapping::Rule::FollowsParent { .. } => "follows parent",
-        mapping::Rule::Default => "default",
-        mapping::Rule::ViewOnly { .. } => "view-only",
     }
 }
 
@@ -622,6 +646,10 @@ pub fn plan_account(
                 }
             }
             mapping::Disposition::Excluded { glob } => format!("excluded by `{glob}`"),
+            mapping::Disposition::UnsafeName { character } => format!(
+                "its name holds the control character `U+{:04X}`; rename it on the source to copy it",
+                *character as u32
+            ),
             mapping::Disposition::Mapped(target) => {
                 // A view feeds its destination only with what is found nowhere else.
                 let folder = match target.rule {
@@ -697,7 +725,7 @@ pub fn plan_account(
                         .map(|v| v.messages.len() as u64),
                 })
                 .collect(),
-            rule: rule_name(&target.rule).to_string(),
+            rule: RuleKind::of(&target.rule),
             special_use: target.special_use,
             merged: target.is_merge(),
             renamed_delimiter: target.replaced_delimiter,
@@ -720,7 +748,7 @@ pub fn plan_account(
                 action: FolderAction::Create,
                 destination_status: None,
                 sources: Vec::new(),
-                rule: "parent".to_string(),
+                rule: RuleKind::Parent,
                 special_use: None,
                 merged: false,
                 renamed_delimiter: false,

@@ -6,9 +6,14 @@ use std::fmt::Write as _;
 use comfy_table::{presets, Cell, CellAlignment, Table};
 use similar::{ChangeTag, TextDiff};
 
+use unicode_width::UnicodeWidthStr;
+
 use super::units::{bytes, count, counted};
-use crate::plan::{AccountPlan, Deletions, FolderAction, FolderPlan, SkipReason, Summary};
+use crate::plan::{
+    AccountPlan, Deletions, FolderAction, FolderPlan, RuleKind, SkipReason, Summary,
+};
 use crate::planfile::PlanFile;
+use crate::printer::escape_field as esc;
 
 /// Options for rendering.
 #[derive(Debug, Clone, Copy, Default)]
@@ -106,10 +111,10 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
     if f.merged {
         notes.push("merged".to_string());
     }
-    if f.rule == "rename" {
+    if f.rule == RuleKind::Rename {
         notes.push("renamed".to_string());
     }
-    if f.rule == "well-known name" {
+    if f.rule == RuleKind::WellKnownName {
         notes.push("by name".to_string());
     }
     if f.renamed_delimiter {
@@ -124,14 +129,21 @@ fn is_listed(f: &FolderPlan, detail: bool) -> bool {
 
 /// One account's block.
 pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
-    let _ = writeln!(out, "{} → {}", a.source_user, a.destination_user);
+    let _ = writeln!(
+        out,
+        "{} → {}",
+        esc(&a.source_user),
+        esc(&a.destination_user)
+    );
     if let Some(error) = &a.error {
+        // Server words inside the error are escaped line by line: only our own line
+        // breaks reach the terminal.
         let mut lines = error.lines();
         if let Some(first) = lines.next() {
-            let _ = writeln!(out, "  error: {first}");
+            let _ = writeln!(out, "  error: {}", esc(first));
         }
         for line in lines {
-            let _ = writeln!(out, "    {line}");
+            let _ = writeln!(out, "    {}", esc(line));
         }
         return;
     }
@@ -143,9 +155,10 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     let unchanged = a.folders.len() - listed.len();
     if !a.folders.is_empty() || !a.ignored_folders.is_empty() {
         let _ = writeln!(out, "  folders");
+        // Display width, not chars: `日本語フォルダ` takes two columns per character.
         let width = listed
             .iter()
-            .map(|f| f.destination.chars().count())
+            .map(|f| esc(&f.destination).width())
             .max()
             .unwrap_or(0);
         for f in &listed {
@@ -153,17 +166,18 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                 .sources
                 .iter()
                 .map(|s| match s.only_there {
-                    Some(n) => format!("{} (only there: {})", s.name, count(n)),
-                    None => s.name.clone(),
+                    Some(n) => format!("{} (only there: {})", esc(&s.name), count(n)),
+                    None => esc(&s.name).into_owned(),
                 })
                 .collect();
             let notes = folder_notes(f);
-            let pad = width - f.destination.chars().count();
+            let destination = esc(&f.destination);
+            let pad = width.saturating_sub(destination.width());
             let _ = write!(
                 out,
                 "    {} {}{}  ← {}",
                 folder_marker(f),
-                f.destination,
+                destination,
                 " ".repeat(pad),
                 sources.join(" + ")
             );
@@ -187,8 +201,8 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
             let _ = writeln!(
                 out,
                 "    · {}  not migrated: {} ({})",
-                ignored.source,
-                ignored.reason,
+                esc(&ignored.source),
+                esc(&ignored.reason),
                 counted(ignored.messages, "message", "messages"),
             );
         }
@@ -218,16 +232,16 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                     "    + {:>count_w$} {:<size_w$}  {}",
                     count(f.copy.len() as u64),
                     size,
-                    f.destination,
+                    esc(&f.destination),
                 );
                 if options.detail {
                     for m in &f.copy {
                         let _ = writeln!(
                             out,
                             "        {}  {}  {}  ({})",
-                            nonempty(&m.date, "(no date)"),
-                            nonempty(&m.from, "(no sender)"),
-                            nonempty(&m.subject, "(no subject)"),
+                            esc(nonempty(&m.date, "(no date)")),
+                            esc(nonempty(&m.from, "(no sender)")),
+                            esc(nonempty(&m.subject, "(no subject)")),
                             bytes(m.size)
                         );
                     }
@@ -268,7 +282,7 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                 let _ = writeln!(
                     out,
                     "      skipped in {}: {}",
-                    f.destination,
+                    esc(&f.destination),
                     parts.join(", ")
                 );
                 if options.detail {
@@ -316,7 +330,7 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                     let _ = writeln!(
                         out,
                         "    ~ {} uid {}: +{}",
-                        f.destination,
+                        esc(&f.destination),
                         u.uid,
                         u.add.join(" +")
                     );
@@ -379,7 +393,7 @@ pub fn tree_diff(before: &[String], after: &[String]) -> String {
         let _ = writeln!(
             out,
             "    {marker} {}",
-            change.value().trim_end_matches('\n')
+            esc(change.value().trim_end_matches('\n'))
         );
     }
     out
@@ -408,7 +422,7 @@ pub fn account_table(accounts: &[AccountPlan]) -> String {
             "up to date"
         };
         table.add_row(vec![
-            Cell::new(&a.source_user),
+            Cell::new(esc(&a.source_user)),
             Cell::new(count(s.folders_to_create)).set_alignment(CellAlignment::Right),
             Cell::new(count(s.messages_to_copy)).set_alignment(CellAlignment::Right),
             Cell::new(bytes(s.bytes_to_copy)).set_alignment(CellAlignment::Right),

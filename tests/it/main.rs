@@ -14,6 +14,7 @@ mod identity_cli;
 mod imap_layer;
 mod imap_writer;
 mod mapping_cli;
+mod output_cli;
 mod plan_cli;
 mod robustness;
 mod rules_cli;

@@ -402,7 +402,7 @@ fn mail_only_in_all_mail_goes_to_the_archive_by_attribute() {
     assert_eq!(copies(&p), vec![("Old".to_string(), vec![4, 5, 5])]);
     let archive = p.folders.iter().find(|f| f.destination == "Old").unwrap();
     assert_eq!(archive.sources[0].only_there, Some(3));
-    assert_eq!(archive.rule, "view-only");
+    assert_eq!(archive.rule, crate::plan::RuleKind::ViewOnly);
 }
 
 #[test]

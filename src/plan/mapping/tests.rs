@@ -786,3 +786,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_control_character_in_a_name_is_never_created() {
+    // `&AAA-` is modified UTF-7 for U+0000; `&ABs-` for ESC.
+    let src = Inventory::modern(vec![
+        folder("INBOX", &[]),
+        folder("bad&AAA-name", &[]),
+        folder("bad&AAA-name/child", &[]),
+        folder("esc&ABs-", &[]),
+        folder("fine", &[]),
+    ]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[])]);
+    let map = map_folders(&src, &dst, &rules());
+    assert_eq!(
+        outcome(&map, "bad&AAA-name"),
+        &Disposition::UnsafeName { character: '\0' }
+    );
+    assert_eq!(
+        outcome(&map, "bad&AAA-name/child"),
+        &Disposition::UnsafeName { character: '\0' }
+    );
+    assert_eq!(
+        outcome(&map, "esc&ABs-"),
+        &Disposition::UnsafeName {
+            character: '\u{1b}'
+        }
+    );
+    let wires: Vec<&str> = created(&map).iter().map(|c| c.0).collect();
+    assert_eq!(wires, vec!["fine"]);
+}
