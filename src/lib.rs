@@ -5,6 +5,8 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics;
+#[cfg(test)]
+mod docs_tests;
 pub mod identity;
 pub mod imap;
 pub mod inventory;
@@ -28,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// How a command ended, mapped onto the exit statuses of DESIGN.md §2.
+/// How a command ended, mapped onto the exit statuses of docs/exit-status.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// 0.

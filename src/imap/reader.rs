@@ -55,7 +55,7 @@ pub struct BodiesOutcome {
     pub server_text: Option<String>,
 }
 
-/// The metadata items of the inventory FETCH (DESIGN §3).
+/// The metadata items of the inventory FETCH (ARCHITECTURE.md "Message identity").
 pub(super) const META_ITEMS: &str =
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)])";
 
