@@ -344,6 +344,24 @@ fn the_apply_job_is_an_indexed_job_whose_shards_agree_with_completions() {
 
     assert_config_from_the_config_map(&docs, job, &args);
     assert_secrets_only_from_the_secret(&docs, job);
+
+    // mailshift accepts the ConfigMap's config (strict parsing), with a CSV where the
+    // Secret would be.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("accounts.csv"),
+        "source_user,source_password,destination_user,destination_password\na@x,p,b@y,q\n",
+    )
+    .unwrap();
+    let local = toml.replace("\"/secrets/accounts.csv\"", "\"accounts.csv\"");
+    assert_ne!(local, toml, "the CSV path is the Secret's");
+    std::fs::write(dir.path().join("migration.toml"), local).unwrap();
+    let settings = mailshift::settings::load(
+        &dir.path().join("migration.toml"),
+        &mailshift::settings::Selection::default(),
+    )
+    .unwrap_or_else(|e| panic!("the ConfigMap's migration.toml: {e}"));
+    assert_eq!(settings.state_dir, Path::new(state_dir));
 }
 
 #[test]
