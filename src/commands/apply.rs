@@ -79,6 +79,7 @@ pub async fn run(
         body_budget: Arc::new(Semaphore::new(crate::apply::BODY_BUDGET_KIB)),
         cancel: cancel.clone(),
         progress: Progress::new(std::io::stderr().is_terminal()),
+        hints: super::hint_of,
     };
     let parallel = settings.limits.parallel_accounts.max(1);
     let reports = stream::iter(work.iter())

@@ -13,7 +13,7 @@ mod wire;
 mod writer;
 
 pub use auth::Credentials;
-pub use error::{ConnectReason, ImapError};
+pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
 pub use reader::{probe, BodiesOutcome, FetchedMeta, ListEntry, Reader};
 pub use transport::Capabilities;

@@ -136,14 +136,10 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         esc(&a.destination_user)
     );
     if let Some(error) = &a.error {
-        // Server words inside the error are escaped line by line: only our own line
-        // breaks reach the terminal.
-        let mut lines = error.lines();
-        if let Some(first) = lines.next() {
-            let _ = writeln!(out, "  error: {}", esc(first));
-        }
-        for line in lines {
-            let _ = writeln!(out, "    {}", esc(line));
+        // Server words inside the error are escaped, line breaks too: it is one line.
+        let _ = writeln!(out, "  error: {}", esc(error));
+        for hint in a.hint.iter().flat_map(|h| h.lines()) {
+            let _ = writeln!(out, "    hint: {}", esc(hint));
         }
         return;
     }
@@ -478,7 +474,8 @@ mod tests {
             vec![AccountPlan::failed(
                 "a",
                 "b",
-                "source: boom\nhint: fix it".into(),
+                "source: boom".into(),
+                Some("fix it".into()),
             )],
         );
         let text = render_plan(&plan, TextOptions::default());
