@@ -283,7 +283,7 @@ impl Executor<'_> {
             if self.cancel.is_cancelled() {
                 return Ok(());
             }
-            writer
+            let created = writer
                 .create(&folder.destination_wire)
                 .await
                 .map_err(ApplyError::destination)?;
@@ -293,8 +293,11 @@ impl Executor<'_> {
                     .await
                     .map_err(ApplyError::destination)?;
             }
-            tally.report.folders_created += 1;
-            tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+            // A saved plan applied again finds its folders there already: not created now.
+            if created == crate::imap::Created::New {
+                tally.report.folders_created += 1;
+                tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+            }
         }
         let work: Vec<&FolderPlan> = plan
             .folders
@@ -782,7 +785,8 @@ impl Executor<'_> {
                     }
                 }
                 Err(words) => {
-                    tracing::warn!(
+                    // Shown once, in the report's `failed` lines; only logged here.
+                    tracing::info!(
                         account = %account.source_user,
                         "`{}` uid {}: the destination refused the message: {words}",
                         folder.destination, m.uid

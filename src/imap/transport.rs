@@ -187,12 +187,15 @@ pub(crate) async fn open(
             }
         }
     };
+    // Say what was actually awaited: a plain connection has no TLS handshake.
+    let doing = match server.security {
+        Security::Tls => "setting up the connection (TLS handshake and greeting)",
+        Security::StartTls => "setting up the connection (greeting, STARTTLS and TLS handshake)",
+        Security::Plain => "waiting for the greeting",
+    };
     match tokio::time::timeout(limits.connect_timeout, setup).await {
         Ok(result) => result,
-        Err(_) => Err(ep.timeout(
-            "setting up the connection (TLS handshake and greeting)",
-            limits.connect_timeout,
-        )),
+        Err(_) => Err(ep.timeout(doing, limits.connect_timeout)),
     }
 }
 

@@ -5,3 +5,6 @@ pub mod check;
 pub mod report;
 pub mod text;
 pub mod units;
+
+#[cfg(test)]
+mod snapshots;

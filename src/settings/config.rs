@@ -612,11 +612,16 @@ fn check_folders(cfg: &ConfigFile<'_>, raw: RawFolders) -> Result<FolderRules, S
     })
 }
 
-/// SHA-256 over the config bytes and every CSV row's users (never passwords): a saved plan
-/// is stale when either changes. All rows, so that `--account`/`--shard` do not change it.
-fn config_digest(config_bytes: &[u8], accounts: &[Account]) -> String {
+/// SHA-256 over the parsed config and every CSV row's users (never passwords): a saved
+/// plan is stale when either changes. The config is digested as parsed data (keys sorted,
+/// as canonical JSON), so comments, blank lines and key order do not make a plan stale.
+/// All rows, so that `--account`/`--shard` do not change it.
+fn config_digest(config: &toml::Table, accounts: &[Account]) -> String {
+    let canonical = serde_json::to_value(config)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let mut h = Sha256::new();
-    h.update(config_bytes);
+    h.update(canonical.as_bytes());
     h.update(b"\0accounts\0");
     for a in accounts {
         h.update(a.source_user.as_bytes());
@@ -646,12 +651,15 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
     let cfg = ConfigFile { name, text, dir };
 
     // Syntax first, so that its errors are not dressed up as a bad key.
-    if let Err(e) = text.parse::<toml::Table>() {
-        return Err(cfg.error_at(
-            e.span().map(|s| s.start),
-            format!("invalid TOML: {}", e.message().trim_end()),
-        ));
-    }
+    let parsed = match text.parse::<toml::Table>() {
+        Ok(table) => table,
+        Err(e) => {
+            return Err(cfg.error_at(
+                e.span().map(|s| s.start),
+                format!("invalid TOML: {}", e.message().trim_end()),
+            ))
+        }
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| describe_toml_error(&cfg, &e))?;
 
     let mut warnings = Vec::new();
@@ -679,7 +687,7 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             destination: destination.admin.is_some(),
         },
     )?;
-    let digest = config_digest(&bytes, &all_accounts);
+    let digest = config_digest(&parsed, &all_accounts);
     let accounts = select::select(all_accounts, selection, &csv_name)?;
 
     // Secrets last: the cheap checks above fail first, and a password manager is only

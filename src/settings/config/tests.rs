@@ -675,7 +675,20 @@ fn digest_covers_config_and_users_not_passwords_or_selection() {
         ),
         "passwords must not matter"
     );
-    assert_ne!(base, digest(&format!("{BASE}# comment\n"), CSV, &picked));
+    assert_eq!(
+        base,
+        digest(&format!("# a comment\n{BASE}\n\n# another\n"), CSV, &picked),
+        "comments and blank lines must not matter"
+    );
+    assert_ne!(
+        base,
+        digest(
+            &format!("{BASE}\n[messages]\ncopy-deleted = true\n"),
+            CSV,
+            &picked
+        ),
+        "a setting must matter"
+    );
     assert_ne!(
         base,
         digest(
