@@ -99,6 +99,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Render a saved plan file.
     Show(ShowArgs),
+    /// One fleet view of `apply --report` files (shards, re-runs): per account the latest
+    /// run's status, copied / failed / pending, and the totals. Read-only.
+    Report(ReportArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -149,6 +152,30 @@ pub struct ShowArgs {
     /// List every message to copy.
     #[arg(long)]
     pub detail: bool,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReportFormat {
+    #[default]
+    Text,
+    Json,
+    /// RFC 4180, one header row (for spreadsheets).
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report files written by `apply --report` (any number: shards, re-runs). An account
+    /// found in several is shown as its latest run left it.
+    #[arg(value_name = "REPORTFILE", required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// List every message not copied: account, folder, date, from, subject, size and the
+    /// server's words.
+    #[arg(long)]
+    pub failed: bool,
 }
 
 #[derive(Debug, Args)]

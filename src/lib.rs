@@ -7,6 +7,7 @@ pub mod commands;
 pub mod diagnostics;
 #[cfg(test)]
 mod docs_tests;
+pub(crate) mod fleet;
 pub mod identity;
 pub mod imap;
 pub mod inventory;
