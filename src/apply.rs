@@ -1127,6 +1127,7 @@ mod tests {
             merged: false,
             renamed_delimiter: false,
             subscribe: false,
+            case_match: false,
             copy: copies,
             already_present: 0,
             moved: 0,

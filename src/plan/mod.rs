@@ -134,6 +134,9 @@ pub struct FolderPlan {
     pub renamed_delimiter: bool,
     /// Subscribe after creating (its source is subscribed).
     pub subscribe: bool,
+    /// The mapped name matched this existing folder only case-insensitively.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub case_match: bool,
     pub copy: Vec<MessageCopy>,
     pub already_present: u64,
     /// Of `already_present`: missing here, but found in another destination folder (moved
@@ -739,6 +742,7 @@ pub fn plan_account(
             merged: target.is_merge(),
             renamed_delimiter: target.replaced_delimiter,
             subscribe: created.is_some_and(|c| c.subscribe),
+            case_match: target.case_match,
             copy: diff.copy,
             already_present: diff.already_present,
             moved: diff.moved,
@@ -762,6 +766,7 @@ pub fn plan_account(
                 merged: false,
                 renamed_delimiter: false,
                 subscribe: c.subscribe,
+                case_match: false,
                 copy: Vec::new(),
                 already_present: 0,
                 moved: 0,

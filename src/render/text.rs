@@ -120,6 +120,9 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
     if f.renamed_delimiter {
         notes.push("delimiter in name replaced by `_`".to_string());
     }
+    if f.case_match {
+        notes.push("case".to_string());
+    }
     // Cyrus and Courier keep `Archive/2019` as `INBOX.Archive.2019`: show the real path
     // wherever it differs from the display name.
     let on_server =
@@ -131,7 +134,7 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
 }
 
 fn is_listed(f: &FolderPlan, detail: bool) -> bool {
-    detail || !f.is_noop() || f.merged || f.renamed_delimiter
+    detail || !f.is_noop() || f.merged || f.renamed_delimiter || f.case_match
 }
 
 /// One account's block.

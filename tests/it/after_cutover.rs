@@ -298,3 +298,55 @@ fn mail_only_in_gmail_all_mail_arrives_in_archive_exactly_once() {
     assert_no_changes(&s);
     src_before.assert_unchanged(&src.snapshot());
 }
+
+#[test]
+fn a_folder_differing_only_in_case_is_used_never_doubled() {
+    let s = Scenario::new()
+        .source(Layout::Modern)
+        .destination_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Classic)
+                .special_folders(&[]),
+        )
+        .account("cara");
+    let tag = crate::support::unique_user("case");
+    let archived: Vec<NewMessage> = (1..=3).map(|i| message(&tag, &format!("a{i}"))).collect();
+    let projects: Vec<NewMessage> = (1..=2).map(|i| message(&tag, &format!("p{i}"))).collect();
+    let mut src = s.src("cara");
+    src.create("Projects");
+    src.append_many("Archive", &archived);
+    src.append_many("Projects", &projects);
+    let src_before = src.snapshot();
+    let mut dst = s.dst("cara");
+    dst.create("INBOX.archive");
+    dst.create("INBOX.projects");
+
+    let r = plan_ok(&s);
+    assert!(
+        r.stdout
+            .lines()
+            .map(squash)
+            .any(|l| l.starts_with("= projects ← Projects (case")),
+        "{r}"
+    );
+    apply_ok(&s, &[], 5);
+    assert_bodies(
+        &multiset(&archived),
+        &dst.fetch_all("INBOX.archive"),
+        "archive",
+    );
+    assert_bodies(
+        &multiset(&projects),
+        &dst.fetch_all("INBOX.projects"),
+        "projects",
+    );
+    let names: Vec<String> = dst.list().into_iter().map(|(_, _, n)| n).collect();
+    for doubled in ["INBOX.Archive", "INBOX.Projects"] {
+        assert!(
+            !names.iter().any(|n| n == doubled),
+            "{doubled} created: {names:?}"
+        );
+    }
+    assert_no_changes(&s);
+    src_before.assert_unchanged(&src.snapshot());
+}
