@@ -99,6 +99,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Render a saved plan file.
     Show(ShowArgs),
+    /// DNS/MX readiness per mail domain and mail still arriving at the source (read-only).
+    ///
+    /// Exit status 0 when every domain is switched and propagated and no new mail reached
+    /// the source since the last final pass, 2 while waiting, 1 on errors.
+    Cutover(CutoverArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -149,6 +154,12 @@ pub struct ShowArgs {
     /// List every message to copy.
     #[arg(long)]
     pub detail: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod apply;
 mod check;
+mod cutover;
 mod plan;
 mod show;
 
@@ -45,6 +46,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check(args) => {
             let settings = load_settings(&cli.global)?;
             runtime()?.block_on(check::run(&settings, &args))
+        }
+        Command::Cutover(args) => {
+            let settings = load_settings(&cli.global)?;
+            runtime()?.block_on(cutover::run(&settings, &args))
         }
         Command::Apply(args) => {
             let settings = load_settings(&cli.global)?;

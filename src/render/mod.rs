@@ -1,4 +1,5 @@
 //! Plan and report rendering: text for people, JSON for tools.
 
+pub(crate) mod cutover;
 pub mod text;
 pub mod units;

@@ -7,6 +7,7 @@ mod support;
 mod admin_cli;
 mod apply_cli;
 mod check_cli;
+mod cutover_cli;
 mod extras_cli;
 mod flags_cli;
 mod identity_cli;
