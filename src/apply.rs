@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::identity::{parse_headers, IdentityKey};
 use crate::imap::{
     AppendItem, AppendResult, ConnectionCaps, Credentials, ImapError, Reader, Writer,
 };
-use crate::inventory::Side;
-use crate::plan::identity::{parse_headers, IdentityKey};
+use crate::model::Side;
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
 use crate::report::{AccountReport, FailedMessage, VanishedMessage};
 use crate::settings::{Account, Settings};
@@ -993,6 +993,12 @@ fn to_crlf(body: &[u8]) -> Vec<u8> {
         out.push(*b);
     }
     out
+}
+
+impl crate::diagnostics::HasHint for ApplyError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

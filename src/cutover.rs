@@ -132,7 +132,7 @@ impl DomainState {
 
 /// Whether every MX host is one of the new provider's (and there is at least one).
 pub(crate) fn points_to_new(hosts: &[MxHost], new_mx: &[String]) -> bool {
-    !hosts.is_empty() && hosts.iter().all(|h| new_mx.iter().any(|n| *n == h.exchange))
+    !hosts.is_empty() && hosts.iter().all(|h| new_mx.contains(&h.exchange))
 }
 
 fn secs(ttl: u32) -> Duration {

@@ -7,69 +7,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::identity::{parse_headers, IdentityKey};
 use crate::imap::{Credentials, ImapError, ListEntry, Reader};
-use crate::plan::identity::{parse_headers, IdentityKey};
+use crate::model::{ContentHash, FolderStatus, Side, SpecialUse};
 use crate::settings::{Limits, ServerSettings};
 
 /// Body hashes per folder wire name and UID (see [`fetch_contents`]).
-pub type ContentHashes = HashMap<String, HashMap<u32, IdentityKey>>;
-
-/// The special-use attributes (RFC 6154) mailshift maps by meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum SpecialUse {
-    Sent,
-    Drafts,
-    Trash,
-    Junk,
-    Archive,
-    /// A view, not storage (Gmail "All Mail").
-    All,
-    /// A view, not storage (Gmail "Starred").
-    Flagged,
-}
-
-impl SpecialUse {
-    /// Parses an attribute such as `\Sent` (case-insensitively; some servers send `\sent`).
-    pub fn from_attribute(attr: &str) -> Option<SpecialUse> {
-        let a = attr.strip_prefix('\\')?;
-        Some(match a.to_ascii_lowercase().as_str() {
-            "sent" => SpecialUse::Sent,
-            "drafts" => SpecialUse::Drafts,
-            "trash" => SpecialUse::Trash,
-            "junk" => SpecialUse::Junk,
-            "archive" => SpecialUse::Archive,
-            "all" => SpecialUse::All,
-            "flagged" => SpecialUse::Flagged,
-            _ => return None,
-        })
-    }
-
-    /// The attribute as written in plans: `\Sent`.
-    pub fn attribute(self) -> &'static str {
-        match self {
-            SpecialUse::Sent => "\\Sent",
-            SpecialUse::Drafts => "\\Drafts",
-            SpecialUse::Trash => "\\Trash",
-            SpecialUse::Junk => "\\Junk",
-            SpecialUse::Archive => "\\Archive",
-            SpecialUse::All => "\\All",
-            SpecialUse::Flagged => "\\Flagged",
-        }
-    }
-
-    pub fn is_view(self) -> bool {
-        matches!(self, SpecialUse::All | SpecialUse::Flagged)
-    }
-}
-
-/// UIDVALIDITY / UIDNEXT / EXISTS of a folder at inventory time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FolderStatus {
-    pub uidvalidity: u32,
-    /// Missing on some servers' EXAMINE; then taken from STATUS; `None` if neither gave it.
-    pub uidnext: Option<u32>,
-    pub exists: u32,
-}
+pub type ContentHashes = HashMap<String, HashMap<u32, ContentHash>>;
 
 /// One message as seen by the inventory: enough to match, copy and describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +33,7 @@ pub struct MessageMeta {
     /// SHA-256 of `BODY[TEXT]`, fetched only for messages in an ambiguous group (same
     /// identity key, different counts on the two sides) to match them by content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<IdentityKey>,
+    pub content: Option<ContentHash>,
 }
 
 impl MessageMeta {
@@ -150,22 +94,6 @@ impl Inventory {
             delimiter: Some('/'),
             folders,
         }
-    }
-}
-
-/// Which side an inventory is for (in messages).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Source,
-    Destination,
-}
-
-impl std::fmt::Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Side::Source => "source",
-            Side::Destination => "destination",
-        })
     }
 }
 
@@ -239,8 +167,8 @@ pub async fn collect(
             .attributes
             .iter()
             .find_map(|a| SpecialUse::from_attribute(a));
-        let name = crate::imap::mutf7::decode(&entry.wire_name)
-            .unwrap_or_else(|_| entry.wire_name.clone());
+        let name =
+            crate::mutf7::decode(&entry.wire_name).unwrap_or_else(|_| entry.wire_name.clone());
         let mut folder = Folder {
             subscribed: subscribed.contains(&entry.wire_name),
             wire_name: entry.wire_name,
@@ -331,7 +259,7 @@ pub async fn fetch_contents(
 
 /// SHA-256 of a message body with CRs and trailing whitespace removed: servers rewrite
 /// bare LF to CRLF, and that must not make two copies of one message look different.
-fn content_hash(text: &[u8]) -> IdentityKey {
+fn content_hash(text: &[u8]) -> ContentHash {
     let end = text
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
@@ -340,7 +268,13 @@ fn content_hash(text: &[u8]) -> IdentityKey {
     for chunk in text[..end].split(|b| *b == b'\r') {
         hasher.update(chunk);
     }
-    IdentityKey(hasher.finalize().into())
+    ContentHash(hasher.finalize().into())
+}
+
+impl crate::diagnostics::HasHint for InventoryError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

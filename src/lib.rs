@@ -5,11 +5,18 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub(crate) mod cutover;
+pub mod diagnostics;
+pub mod identity;
 pub mod imap;
 pub mod inventory;
+#[cfg(test)]
+mod layering;
 pub mod logging;
+pub mod model;
+pub mod mutf7;
 pub mod plan;
 pub mod planfile;
+pub mod printer;
 pub mod progress;
 pub mod render;
 pub mod report;
@@ -69,37 +76,37 @@ where
             };
         }
     };
-    let color = cli.global.color.enabled(std::io::stderr().is_terminal());
+    let stderr_color = cli.global.color.enabled(std::io::stderr().is_terminal());
+    let stdout_color = cli.global.color.enabled(std::io::stdout().is_terminal());
+    let printer = printer::Printer::new(stdout_color, stderr_color);
     if let Err(e) = logging::init(
         cli.global.verbose,
         cli.global.quiet,
-        color,
+        stderr_color,
         cli.global.log_file.as_deref(),
     ) {
-        eprintln!(
-            "error: cannot create the log file `{}`: {e}",
-            cli.global
-                .log_file
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""))
-                .display()
-        );
+        let path = cli
+            .global
+            .log_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        let e = anyhow::Error::new(e)
+            .context(format!("cannot create the log file `{}`", path.display()));
+        print_error(&printer, &e);
         return ExitCode::from(1);
     }
-    match commands::dispatch(cli) {
+    match commands::dispatch(cli, &printer) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => {
-            print_error_chain(&e);
+            print_error(&printer, &e);
             ExitCode::from(1)
         }
     }
 }
 
-/// `error: ...` then one `  caused by: ...` per source; `hint:` lines stay as written.
-pub fn print_error_chain(e: &anyhow::Error) {
-    let mut out = format!("error: {e}");
-    for cause in e.chain().skip(1) {
-        out.push_str(&format!("\n  caused by: {cause}"));
-    }
-    eprintln!("{out}");
+/// `error: ...`, one `  caused by: ...` per cause, then the hints after a blank line
+/// (src/diagnostics.rs).
+pub fn print_error(printer: &printer::Printer, e: &anyhow::Error) {
+    let diagnostic = diagnostics::Diagnostic::of_anyhow(e, commands::hint_of);
+    printer.err(&diagnostic.render());
 }

@@ -2,7 +2,6 @@
 //! `--log-file`. async-imap logs every command at trace level, including
 //! `LOGIN user "password"`, so its targets are capped at `warn` whatever `-v` says.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -59,7 +58,16 @@ pub fn init(verbose: u8, quiet: bool, color: bool, log_file: Option<&Path>) -> s
         .with_filter(filter(level));
     let file_layer = match log_file {
         Some(path) => {
-            let file = File::create(path)?;
+            // Owner-only, like plans and reports: logs name users and folders.
+            let file = {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)?
+            };
             // The file log is at least info, so a batch run leaves a useful trail.
             let file_level = level.max(LevelFilter::INFO);
             Some(

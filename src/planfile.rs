@@ -139,6 +139,12 @@ pub enum PlanFileError {
     Stale { path: String, reason: String },
 }
 
+impl crate::diagnostics::HasHint for PlanFileError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,7 @@
 
 use std::path::Path;
 
-use comfy_table::{presets, Cell, CellAlignment, Table};
 use serde::{Deserialize, Serialize};
-
-use crate::render::units::{bytes, count, counted};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -178,87 +175,6 @@ impl Report {
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
-
-    /// The table and the closing line, for people.
-    pub fn render_text(&self) -> String {
-        let mut table = Table::new();
-        table.load_style(presets::UTF8_HORIZONTAL_ONLY);
-        table.set_header(vec![
-            "account",
-            "status",
-            "folders +",
-            "copied",
-            "bytes",
-            "skipped",
-            "failed",
-            "pending",
-            "time",
-        ]);
-        for a in &self.accounts {
-            let status = match a.status {
-                AccountStatus::Done => "done",
-                AccountStatus::Partial => "partial",
-                AccountStatus::Failed => "failed",
-            };
-            let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
-            table.add_row(vec![
-                Cell::new(&a.source_user),
-                Cell::new(status),
-                right(count(a.folders_created)),
-                right(count(a.copied)),
-                right(bytes(a.bytes)),
-                right(count(a.skipped)),
-                right(count(a.failed.len() as u64)),
-                right(count(a.pending)),
-                right(format!("{:.1}s", a.seconds)),
-            ]);
-        }
-        let mut out = table.to_string();
-        out.push('\n');
-        for a in &self.accounts {
-            if let Some(e) = &a.error {
-                out.push_str(&format!(
-                    "{}: error: {}\n",
-                    a.source_user,
-                    e.replace('\n', "\n    ")
-                ));
-            }
-            for f in &a.failed {
-                out.push_str(&format!(
-                    "{}: failed: `{}` uid {}: {}\n",
-                    a.source_user, f.folder, f.uid, f.reason
-                ));
-            }
-            if !a.vanished.is_empty() {
-                out.push_str(&format!(
-                    "{}: {} vanished from the source since the plan (not copied)\n",
-                    a.source_user,
-                    counted(
-                        a.vanished.len() as u64,
-                        "planned message",
-                        "planned messages"
-                    ),
-                ));
-            }
-        }
-        let s = &self.summary;
-        out.push_str(&format!(
-            "{}: {} ({}) copied, {} created; {} failed, {} pending.\n",
-            if self.interrupted {
-                "Apply interrupted"
-            } else if self.all_done() {
-                "Apply complete"
-            } else {
-                "Apply incomplete"
-            },
-            counted(s.copied, "message", "messages"),
-            bytes(s.bytes),
-            counted(s.folders_created, "folder", "folders"),
-            count(s.failed),
-            count(s.pending),
-        ));
-        out
-    }
 }
 
 #[cfg(test)]
@@ -298,6 +214,5 @@ mod tests {
         for key in ["source_user", "copied", "bytes", "pending"] {
             assert!(acc.get(key).is_some(), "{key}");
         }
-        assert!(r.render_text().contains("failed: `INBOX` uid 7: too big"));
     }
 }

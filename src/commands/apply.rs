@@ -3,18 +3,20 @@
 //! report, and exits 130.
 
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use futures::stream::{self, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::Executor;
 use crate::cli::{ApplyArgs, Format};
+use crate::diagnostics::Hinted;
 use crate::plan::AccountPlan;
 use crate::planfile::PlanFile;
+use crate::printer::Printer;
 use crate::progress::Progress;
 use crate::render::text::{render_plan, TextOptions};
 use crate::render::units::counted;
@@ -22,26 +24,34 @@ use crate::report::Report;
 use crate::settings::{Account, Settings};
 use crate::Outcome;
 
-pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcome> {
+pub async fn run(
+    settings: &Settings,
+    args: &ApplyArgs,
+    printer: &Printer,
+) -> anyhow::Result<Outcome> {
     let plan = match &args.plan_file {
         Some(path) => {
             let plan = PlanFile::load(path)?;
             plan.check_digest(path, &settings.config_digest)?;
             if args.format == Format::Text {
-                super::print_text(&render_plan(&plan, TextOptions::default()));
+                super::print_text(printer, &render_plan(&plan, TextOptions::default()));
             }
             plan
         }
         None => {
             let plan = super::plan::plan_all(settings).await;
             if args.format == Format::Text {
-                super::print_text(&render_plan(&plan, TextOptions::default()));
+                super::print_text(printer, &render_plan(&plan, TextOptions::default()));
             }
             if plan.has_changes() && !args.auto_approve && args.format == Format::Json {
-                bail!("`apply --format json` cannot ask for confirmation\nhint: review the plan with `mailshift plan`, then add `--auto-approve`");
+                return Err(Hinted::new(
+                    "`apply --format json` cannot ask for confirmation",
+                    "review the plan with `mailshift plan`, then add `--auto-approve`",
+                )
+                .into());
             }
-            if plan.has_changes() && !args.auto_approve && !confirm(&plan)? {
-                println!("\nApply cancelled.");
+            if plan.has_changes() && !args.auto_approve && !confirm(&plan, printer)? {
+                printer.out("\nApply cancelled.\n");
                 return Ok(Outcome::Failed);
             }
             plan
@@ -52,9 +62,10 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcom
     let cancel = CancellationToken::new();
     let watcher = {
         let cancel = cancel.clone();
+        let printer = *printer;
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: finishing the messages in flight, then writing the report (Ctrl-C again to abort)");
+                printer.err("\ninterrupted: finishing the messages in flight, then writing the report (Ctrl-C again to abort)\n");
                 cancel.cancel();
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
@@ -83,8 +94,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcom
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
     {
         for ((_, account_plan), report) in work.iter().zip(&reports) {
-            if report.status == crate::report::AccountStatus::Done && account_plan.error.is_none()
-            {
+            if report.status == crate::report::AccountStatus::Done && account_plan.error.is_none() {
                 super::cutover::record_final_pass(
                     settings,
                     account_plan,
@@ -101,8 +111,11 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Outcom
             .with_context(|| format!("cannot write the report to `{}`", path.display()))?;
     }
     match args.format {
-        Format::Json => println!("{}", report.to_json()),
-        Format::Text => print!("\n{}", report.render_text()),
+        Format::Json => super::print_json(printer, &report.to_json()),
+        Format::Text => super::print_text(
+            printer,
+            &format!("\n{}", crate::render::report::report(&report)),
+        ),
     }
     Ok(if interrupted {
         Outcome::Interrupted
@@ -132,10 +145,14 @@ fn pair_accounts<'a>(
         }
     }
     if !missing.is_empty() && work.is_empty() {
-        bail!(
-            "none of the plan's accounts is selected: `{}`\nhint: select them with --account, or make a plan for the current selection",
-            missing.join("`, `")
-        );
+        return Err(Hinted::new(
+            format!(
+                "none of the plan's accounts is selected: `{}`",
+                missing.join("`, `")
+            ),
+            "select them with --account, or make a plan for the current selection",
+        )
+        .into());
     }
     for m in &missing {
         tracing::warn!("account `{m}` is in the plan but not selected now; skipped");
@@ -144,19 +161,20 @@ fn pair_accounts<'a>(
 }
 
 /// Asks on the terminal; without one, `--auto-approve` is required.
-fn confirm(plan: &PlanFile) -> anyhow::Result<bool> {
+fn confirm(plan: &PlanFile, printer: &Printer) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!(
-            "apply needs confirmation, and stdin is not a terminal\nhint: review the plan, then run `mailshift apply --auto-approve` (or save it with `plan --out FILE` and `apply FILE --auto-approve`)"
-        );
+        return Err(Hinted::new(
+            "apply needs confirmation, and stdin is not a terminal",
+            "review the plan, then run `mailshift apply --auto-approve` (or save it with `plan --out FILE` and `apply FILE --auto-approve`)",
+        )
+        .into());
     }
     let s = &plan.summary;
-    print!(
+    printer.out(&format!(
         "\nDo you want to perform these actions?\n  mailshift will create {} and copy {} on the destination. Nothing is deleted; the source is not changed.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
         counted(s.folders_to_create, "folder", "folders"),
         counted(s.messages_to_copy, "message", "messages"),
-    );
-    std::io::stdout().flush()?;
+    ));
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == "yes")

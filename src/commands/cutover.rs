@@ -13,11 +13,13 @@ use crate::cli::{CutoverArgs, Format};
 use crate::cutover::dns::{DnsError, MxResolver};
 use crate::cutover::state::{self, StateError};
 use crate::cutover::{
-    decide_account, decide_domain, domain_of, verdict, AccountReport, AccountState,
-    CutoverReport, DomainReport, DomainState, FinalPass, InboxNow, MAX_TTL,
+    decide_account, decide_domain, domain_of, verdict, AccountReport, AccountState, CutoverReport,
+    DomainReport, DomainState, FinalPass, InboxNow, MAX_TTL,
 };
+use crate::diagnostics::HasHint;
 use crate::imap::{ConnectionCaps, Credentials, ImapError, Reader};
-use crate::inventory::Side;
+use crate::model::Side;
+use crate::printer::Printer;
 use crate::settings::{Account, Settings};
 use crate::Outcome;
 
@@ -31,8 +33,8 @@ pub(crate) enum CutoverError {
     Dns(#[from] DnsError),
 }
 
-impl CutoverError {
-    pub(crate) fn hint(&self) -> Option<String> {
+impl HasHint for CutoverError {
+    fn hint(&self) -> Option<String> {
         match self {
             CutoverError::NoNewMx { .. } => Some(
                 "add the new provider's MX host names, e.g.\n  [cutover]\n  new-mx = \
@@ -45,23 +47,23 @@ impl CutoverError {
     }
 }
 
-pub async fn run(settings: &Settings, args: &CutoverArgs) -> anyhow::Result<Outcome> {
+pub async fn run(
+    settings: &Settings,
+    args: &CutoverArgs,
+    printer: &Printer,
+) -> anyhow::Result<Outcome> {
     // Whole seconds, like INTERNALDATE: a message in the second the switch is first seen
     // counts as arriving after it.
-    let now = Utc::now().with_nanosecond(0).expect("0 is a valid nanosecond");
-    let report = check(settings, now).await.map_err(|e| {
-        // Until the diagnostics module prints hints, the hint follows the message.
-        match e.hint() {
-            Some(h) => anyhow::anyhow!("{}\nhint: {h}", error_chain(&e)),
-            None => anyhow::Error::new(e),
-        }
-    })?;
+    let now = Utc::now()
+        .with_nanosecond(0)
+        .expect("0 is a valid nanosecond");
+    let report = check(settings, now).await?;
     match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("plain data serializes")
+        Format::Json => super::print_json(
+            printer,
+            &serde_json::to_string_pretty(&report).expect("plain data serializes"),
         ),
-        Format::Text => super::print_text(&crate::render::cutover::render(&report)),
+        Format::Text => super::print_text(printer, &crate::render::cutover::render(&report)),
     }
     Ok(match report.status {
         "done" => Outcome::Success,
@@ -136,16 +138,17 @@ pub(crate) async fn check(
 
     let caps = ConnectionCaps::new(settings);
     let parallel = settings.limits.parallel_accounts.max(1);
-    let checked: Vec<(AccountReport, Option<AccountState>)> = stream::iter(settings.accounts.iter().zip(&account_domains))
-        .map(|(account, domains)| {
-            let states = &states;
-            let passes = &passes;
-            let caps = &caps;
-            async move { check_account(settings, account, domains, states, passes, caps).await }
-        })
-        .buffered(parallel)
-        .collect()
-        .await;
+    let checked: Vec<(AccountReport, Option<AccountState>)> =
+        stream::iter(settings.accounts.iter().zip(&account_domains))
+            .map(|(account, domains)| {
+                let states = &states;
+                let passes = &passes;
+                let caps = &caps;
+                async move { check_account(settings, account, domains, states, passes, caps).await }
+            })
+            .buffered(parallel)
+            .collect()
+            .await;
 
     let v = verdict(
         states.values().map(Option::as_ref),
@@ -194,7 +197,9 @@ async fn check_account(
     for d in domains {
         match states.get(d) {
             Some(Some(state)) => match state.switched_at() {
-                Some(at) => switched_at = Some(switched_at.map_or(at, |s: DateTime<Utc>| s.max(at))),
+                Some(at) => {
+                    switched_at = Some(switched_at.map_or(at, |s: DateTime<Utc>| s.max(at)))
+                }
                 None => {
                     report.state = Some(AccountState::NotSwitched.code());
                     return (report, Some(AccountState::NotSwitched));
@@ -209,7 +214,10 @@ async fn check_account(
     }
     let switched_at = switched_at.expect("at least one domain");
     report.switched_at = Some(switched_at);
-    let pass = passes.get(&state::pass_key(&settings.source.host, &account.source_user));
+    let pass = passes.get(&state::pass_key(
+        &settings.source.host,
+        &account.source_user,
+    ));
     report.last_final_pass = pass.map(|p| p.started_at);
 
     let _permit = caps.of(Side::Source).acquire().await.expect("never closed");

@@ -12,50 +12,79 @@ use anyhow::Context as _;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
+use crate::printer::Printer;
 use crate::settings::{self, Selection, Settings};
 use crate::Outcome;
 
-/// Whether text on stdout gets ANSI colours (`--color`, `NO_COLOR`, a terminal).
-static STDOUT_COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Prints text data on stdout, coloured when enabled.
-pub fn print_text(text: &str) {
-    if STDOUT_COLOR.load(std::sync::atomic::Ordering::Relaxed) {
-        print!("{}", crate::render::text::colorize(text));
-    } else {
-        print!("{text}");
-    }
+/// Prints a text rendering on stdout: escaped, coloured when stdout has colour.
+pub fn print_text(printer: &Printer, text: &str) {
+    printer.out_styled(text, crate::render::text::colorize);
 }
 
-/// Runs the parsed command line (stderr's colour was decided by the caller; stdout's here).
-pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
-    use std::io::IsTerminal;
-    let stdout_color = cli.global.color.enabled(std::io::stdout().is_terminal());
-    STDOUT_COLOR.store(stdout_color, std::sync::atomic::Ordering::Relaxed);
+/// Prints a JSON document (already escaped by serde_json) and a newline on stdout.
+pub fn print_json(printer: &Printer, json: &str) {
+    printer.out_raw(format!("{json}\n").as_bytes());
+}
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Completions(args) => {
             let mut cmd = Cli::command();
-            clap_complete::generate(args.shell, &mut cmd, "mailshift", &mut std::io::stdout());
+            clap_complete::generate(
+                args.shell,
+                &mut cmd,
+                "mailshift",
+                &mut printer.stdout_writer(),
+            );
             Ok(Outcome::Success)
         }
-        Command::Show(args) => show::run(&args),
+        Command::Show(args) => show::run(&args, printer),
         Command::Plan(args) => {
             let settings = load_settings(&cli.global)?;
-            runtime()?.block_on(plan::run(&settings, &args))
+            runtime()?.block_on(plan::run(&settings, &args, printer))
         }
         Command::Check(args) => {
             let settings = load_settings(&cli.global)?;
-            runtime()?.block_on(check::run(&settings, &args))
+            runtime()?.block_on(check::run(&settings, &args, printer))
         }
         Command::Cutover(args) => {
             let settings = load_settings(&cli.global)?;
-            runtime()?.block_on(cutover::run(&settings, &args))
+            runtime()?.block_on(cutover::run(&settings, &args, printer))
         }
         Command::Apply(args) => {
             let settings = load_settings(&cli.global)?;
-            runtime()?.block_on(apply::run(&settings, &args))
+            runtime()?.block_on(apply::run(&settings, &args, printer))
         }
     }
+}
+
+/// The hint of one error in a chain: the command layer is the one place that knows every
+/// error type (src/diagnostics.rs).
+pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use crate::diagnostics::{HasHint, Hinted};
+    if let Some(e) = e.downcast_ref::<Hinted>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::settings::SettingsError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::imap::ImapError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::inventory::InventoryError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::planfile::PlanFileError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::apply::ApplyError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<cutover::CutoverError>() {
+        return e.hint();
+    }
+    None
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -66,11 +95,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Prints a plan on stdout: the JSON document alone, or the text plan.
-pub fn print_plan(plan: &crate::planfile::PlanFile, format: crate::cli::Format, detail: bool) {
+pub fn print_plan(
+    printer: &Printer,
+    plan: &crate::planfile::PlanFile,
+    format: crate::cli::Format,
+    detail: bool,
+) {
     use crate::render::text::{render_plan, TextOptions};
     match format {
-        crate::cli::Format::Json => println!("{}", plan.to_json()),
-        crate::cli::Format::Text => print_text(&render_plan(plan, TextOptions { detail })),
+        crate::cli::Format::Json => print_json(printer, &plan.to_json()),
+        crate::cli::Format::Text => print_text(printer, &render_plan(plan, TextOptions { detail })),
     }
 }
 
@@ -101,7 +135,7 @@ pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings
 pub fn account_error_text(
     settings: &Settings,
     account: &crate::settings::Account,
-    side: crate::inventory::Side,
+    side: crate::model::Side,
     error: &crate::imap::ImapError,
 ) -> String {
     let mut text = error.to_string();

@@ -7,20 +7,26 @@ use futures::stream::{self, StreamExt};
 use super::account_error_text;
 use crate::cli::PlanArgs;
 use crate::imap::{ConnectionCaps, Credentials};
-use crate::inventory::{self, Inventory, InventoryError, Side};
+use crate::inventory::{self, Inventory, InventoryError};
+use crate::model::Side;
 use crate::plan::{self, AccountPlan, Rules};
 use crate::planfile::PlanFile;
+use crate::printer::Printer;
 use crate::settings::{Account, Settings};
 use crate::Outcome;
 
-pub async fn run(settings: &Settings, args: &PlanArgs) -> anyhow::Result<Outcome> {
+pub async fn run(
+    settings: &Settings,
+    args: &PlanArgs,
+    printer: &Printer,
+) -> anyhow::Result<Outcome> {
     let plan = plan_all(settings).await;
     if let Some(path) = &args.out {
         plan.save(path)
             .with_context(|| format!("cannot save the plan to `{}`", path.display()))?;
         tracing::info!("plan saved to `{}`", path.display());
     }
-    super::print_plan(&plan, args.format, args.detail);
+    super::print_plan(printer, &plan, args.format, args.detail);
     Ok(if plan.has_errors() {
         Outcome::Failed
     } else if args.detailed_exitcode && plan.has_changes() {

@@ -2,11 +2,12 @@
 
 use crate::cli::ShowArgs;
 use crate::planfile::PlanFile;
+use crate::printer::Printer;
 use crate::Outcome;
 
-pub fn run(args: &ShowArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: &ShowArgs, printer: &Printer) -> anyhow::Result<Outcome> {
     let plan = PlanFile::load(&args.plan_file)?;
-    super::print_plan(&plan, args.format, args.detail);
+    super::print_plan(printer, &plan, args.format, args.detail);
     Ok(if plan.has_errors() {
         Outcome::Failed
     } else {

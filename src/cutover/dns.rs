@@ -15,6 +15,7 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 
 use super::{MxHost, MxObservation};
+use crate::diagnostics::HasHint;
 
 /// Per DNS question; two attempts.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,16 +39,15 @@ pub(crate) enum DnsError {
     },
 }
 
-impl DnsError {
-    pub(crate) fn hint(&self) -> Option<String> {
+impl HasHint for DnsError {
+    fn hint(&self) -> Option<String> {
         match self {
             DnsError::NoSuchDomain { domain } | DnsError::NoMx { domain } => Some(format!(
                 "`{domain}` comes from the users in the accounts CSV; check the domain, or \
                  the `[cutover] nameservers` asked"
             )),
             DnsError::Lookup { .. } | DnsError::SystemConfig { .. } => Some(
-                "check the network, `/etc/resolv.conf`, or set `[cutover] nameservers`"
-                    .to_string(),
+                "check the network, `/etc/resolv.conf`, or set `[cutover] nameservers`".to_string(),
             ),
         }
     }
@@ -114,8 +114,8 @@ impl MxResolver {
                 system: None,
             });
         }
-        let mut builder = TokioResolver::builder_tokio()
-            .map_err(|source| DnsError::SystemConfig { source })?;
+        let mut builder =
+            TokioResolver::builder_tokio().map_err(|source| DnsError::SystemConfig { source })?;
         *builder.options_mut() = {
             let mut o = options();
             o.ndots = builder.options_mut().ndots;
@@ -181,11 +181,7 @@ impl MxResolver {
     }
 }
 
-async fn mx(
-    resolver: &TokioResolver,
-    domain: &str,
-    fqdn: &str,
-) -> Result<MxObservation, DnsError> {
+async fn mx(resolver: &TokioResolver, domain: &str, fqdn: &str) -> Result<MxObservation, DnsError> {
     let lookup = match resolver.mx_lookup(fqdn).await {
         Ok(l) => l,
         Err(e) if e.is_nx_domain() => {

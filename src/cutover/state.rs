@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{DomainMemory, FinalPass};
+use crate::diagnostics::HasHint;
 
 const DOMAINS_FILE: &str = "cutover.json";
 const PASSES_FILE: &str = "final-passes.jsonl";
@@ -39,8 +40,8 @@ pub(crate) enum StateError {
     Corrupt { path: String, message: String },
 }
 
-impl StateError {
-    pub(crate) fn hint(&self) -> Option<String> {
+impl HasHint for StateError {
+    fn hint(&self) -> Option<String> {
         match self {
             StateError::Corrupt { .. } => Some(
                 "move the file away: the next `mailshift cutover` starts observing afresh \

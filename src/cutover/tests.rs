@@ -33,8 +33,11 @@ fn new_mx() -> Vec<String> {
     vec![NEW.to_string(), "mx2.new.example".to_string()]
 }
 
+/// (minute, MX hosts, TTL).
+type Step<'a> = (i64, &'a [&'a str], u32);
+
 /// Runs the observations in order against one memory; returns each state.
-fn walk(steps: &[(i64, &[&str], u32)]) -> Vec<DomainState> {
+fn walk(steps: &[Step<'_>]) -> Vec<DomainState> {
     let mut memory = DomainMemory::default();
     steps
         .iter()
@@ -111,7 +114,7 @@ fn edge_cases() {
     let new: &[&str] = &[NEW];
     let mixed: &[&str] = &[NEW, "mx.old.example"];
     // (name, steps, expected last state)
-    let cases: Vec<(&str, Vec<(i64, &[&str], u32)>, DomainState)> = vec![
+    let cases: Vec<(&str, Vec<Step<'_>>, DomainState)> = vec![
         (
             "exactly the limit is low enough",
             vec![(0, old, MAX_TTL)],
@@ -178,7 +181,12 @@ fn edge_cases() {
         ),
         (
             "switched back and forth: the switch time is the second one",
-            vec![(0, old, 300), (10, new, 300), (20, old, 300), (30, new, 300)],
+            vec![
+                (0, old, 300),
+                (10, new, 300),
+                (20, old, 300),
+                (30, new, 300),
+            ],
             DomainState::Propagating {
                 switched_at: at(30),
                 until: at(35),
@@ -224,7 +232,13 @@ fn inbox(uidvalidity: u32, since_pass: Option<u32>) -> InboxNow {
 fn accounts() {
     let switched = Some(at(100));
     let cases = [
-        ("not switched", None, None, inbox(1, None), AccountState::NotSwitched),
+        (
+            "not switched",
+            None,
+            None,
+            inbox(1, None),
+            AccountState::NotSwitched,
+        ),
         (
             "no pass at all",
             switched,
@@ -290,10 +304,7 @@ fn verdicts() {
     };
     let drained = AccountState::Drained;
     let new_mail = AccountState::NewMail { count: 1 };
-    assert_eq!(
-        verdict([Some(&switched)], [Some(&drained)]),
-        Verdict::Done
-    );
+    assert_eq!(verdict([Some(&switched)], [Some(&drained)]), Verdict::Done);
     assert_eq!(verdict([Some(&switched)], []), Verdict::Done);
     assert_eq!(
         verdict([Some(&propagating)], [Some(&drained)]),
@@ -313,7 +324,10 @@ fn verdicts() {
 
 #[test]
 fn domains_of_users() {
-    assert_eq!(domain_of("Alice@Example.COM").as_deref(), Some("example.com"));
+    assert_eq!(
+        domain_of("Alice@Example.COM").as_deref(),
+        Some("example.com")
+    );
     assert_eq!(domain_of("a@b@x.example.").as_deref(), Some("x.example"));
     assert_eq!(domain_of("alice"), None);
     assert_eq!(domain_of("alice@"), None);
@@ -321,9 +335,17 @@ fn domains_of_users() {
 
 #[test]
 fn memory_round_trips_through_json_with_rfc3339_times() {
-    let (_, memory) = decide_domain(at(0), &obs(&[NEW], 300), &new_mx(), &DomainMemory::default());
+    let (_, memory) = decide_domain(
+        at(0),
+        &obs(&[NEW], 300),
+        &new_mx(),
+        &DomainMemory::default(),
+    );
     let json = serde_json::to_string(&memory).unwrap();
-    assert!(json.contains("\"switched_at\":\"2026-11-30T04:00:00Z\""), "{json}");
+    assert!(
+        json.contains("\"switched_at\":\"2026-11-30T04:00:00Z\""),
+        "{json}"
+    );
     let back: DomainMemory = serde_json::from_str(&json).unwrap();
     assert_eq!(back, memory);
 }

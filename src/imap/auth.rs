@@ -22,8 +22,8 @@ pub struct Credentials {
 
 impl Credentials {
     /// The account's user and CSV password on one side.
-    pub fn of(account: &crate::settings::Account, side: crate::inventory::Side) -> Credentials {
-        use crate::inventory::Side;
+    pub fn of(account: &crate::settings::Account, side: crate::model::Side) -> Credentials {
+        use crate::model::Side;
         let (user, password) = match side {
             Side::Source => (&account.source_user, &account.source_password),
             Side::Destination => (&account.destination_user, &account.destination_password),

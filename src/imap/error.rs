@@ -327,6 +327,12 @@ fn unescape_debug_str(s: &str) -> Option<String> {
     None
 }
 
+impl crate::diagnostics::HasHint for ImapError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

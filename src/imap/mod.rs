@@ -4,7 +4,7 @@
 
 mod auth;
 mod error;
-pub mod mutf7;
+
 mod namespace;
 mod reader;
 mod tls;
@@ -39,10 +39,10 @@ impl ConnectionCaps {
     }
 
     /// The semaphore of one side: hold a permit per open connection.
-    pub fn of(&self, side: crate::inventory::Side) -> &tokio::sync::Semaphore {
+    pub fn of(&self, side: crate::model::Side) -> &tokio::sync::Semaphore {
         match side {
-            crate::inventory::Side::Source => &self.source,
-            crate::inventory::Side::Destination => &self.destination,
+            crate::model::Side::Source => &self.source,
+            crate::model::Side::Destination => &self.destination,
         }
     }
 }

@@ -20,7 +20,7 @@ use super::error::{Endpoint, ImapError};
 use super::namespace::{namespace_data, parse_namespace_data, Namespace};
 use super::transport::{self, Capabilities, ImapIo};
 use super::wire::{internal_date_to_rfc3339, keep_flag, quote, uid_sets, unescape_quoted};
-use crate::inventory::FolderStatus;
+use crate::model::FolderStatus;
 use crate::settings::{Limits, ServerSettings};
 
 /// One LIST answer.
@@ -745,7 +745,7 @@ fn attribute_name(a: &NameAttribute<'_>) -> String {
 }
 
 fn is_special_use(attr: &str) -> bool {
-    crate::inventory::SpecialUse::from_attribute(attr).is_some()
+    crate::model::SpecialUse::from_attribute(attr).is_some()
 }
 
 #[cfg(test)]

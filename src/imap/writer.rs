@@ -25,7 +25,7 @@ use super::error::ImapError;
 use super::reader::{fetched_meta, outcome_text, CommandEnd, FetchedMeta, Reader, META_ITEMS};
 use super::transport::Capabilities;
 use super::wire::{keep_flag, uid_sets, unescape_quoted};
-use crate::inventory::FolderStatus;
+use crate::model::FolderStatus;
 use crate::settings::{Limits, ServerSettings};
 
 /// Most messages in one MULTIAPPEND command.

@@ -24,10 +24,11 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::imap::mutf7;
-use crate::inventory::{Folder, Inventory, SpecialUse};
+use crate::inventory::{Folder, Inventory};
+use crate::model::SpecialUse;
+use crate::mutf7;
 use crate::settings::FolderRules;
-use names::{inbox_key, normalize_inbox, sanitize, well_known, Side, INBOX};
+use names::{inbox_key, normalize_inbox, sanitize, well_known, NameStyle, INBOX};
 
 /// The mapping of one account: one entry per source folder, in source LIST order, and the
 /// destination folders to create, parents first.
@@ -48,13 +49,13 @@ pub struct MappedFolder {
     pub source_path: String,
     /// The source folder is `\Noselect` / `\NonExistent` (holds no messages).
     pub source_noselect: bool,
-    pub outcome: Outcome,
+    pub outcome: Disposition,
 }
 
 /// What happens to a source folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Outcome {
+pub enum Disposition {
     /// Rule 1: a view (`\All` or `\Flagged`), skipped because `include-views` is off.
     View { attribute: SpecialUse },
     /// Rule 2: dropped by this `exclude` glob (the first that matched).
@@ -165,7 +166,7 @@ impl FolderMap {
             .iter()
             .find(|e| e.source_wire == source_wire)
             .and_then(|e| match &e.outcome {
-                Outcome::Mapped(t) => Some(t),
+                Disposition::Mapped(t) => Some(t),
                 _ => None,
             })
     }
@@ -195,8 +196,8 @@ impl FolderMap {
 /// Maps every source folder to its destination (DESIGN.md §3, rules 1–6) and lists the
 /// destination folders to create. Deterministic; no I/O.
 pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRules) -> FolderMap {
-    let src = Side::new(source);
-    let dst = Side::new(destination);
+    let src = NameStyle::new(source);
+    let dst = NameStyle::new(destination);
     // Destination folders by name (INBOX case-insensitive); the first listed wins.
     let mut existing: HashMap<String, &Folder> = HashMap::new();
     for f in &destination.folders {
@@ -223,19 +224,19 @@ pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRu
         let rule_segments = split_rule_path(&source_path);
         let view = view_attribute(folder);
         let outcome = if let Some(attribute) = view.filter(|_| !rules.include_views) {
-            Outcome::View { attribute }
+            Disposition::View { attribute }
         } else if let Some(glob) = rules
             .exclude
             .iter()
             .find(|g| glob::matches(g, &rule_segments))
         {
-            Outcome::Excluded { glob: glob.clone() }
+            Disposition::Excluded { glob: glob.clone() }
         } else {
             let (decoded, rule, replaced) =
                 choose_destination(&segments, &rule_segments, &renames, &specials, &dst);
             let found = existing.get(&inbox_key(&decoded, dst.delimiter));
             let is_inbox = decoded == INBOX;
-            Outcome::Mapped(Target {
+            Disposition::Mapped(Target {
                 // The INBOX is `INBOX` on the wire whatever case a server lists it in.
                 wire_name: match found {
                     Some(f) if !is_inbox => f.wire_name.clone(),
@@ -305,7 +306,7 @@ fn choose_destination(
     rule_segments: &[String],
     renames: &[(Vec<String>, &str, &str)],
     specials: &Specials,
-    dst: &Side,
+    dst: &NameStyle,
 ) -> (String, Rule, bool) {
     // Rule 3: the longest matching prefix; on a tie the first in file order.
     let mut best: Option<&(Vec<String>, &str, &str)> = None;
@@ -374,7 +375,12 @@ struct Specials {
 }
 
 impl Specials {
-    fn resolve(source: &Inventory, src: &Side, destination: &Inventory, dst: &Side) -> Specials {
+    fn resolve(
+        source: &Inventory,
+        src: &NameStyle,
+        destination: &Inventory,
+        dst: &NameStyle,
+    ) -> Specials {
         let src_carried: HashSet<SpecialUse> = source
             .folders
             .iter()
@@ -435,7 +441,7 @@ impl Specials {
 /// (case-insensitively), then LIST order. Never the INBOX.
 fn pick<'a>(
     destination: &'a Inventory,
-    dst: &Side,
+    dst: &NameStyle,
     source_name: &str,
     accept: impl Fn(&Folder, &[String]) -> bool,
 ) -> Option<&'a Folder> {
@@ -460,7 +466,7 @@ fn pick<'a>(
 fn flag_merges(entries: &mut [MappedFolder]) {
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
-        if let Outcome::Mapped(t) = &e.outcome {
+        if let Disposition::Mapped(t) = &e.outcome {
             groups.entry(t.wire_name.clone()).or_default().push(i);
         }
     }
@@ -469,11 +475,11 @@ fn flag_merges(entries: &mut [MappedFolder]) {
             .iter()
             .map(|&i| entries[i].source_wire.clone())
             .collect();
-        let collision = members
-            .iter()
-            .any(|&i| matches!(&entries[i].outcome, Outcome::Mapped(t) if t.replaced_delimiter));
+        let collision = members.iter().any(
+            |&i| matches!(&entries[i].outcome, Disposition::Mapped(t) if t.replaced_delimiter),
+        );
         for &i in members {
-            if let Outcome::Mapped(t) = &mut entries[i].outcome {
+            if let Disposition::Mapped(t) = &mut entries[i].outcome {
                 t.merged_from = sources.clone();
                 t.collision = collision;
             }
@@ -486,7 +492,7 @@ fn folders_to_create(
     source: &Inventory,
     entries: &[MappedFolder],
     existing: &HashMap<String, &Folder>,
-    dst: &Side,
+    dst: &NameStyle,
 ) -> Vec<FolderToCreate> {
     let mut list: Vec<FolderToCreate> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -494,7 +500,7 @@ fn folders_to_create(
     let mut groups: HashMap<&str, Vec<(&MappedFolder, &Folder)>> = HashMap::new();
     let mut order: Vec<&Target> = Vec::new();
     for (e, f) in entries.iter().zip(&source.folders) {
-        if let Outcome::Mapped(t) = &e.outcome {
+        if let Disposition::Mapped(t) = &e.outcome {
             let group = groups.entry(t.wire_name.as_str()).or_default();
             if group.is_empty() {
                 order.push(t);

@@ -3,16 +3,16 @@
 //! source messages to copy, by a multiset difference of identity keys per destination
 //! folder (DESIGN.md §3). Its action types have no delete variant: a plan can only add.
 
-pub mod identity;
 pub mod mapping;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{FolderStatus, Inventory, MessageMeta, SpecialUse};
+use crate::identity::IdentityKey;
+use crate::inventory::{Inventory, MessageMeta};
+use crate::model::{ContentHash, FolderStatus, SpecialUse};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
-use identity::IdentityKey;
 
 /// What happens to one destination folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,7 +222,7 @@ pub fn diff_folder(
     rules: &MessageRules,
 ) -> FolderDiff {
     // Destination contents per key (`None` where the body was not compared).
-    let mut dst_by_key: HashMap<IdentityKey, Vec<Option<IdentityKey>>> =
+    let mut dst_by_key: HashMap<IdentityKey, Vec<Option<ContentHash>>> =
         HashMap::with_capacity(destination.len());
     let mut dst_messages: HashMap<IdentityKey, Vec<&MessageMeta>> = HashMap::new();
     for m in destination {
@@ -292,7 +292,7 @@ pub fn diff_folder(
             let compared = group.iter().all(|(_, m)| m.content.is_some())
                 && dst_contents.iter().all(Option::is_some);
             if compared {
-                let mut present: HashMap<IdentityKey, usize> = HashMap::new();
+                let mut present: HashMap<ContentHash, usize> = HashMap::new();
                 for c in dst_contents.iter().flatten() {
                     *present.entry(*c).or_insert(0) += 1;
                 }
@@ -479,14 +479,14 @@ pub fn plan_account(
     let mut groups: Vec<(&mapping::Target, Vec<&crate::inventory::Folder>)> = Vec::new();
     for (entry, folder) in map.entries.iter().zip(source.folders.iter()) {
         let reason = match &entry.outcome {
-            mapping::Outcome::View { attribute } => {
+            mapping::Disposition::View { attribute } => {
                 format!(
                     "a view ({}), not storage; set `include-views` to copy it",
                     attribute.attribute()
                 )
             }
-            mapping::Outcome::Excluded { glob } => format!("excluded by `{glob}`"),
-            mapping::Outcome::Mapped(target) => {
+            mapping::Disposition::Excluded { glob } => format!("excluded by `{glob}`"),
+            mapping::Disposition::Mapped(target) => {
                 match groups
                     .iter_mut()
                     .find(|(t, _)| t.wire_name == target.wire_name)

@@ -1,7 +1,8 @@
 //! Planner tables: multiset matching, skips, merges, folder creation, summaries.
 
 use super::*;
-use crate::inventory::{Folder, FolderStatus};
+use crate::inventory::Folder;
+use crate::model::FolderStatus;
 use crate::settings::FlagsOnExisting;
 
 fn key(n: u8) -> IdentityKey {
@@ -26,7 +27,7 @@ fn folder(wire: &str, attrs: &[&str], messages: Vec<MessageMeta>) -> Folder {
     let attributes: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
     Folder {
         wire_name: wire.to_string(),
-        name: crate::imap::mutf7::decode(wire).unwrap(),
+        name: crate::mutf7::decode(wire).unwrap(),
         special_use: attributes
             .iter()
             .find_map(|a| SpecialUse::from_attribute(a)),
@@ -208,7 +209,7 @@ fn an_empty_noselect_source_creates_nothing() {
 fn content_decides_which_but_headers_decide_how_many() {
     let (_, m) = rules();
     let with = |mut x: MessageMeta, c: u8| {
-        x.content = Some(key(c));
+        x.content = Some(crate::model::ContentHash([c; 32]));
         x
     };
     // Same headers, two different bodies on the source; the destination has body 20.

@@ -49,11 +49,10 @@ fn domain_block(d: &DomainReport, report: &CutoverReport, out: &mut String) {
         Some("cache") => ", as cached by the resolver: the domain's own TTL may be higher",
         _ => "",
     };
-    let mx: Vec<String> = d
-        .mx
-        .iter()
-        .map(|m| format!("{} {}", m.preference, m.exchange))
-        .collect();
+    let mx: Vec<String> =
+        d.mx.iter()
+            .map(|m| format!("{} {}", m.preference, m.exchange))
+            .collect();
     out.push_str(&format!(
         "  MX {}  (TTL {} s{source})\n",
         mx.join(", "),
@@ -235,7 +234,11 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 30, h, m, 0).unwrap()
     }
 
-    fn report(domains: Vec<DomainReport>, accounts: Vec<AccountReport>, status: &'static str) -> CutoverReport {
+    fn report(
+        domains: Vec<DomainReport>,
+        accounts: Vec<AccountReport>,
+        status: &'static str,
+    ) -> CutoverReport {
         CutoverReport {
             checked_at: t(5, 0),
             new_mx: vec!["mx1.new.example".into()],

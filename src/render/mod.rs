@@ -1,5 +1,8 @@
-//! Plan and report rendering: text for people, JSON for tools.
+//! Plan and report rendering: text for people, JSON for tools. The only place that
+//! formats data for output.
 
+pub mod check;
 pub(crate) mod cutover;
+pub mod report;
 pub mod text;
 pub mod units;

@@ -20,8 +20,8 @@ use super::accounts::{self, AdminLogins};
 use super::select::{self, Selection};
 use super::size::parse_size;
 use super::{
-    secret, Account, AdminLogin, AuthMethod, CutoverSettings, FlagsOnExisting, FolderRules, Limits, MessageRules,
-    SecretSource, Security, ServerSettings, Settings, SettingsError, TlsRoots,
+    secret, Account, AdminLogin, AuthMethod, CutoverSettings, FlagsOnExisting, FolderRules, Limits,
+    MessageRules, SecretSource, Security, ServerSettings, Settings, SettingsError, TlsRoots,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -566,16 +566,19 @@ fn check_state(cfg: &ConfigFile<'_>, raw: RawState) -> Result<PathBuf, SettingsE
 
 /// `[cutover]`: MX names normalised (lower case, no trailing dot); nameservers as socket
 /// addresses (port 53 when none is given).
-fn check_cutover(
-    cfg: &ConfigFile<'_>,
-    raw: RawCutover,
-) -> Result<CutoverSettings, SettingsError> {
+fn check_cutover(cfg: &ConfigFile<'_>, raw: RawCutover) -> Result<CutoverSettings, SettingsError> {
     let mut new_mx = Vec::new();
     for mx in raw.new_mx {
-        let name = mx.get_ref().trim().trim_end_matches('.').to_ascii_lowercase();
+        let name = mx
+            .get_ref()
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if name.is_empty()
             || name.contains("://")
-            || name.chars().any(|c| c.is_whitespace() || c == ':' || c == '/')
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c == ':' || c == '/')
         {
             return Err(cfg.error_at(
                 Some(mx.span().start),

@@ -36,3 +36,9 @@ pub enum SettingsError {
 fn line_suffix(line: Option<usize>) -> String {
     line.map(|l| format!(" line {l}")).unwrap_or_default()
 }
+
+impl crate::diagnostics::HasHint for SettingsError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}

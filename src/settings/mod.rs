@@ -139,10 +139,10 @@ pub struct Account {
 
 impl Settings {
     /// `[source]` or `[destination]`.
-    pub fn server(&self, side: crate::inventory::Side) -> &ServerSettings {
+    pub fn server(&self, side: crate::model::Side) -> &ServerSettings {
         match side {
-            crate::inventory::Side::Source => &self.source,
-            crate::inventory::Side::Destination => &self.destination,
+            crate::model::Side::Source => &self.source,
+            crate::model::Side::Destination => &self.destination,
         }
     }
 }

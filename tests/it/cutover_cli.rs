@@ -35,8 +35,8 @@ fn age_state(s: &Scenario, hours: i64) {
         .expect("the domain is in the state file");
     for key in ["lowered_at", "switched_at", "propagated_at"] {
         if let Some(t) = memory.get(key).and_then(Value::as_str) {
-            let t = chrono::DateTime::parse_from_rfc3339(t).unwrap()
-                - chrono::Duration::hours(hours);
+            let t =
+                chrono::DateTime::parse_from_rfc3339(t).unwrap() - chrono::Duration::hours(hours);
             memory.insert(key.to_string(), Value::String(t.to_rfc3339()));
         }
     }
@@ -68,10 +68,14 @@ fn cutover_walks_a_domain_from_high_ttl_to_drained() {
     let r = s.run(&["cutover"]);
     assert_eq!(r.status, 2, "{r}");
     assert!(r.stdout.starts_with("new.example: TTL too high\n"), "{r}");
-    assert!(r.stdout.contains("MX 10 mx.old.example  (TTL 3,600 s)"), "{r}");
+    assert!(
+        r.stdout.contains("MX 10 mx.old.example  (TTL 3,600 s)"),
+        "{r}"
+    );
     assert!(
         r.stdout.contains("TTL 3,600 s (1h) is above 900 s (15m)")
-            && r.stdout.contains("lowered now, the new TTL is in effect everywhere at"),
+            && r.stdout
+                .contains("lowered now, the new TTL is in effect everywhere at"),
         "{r}"
     );
     assert!(
@@ -108,7 +112,10 @@ fn cutover_walks_a_domain_from_high_ttl_to_drained() {
     age_state(&s, 2);
     let r = s.run(&["cutover"]);
     assert_eq!(r.status, 2, "{r}");
-    assert!(r.stdout.starts_with("new.example: ready to switch\n"), "{r}");
+    assert!(
+        r.stdout.starts_with("new.example: ready to switch\n"),
+        "{r}"
+    );
     assert!(
         r.stdout
             .contains("switch the MX records to mx1.new.example, mx2.new.example now"),
@@ -224,13 +231,16 @@ fn cutover_walks_a_domain_from_high_ttl_to_drained() {
     assert_eq!(a["arrived_after_switch"], 2, "{r}");
     let r = s.run(&["cutover"]);
     assert!(
-        r.stdout.contains(
-            "1 message reached the source since the last final pass (began "
-        ) && r.stdout.contains("run another final pass"),
+        r.stdout
+            .contains("1 message reached the source since the last final pass (began ")
+            && r.stdout.contains("run another final pass"),
         "{r}"
     );
     before.assert_unchanged(&src.snapshot());
-    assert!(dns.queries() >= 10, "the answers came from the test's DNS server");
+    assert!(
+        dns.queries() >= 10,
+        "the answers came from the test's DNS server"
+    );
 }
 
 #[test]
@@ -247,7 +257,11 @@ fn cutover_errors_exit_1_with_a_hint() {
         "{r}"
     );
     assert!(r.stdout.contains("  hint: "), "{r}");
-    assert_eq!(r.last_line(), "Cutover: 2 errors (0 of 1 domain switched and propagated, 0 of 1 account drained).", "{r}");
+    assert_eq!(
+        r.last_line(),
+        "Cutover: 2 errors (0 of 1 domain switched and propagated, 0 of 1 account drained).",
+        "{r}"
+    );
 
     // No `new-mx`: nothing can be judged.
     let s = Scenario::new()
@@ -257,7 +271,11 @@ fn cutover_errors_exit_1_with_a_hint() {
     let r = s.run(&["cutover"]);
     assert_eq!(r.status, 1, "{r}");
     assert!(r.stderr.contains("`[cutover] new-mx` is empty"), "{r}");
-    assert!(r.stderr.contains("hint: add the new provider's MX host names"), "{r}");
+    assert!(
+        r.stderr
+            .contains("hint: add the new provider's MX host names"),
+        "{r}"
+    );
 
     // A user without a domain.
     let s = Scenario::new()

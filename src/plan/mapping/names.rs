@@ -2,8 +2,9 @@
 //! (prefix, delimiter, decoded paths, building wire names), `INBOX` case rules, and the
 //! well-known localised special-folder names (DESIGN.md §3 rule 4).
 
-use crate::imap::mutf7;
-use crate::inventory::{Inventory, SpecialUse};
+use crate::inventory::Inventory;
+use crate::model::SpecialUse;
+use crate::mutf7;
 
 pub(crate) const INBOX: &str = "INBOX";
 
@@ -34,16 +35,16 @@ pub(crate) fn inbox_key(name: &str, delimiter: Option<char>) -> String {
 
 /// One side's naming conventions.
 #[derive(Debug, Clone)]
-pub(crate) struct Side {
+pub(crate) struct NameStyle {
     /// Namespace prefix, decoded (e.g. `INBOX.`), `INBOX` upper-cased.
     pub prefix: String,
     pub delimiter: Option<char>,
 }
 
-impl Side {
-    pub fn new(inventory: &Inventory) -> Side {
+impl NameStyle {
+    pub fn new(inventory: &Inventory) -> NameStyle {
         let prefix = mutf7::decode(&inventory.prefix).unwrap_or_else(|_| inventory.prefix.clone());
-        Side {
+        NameStyle {
             prefix: inbox_key(&prefix, inventory.delimiter),
             delimiter: inventory.delimiter,
         }
@@ -213,8 +214,8 @@ pub(crate) fn well_known(segments: &[String]) -> Option<SpecialUse> {
 mod tests {
     use super::*;
 
-    fn side(prefix: &str, delimiter: Option<char>) -> Side {
-        Side::new(&Inventory {
+    fn side(prefix: &str, delimiter: Option<char>) -> NameStyle {
+        NameStyle::new(&Inventory {
             prefix: prefix.to_string(),
             delimiter,
             folders: Vec::new(),

@@ -42,7 +42,7 @@ fn target<'a>(map: &'a FolderMap, source_wire: &str) -> &'a Target {
         .unwrap_or_else(|| panic!("{source_wire} not mapped: {map:#?}"))
 }
 
-fn outcome<'a>(map: &'a FolderMap, source_wire: &str) -> &'a Outcome {
+fn outcome<'a>(map: &'a FolderMap, source_wire: &str) -> &'a Disposition {
     &map.entries
         .iter()
         .find(|e| e.source_wire == source_wire)
@@ -299,13 +299,13 @@ fn views_skipped_unless_included() {
     let map = map_folders(&src, &dst, &rules());
     assert_eq!(
         outcome(&map, "[Gmail]/All Mail"),
-        &Outcome::View {
+        &Disposition::View {
             attribute: SpecialUse::All
         }
     );
     assert_eq!(
         outcome(&map, "[Gmail]/Starred"),
-        &Outcome::View {
+        &Disposition::View {
             attribute: SpecialUse::Flagged
         }
     );
@@ -359,7 +359,7 @@ fn exclude_globs() {
         ..rules()
     };
     let map = map_folders(&src, &dst, &r);
-    let excluded = |g: &str| Outcome::Excluded {
+    let excluded = |g: &str| Disposition::Excluded {
         glob: g.to_string(),
     };
     assert_eq!(outcome(&map, "INBOX"), &excluded("inbox"));
@@ -732,11 +732,11 @@ proptest! {
         let map = map_folders(&src, &dst, &rules);
         prop_assert_eq!(&map, &map_folders(&src, &dst, &rules), "deterministic");
         prop_assert_eq!(map.entries.len(), src.folders.len());
-        let side = Side::new(&dst);
+        let side = NameStyle::new(&dst);
         let existing: HashSet<String> =
             dst.folders.iter().map(|f| inbox_key(&f.name, dst.delimiter)).collect();
         for e in &map.entries {
-            let Outcome::Mapped(t) = &e.outcome else { continue };
+            let Disposition::Mapped(t) = &e.outcome else { continue };
             let decoded = mutf7::decode(&t.wire_name);
             prop_assert!(decoded.is_ok(), "wire {:?} not canonical", t.wire_name);
             let decoded = decoded.unwrap();

@@ -708,7 +708,12 @@ fn state_and_cutover_keys() {
     let s = load_ok(&config, CSV);
     assert!(s.state_dir.ends_with("sub/../state"), "{:?}", s.state_dir);
     assert_eq!(s.cutover.new_mx, ["mx1.new.example", "mx2.new.example"]);
-    let ns: Vec<String> = s.cutover.nameservers.iter().map(|a| a.to_string()).collect();
+    let ns: Vec<String> = s
+        .cutover
+        .nameservers
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     assert_eq!(ns, ["127.0.0.1:5353", "192.0.2.53:53", "[::1]:53"]);
 }
 
@@ -731,8 +736,14 @@ fn bad_cutover_and_state_keys_name_the_line_and_key() {
             "[cutover]\nnew_mx = [\"mx.example\"]\n",
             "line 11: unknown field `new_mx` in `[cutover]`",
         ),
-        ("[state]\ndir = \"\"\n", "line 11: `dir` in `[state]` is empty"),
-        ("[state]\npath = \"x\"\n", "line 11: unknown field `path` in `[state]`"),
+        (
+            "[state]\ndir = \"\"\n",
+            "line 11: `dir` in `[state]` is empty",
+        ),
+        (
+            "[state]\npath = \"x\"\n",
+            "line 11: unknown field `path` in `[state]`",
+        ),
     ];
     for (extra, want) in cases {
         let e = try_load(&format!("{BASE}\n{extra}"), CSV, &Selection::default()).unwrap_err();

@@ -27,32 +27,12 @@ pub struct IdentityKey(pub [u8; 32]);
 impl IdentityKey {
     /// Lowercase hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 0xf) as usize] as char);
-        }
-        s
+        crate::model::hex(&self.0)
     }
 
     /// Parses 64 hex digits (either case); anything else is `None`.
     pub fn from_hex(s: &str) -> Option<Self> {
-        let s = s.as_bytes();
-        if s.len() != 64 {
-            return None;
-        }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        };
-        let mut out = [0u8; 32];
-        for (i, pair) in s.chunks_exact(2).enumerate() {
-            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-        }
-        Some(IdentityKey(out))
+        crate::model::parse_hex(s).map(IdentityKey)
     }
 }
 

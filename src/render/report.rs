@@ -1,0 +1,109 @@
+//! The apply report for people: one table row per account, the errors and failed
+//! messages under it, and the closing `Apply …` line.
+
+use comfy_table::{presets, Cell, CellAlignment, Table};
+
+use crate::render::units::{bytes, count, counted};
+use crate::report::{AccountStatus, Report};
+
+/// The table and the closing line, for people.
+pub fn report(report: &Report) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_HORIZONTAL_ONLY);
+    table.set_header(vec![
+        "account",
+        "status",
+        "folders +",
+        "copied",
+        "bytes",
+        "skipped",
+        "failed",
+        "pending",
+        "time",
+    ]);
+    for a in &report.accounts {
+        let status = match a.status {
+            AccountStatus::Done => "done",
+            AccountStatus::Partial => "partial",
+            AccountStatus::Failed => "failed",
+        };
+        let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+        table.add_row(vec![
+            Cell::new(&a.source_user),
+            Cell::new(status),
+            right(count(a.folders_created)),
+            right(count(a.copied)),
+            right(bytes(a.bytes)),
+            right(count(a.skipped)),
+            right(count(a.failed.len() as u64)),
+            right(count(a.pending)),
+            right(format!("{:.1}s", a.seconds)),
+        ]);
+    }
+    let mut out = table.to_string();
+    out.push('\n');
+    for a in &report.accounts {
+        if let Some(e) = &a.error {
+            out.push_str(&format!(
+                "{}: error: {}\n",
+                a.source_user,
+                e.replace('\n', "\n    ")
+            ));
+        }
+        for f in &a.failed {
+            out.push_str(&format!(
+                "{}: failed: `{}` uid {}: {}\n",
+                a.source_user, f.folder, f.uid, f.reason
+            ));
+        }
+        if !a.vanished.is_empty() {
+            out.push_str(&format!(
+                "{}: {} vanished from the source since the plan (not copied)\n",
+                a.source_user,
+                counted(
+                    a.vanished.len() as u64,
+                    "planned message",
+                    "planned messages"
+                ),
+            ));
+        }
+    }
+    let s = &report.summary;
+    out.push_str(&format!(
+        "{}: {} ({}) copied, {} created; {} failed, {} pending.\n",
+        if report.interrupted {
+            "Apply interrupted"
+        } else if report.all_done() {
+            "Apply complete"
+        } else {
+            "Apply incomplete"
+        },
+        counted(s.copied, "message", "messages"),
+        bytes(s.bytes),
+        counted(s.folders_created, "folder", "folders"),
+        count(s.failed),
+        count(s.pending),
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{AccountReport, FailedMessage};
+
+    #[test]
+    fn failed_messages_are_listed_under_the_table() {
+        let mut a = AccountReport::new("a", "b");
+        a.failed.push(FailedMessage {
+            folder: "INBOX".into(),
+            uid: 7,
+            reason: "too big".into(),
+        });
+        a.settle();
+        let r = Report::new(vec![a], false);
+        let text = report(&r);
+        assert!(text.contains("failed: `INBOX` uid 7: too big"), "{text}");
+        assert!(text.ends_with("Apply incomplete: 0 messages (0 B) copied, 0 folders created; 1 failed, 0 pending.\n"), "{text}");
+    }
+}
