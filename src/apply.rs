@@ -23,6 +23,7 @@ use crate::model::Side;
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
 use crate::report::{AccountReport, FailedMessage, VanishedMessage};
 use crate::settings::{Account, Settings};
+use crate::state::{LedgerWriter, StateError};
 
 /// At most this many messages per APPEND batch.
 const BATCH_MESSAGES: usize = 200;
@@ -57,6 +58,10 @@ pub enum ApplyError {
         path: String,
         source: std::io::Error,
     },
+    /// The ledger of what the destination held could not be written (its cause and hint
+    /// are in the text: the report carries text only).
+    #[error("{}", .0.describe())]
+    Ledger(StateError),
 }
 
 impl ApplyError {
@@ -131,6 +136,22 @@ struct Tally<'r> {
     progress: &'r crate::progress::AccountProgress,
     /// Keywords already warned about (one warning per keyword and account).
     warned_keywords: &'r std::sync::Mutex<BTreeSet<String>>,
+    /// The account's ledger: every delivered copy is recorded, synced per batch.
+    ledger: &'r std::sync::Mutex<LedgerWriter>,
+}
+
+impl Tally<'_> {
+    /// Records delivered copies in the ledger and syncs it.
+    fn record_delivered<'m>(
+        &self,
+        copies: impl IntoIterator<Item = &'m MessageCopy>,
+    ) -> Result<(), ApplyError> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        for m in copies {
+            ledger.delivered(m.key, m.ledger_base);
+        }
+        ledger.flush().map_err(ApplyError::Ledger)
+    }
 }
 
 impl Executor<'_> {
@@ -145,18 +166,30 @@ impl Executor<'_> {
             report.settle();
             return report;
         }
-        if plan.has_changes() {
-            let progress =
-                self.progress
-                    .account(&plan.source_user, planned, plan.summary.bytes_to_copy);
-            let warned = std::sync::Mutex::new(BTreeSet::new());
-            let mut tally = Tally {
-                report: &mut report,
-                progress: &progress,
-                warned_keywords: &warned,
+        if plan.has_changes() || !plan.ledger_updates.is_empty() {
+            let result = match self.start_account(plan) {
+                Ok((lock, ledger)) if plan.has_changes() => {
+                    let progress = self.progress.account(
+                        &plan.source_user,
+                        planned,
+                        plan.summary.bytes_to_copy,
+                    );
+                    let warned = std::sync::Mutex::new(BTreeSet::new());
+                    let ledger = std::sync::Mutex::new(ledger);
+                    let mut tally = Tally {
+                        report: &mut report,
+                        progress: &progress,
+                        warned_keywords: &warned,
+                        ledger: &ledger,
+                    };
+                    let result = self.copy_account(account, plan, &mut tally).await;
+                    progress.finish();
+                    drop(lock);
+                    result
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
             };
-            let result = self.copy_account(account, plan, &mut tally).await;
-            progress.finish();
             if let Err(e) = result {
                 tracing::error!(account = %plan.source_user, "{}", e.to_string().lines().next().unwrap_or(""));
                 report.error = Some(e.to_string());
@@ -170,6 +203,26 @@ impl Executor<'_> {
         report.seconds = started.elapsed().as_secs_f64();
         report.settle();
         report
+    }
+
+    /// Takes the account's lock, opens its ledger and records what the destination held
+    /// at plan time (before anything is copied).
+    fn start_account(
+        &self,
+        plan: &AccountPlan,
+    ) -> Result<(DestinationLock, LedgerWriter), ApplyError> {
+        let lock =
+            DestinationLock::acquire(&self.settings.destination.host, &plan.destination_user)?;
+        let mut ledger = LedgerWriter::open(
+            &self.settings.state_dir,
+            &self.settings.destination,
+            &plan.destination_user,
+        )
+        .map_err(ApplyError::Ledger)?;
+        ledger
+            .record_present(&plan.ledger_updates)
+            .map_err(ApplyError::Ledger)?;
+        Ok((lock, ledger))
     }
 
     async fn connect_source(&self, account: &Account) -> Result<Reader, ApplyError> {
@@ -192,8 +245,6 @@ impl Executor<'_> {
         plan: &AccountPlan,
         tally: &mut Tally<'_>,
     ) -> Result<(), ApplyError> {
-        let _lock =
-            DestinationLock::acquire(&self.settings.destination.host, &plan.destination_user)?;
         let _src_slot = self
             .caps
             .of(Side::Source)
@@ -267,6 +318,7 @@ impl Executor<'_> {
         let lanes = split_into_lanes(&work, 1 + extra_slots.len());
         let progress = tally.progress;
         let warned = tally.warned_keywords;
+        let ledger = tally.ledger;
         let mut lane_reports: Vec<AccountReport> = (1..lanes.len())
             .map(|_| AccountReport::new(&plan.source_user, &plan.destination_user))
             .collect();
@@ -277,6 +329,7 @@ impl Executor<'_> {
                     report,
                     progress,
                     warned_keywords: warned,
+                    ledger,
                 };
                 let mut reader = None;
                 let mut writer = self.connect_destination(account).await?;
@@ -673,16 +726,18 @@ impl Executor<'_> {
             "{} of {before} messages of the interrupted batch had arrived; not sending them again",
             before - keep.len()
         );
+        let mut arrived_copies = Vec::new();
         batch.items.retain(|(m, body)| {
             let arrived = !keep.contains(&(m.source, m.uid));
             if arrived {
                 tally.report.copied += 1;
                 tally.report.bytes += body.len() as u64;
                 tally.progress.advance(1, body.len() as u64);
+                arrived_copies.push(*m);
             }
             !arrived
         });
-        Ok(())
+        tally.record_delivered(arrived_copies)
     }
 
     /// Counts each message as copied or failed (retrying a refused bare-LF message with
@@ -700,6 +755,7 @@ impl Executor<'_> {
     ) -> Result<Option<u32>, ApplyError> {
         // (destination UID, identity key) of every message that went in.
         let mut appended: Vec<(u32, IdentityKey)> = Vec::new();
+        let mut delivered: Vec<&MessageCopy> = Vec::new();
         let mut uids_known = true;
         for ((m, body), result) in batch.items.iter().zip(results) {
             let result = match result {
@@ -715,6 +771,7 @@ impl Executor<'_> {
                     tally.report.fixed_bare_lf += u64::from(fixed);
                     tally.report.bytes += body.len() as u64;
                     tally.progress.advance(1, body.len() as u64);
+                    delivered.push(m);
                     match uid {
                         Some(uid) => appended.push((uid, m.key)),
                         None => uids_known = false,
@@ -735,6 +792,7 @@ impl Executor<'_> {
                 }
             }
         }
+        tally.record_delivered(delivered)?;
         self.warn_dropped_keywords(batch, allowed, tally);
         self.verify_keys(folder, writer, &appended).await?;
         if uids_known {
@@ -1016,6 +1074,7 @@ mod tests {
             date: String::new(),
             from: String::new(),
             subject: String::new(),
+            ledger_base: 0,
         }
     }
 
@@ -1035,13 +1094,14 @@ mod tests {
             action: FolderAction::Exists,
             destination_status: None,
             sources: vec![],
-            rule: "default".into(),
+            rule: crate::plan::RuleKind::Default,
             special_use: None,
             merged: false,
             renamed_delimiter: false,
             subscribe: false,
             copy: copies,
             already_present: 0,
+            moved: 0,
             skipped: vec![],
             ambiguous: 0,
             ambiguous_keys: vec![],

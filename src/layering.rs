@@ -29,6 +29,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("plan", 5),
     ("planfile", 6),
     ("report", 6),
+    // What runs remember (the ledger), read by plan commands, written by apply.
+    ("state", 6),
     // Cutover decisions and their observations (DNS, state files); no IMAP.
     ("cutover", 6),
     // Formatting.

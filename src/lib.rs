@@ -21,6 +21,7 @@ pub mod progress;
 pub mod render;
 pub mod report;
 pub mod settings;
+pub mod state;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;

@@ -81,6 +81,9 @@ pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = e.downcast_ref::<crate::apply::ApplyError>() {
         return e.hint();
     }
+    if let Some(e) = e.downcast_ref::<crate::state::StateError>() {
+        return e.hint();
+    }
     if let Some(e) = e.downcast_ref::<cutover::CutoverError>() {
         return e.hint();
     }

@@ -9,10 +9,11 @@ use crate::cli::PlanArgs;
 use crate::imap::{ConnectionCaps, Credentials};
 use crate::inventory::{self, Inventory, InventoryError};
 use crate::model::Side;
-use crate::plan::{self, AccountPlan, Rules};
+use crate::plan::{self, AccountPlan, HeldCounts, Rules};
 use crate::planfile::PlanFile;
 use crate::printer::Printer;
 use crate::settings::{Account, Settings};
+use crate::state::Ledger;
 use crate::Outcome;
 
 pub async fn run(
@@ -59,7 +60,23 @@ pub async fn plan_account(
     account: &Account,
     caps: &ConnectionCaps,
 ) -> AccountPlan {
-    match try_plan_account(settings, account, caps).await {
+    // The ledger first: an unreadable one stops the account before any connection.
+    let ledger = match Ledger::read(
+        &settings.state_dir,
+        &settings.destination,
+        &account.destination_user,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(account = %account.source_user, "{e}");
+            return AccountPlan::failed(
+                &account.source_user,
+                &account.destination_user,
+                format!("destination: {}", e.describe()),
+            );
+        }
+    };
+    match try_plan_account(settings, account, caps, ledger.as_ref()).await {
         Ok(plan) => plan,
         Err(e) => {
             let message = describe_account_error(settings, account, &e);
@@ -73,6 +90,7 @@ async fn try_plan_account(
     settings: &Settings,
     account: &Account,
     caps: &ConnectionCaps,
+    ledger: Option<&HeldCounts>,
 ) -> Result<AccountPlan, InventoryError> {
     let collect = |side: Side| async move {
         let _permit = caps.of(side).acquire().await.expect("never closed");
@@ -90,6 +108,7 @@ async fn try_plan_account(
     let rules = Rules {
         folders: &settings.folders,
         messages: &settings.messages,
+        ledger,
     };
     let plan = |source: &Inventory, destination: &Inventory| {
         plan::plan_account(

@@ -60,6 +60,9 @@ pub enum Disposition {
     View { attribute: SpecialUse },
     /// Rule 2: dropped by this `exclude` glob (the first that matched).
     Excluded { glob: String },
+    /// Never created: the decoded name holds a control character (e.g. `&AAA-`, a NUL),
+    /// which no client can show and some servers store truncated.
+    UnsafeName { character: char },
     /// Copied into this destination folder.
     Mapped(Target),
 }
@@ -223,7 +226,10 @@ pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRu
         // Rules match the display path: a `/` inside a source name reads as a separator.
         let rule_segments = split_rule_path(&source_path);
         let view = view_attribute(folder);
-        let outcome = if let Some(attribute) = view.filter(|_| !rules.include_views) {
+        let control = folder.name.chars().find(|c| c.is_control());
+        let outcome = if let Some(character) = control {
+            Disposition::UnsafeName { character }
+        } else if let Some(attribute) = view.filter(|_| !rules.include_views) {
             Disposition::View { attribute }
         } else if let Some(glob) = rules
             .exclude

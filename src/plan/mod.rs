@@ -3,6 +3,7 @@
 //! source messages to copy, by a multiset difference of identity keys per destination
 //! folder (DESIGN.md §3). Its action types have no delete variant: a plan can only add.
 
+mod account_wide;
 pub mod mapping;
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +14,15 @@ use crate::identity::IdentityKey;
 use crate::inventory::{Inventory, MessageMeta};
 use crate::model::{ContentHash, FolderStatus, SpecialUse};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
+pub use account_wide::{HeldCounts, LedgerEntry};
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
 
 /// What happens to one destination folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +54,20 @@ pub enum SkipReason {
     Deleted,
     /// Bigger than `max-size`.
     OverMaxSize,
+    /// The ledger saw more copies on the destination than it holds now: someone deleted
+    /// them there (`deleted-on-destination = "skip"`).
+    DeletedOnDestination,
+}
+
+impl SkipReason {
+    /// For `--detail`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::Deleted => "\\Deleted on the source",
+            SkipReason::OverMaxSize => "over max-size",
+            SkipReason::DeletedOnDestination => "deleted on the destination (ledger)",
+        }
+    }
 }
 
 /// One source message the plan copies.
@@ -59,6 +83,11 @@ pub struct MessageCopy {
     pub date: String,
     pub from: String,
     pub subject: String,
+    /// What the ledger counts for this key before this run's copies: the copies the
+    /// destination account held at plan time (every folder) plus those skipped as deleted
+    /// there. After the n-th copy of the key delivered in a run, it records `base + n`.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub ledger_base: u32,
 }
 
 /// Flags the source has and the destination's copy lacks (`flags-on-existing = "add"`).
@@ -92,9 +121,8 @@ pub struct FolderPlan {
     /// `\Noselect`).
     pub destination_status: Option<FolderStatus>,
     pub sources: Vec<SourceFolder>,
-    /// The mapping rule that chose this destination, for the table (`default`,
-    /// `special-use`, `well-known name`, `rename`).
-    pub rule: String,
+    /// The mapping rule that chose this destination, for the table.
+    pub rule: RuleKind,
     pub special_use: Option<SpecialUse>,
     /// Two or more source folders land here.
     pub merged: bool,
@@ -104,6 +132,10 @@ pub struct FolderPlan {
     pub subscribe: bool,
     pub copy: Vec<MessageCopy>,
     pub already_present: u64,
+    /// Of `already_present`: missing here, but found in another destination folder (moved
+    /// there by someone).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moved: u64,
     pub skipped: Vec<SkippedMessage>,
     /// Identity keys shared by several messages whose match could not be decided by the
     /// headers alone; the counts are still exact.
@@ -148,6 +180,12 @@ pub struct Summary {
     /// Existing destination messages that get missing flags (`flags-on-existing = "add"`).
     #[serde(default)]
     pub flags_to_add: u64,
+    /// Of `already_present`: copies found in another destination folder than their own.
+    #[serde(default)]
+    pub moved_on_destination: u64,
+    /// Of `skipped`: copies the ledger saw on the destination that are gone now.
+    #[serde(default)]
+    pub deleted_on_destination: u64,
 }
 
 impl Summary {
@@ -158,6 +196,8 @@ impl Summary {
         self.already_present += other.already_present;
         self.skipped += other.skipped;
         self.flags_to_add += other.flags_to_add;
+        self.moved_on_destination += other.moved_on_destination;
+        self.deleted_on_destination += other.deleted_on_destination;
     }
 
     pub fn has_changes(&self) -> bool {
@@ -181,7 +221,29 @@ pub struct AccountPlan {
     pub tree_before: Vec<String>,
     #[serde(default)]
     pub tree_after: Vec<String>,
+    /// Whether deletions on the destination are known (from the ledger).
+    #[serde(default)]
+    pub deletions: Deletions,
+    /// What the destination holds now that its ledger does not know yet (keys also on the
+    /// source): `apply` appends these before copying. `plan` never writes the ledger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ledger_updates: Vec<LedgerEntry>,
     pub summary: Summary,
+}
+
+/// How deletions on the destination were decided (DESIGN.md §3 "After cutover").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deletions {
+    /// The account's ledger was read: copies deleted there are not copied again.
+    Known,
+    /// No ledger (first run, or the state directory was lost): every missing copy is
+    /// copied, including any that someone deleted there.
+    #[default]
+    Unknown,
+    /// `deleted-on-destination = "restore"`: missing copies are copied whatever the ledger
+    /// says.
+    Restored,
 }
 
 impl AccountPlan {
@@ -194,6 +256,8 @@ impl AccountPlan {
             ignored_folders: Vec::new(),
             tree_before: Vec::new(),
             tree_after: Vec::new(),
+            deletions: Deletions::default(),
+            ledger_updates: Vec::new(),
             summary: Summary::default(),
         }
     }
@@ -208,6 +272,9 @@ impl AccountPlan {
 pub struct Rules<'a> {
     pub folders: &'a FolderRules,
     pub messages: &'a MessageRules,
+    /// The destination account's ledger: the most copies of each key it was ever seen to
+    /// hold. `None` when there is none (nothing is known about deletions).
+    pub ledger: Option<&'a HeldCounts>,
 }
 
 /// The multiset difference for one destination folder: which source messages to copy,
@@ -322,6 +389,7 @@ pub fn diff_folder(
                 date: m.date.clone(),
                 from: m.from.clone(),
                 subject: m.subject.clone(),
+                ledger_base: 0,
             });
         }
     }
@@ -330,6 +398,7 @@ pub fn diff_folder(
     FolderDiff {
         copy,
         already_present,
+        moved: 0,
         skipped,
         ambiguous: ambiguous_keys.len() as u64,
         ambiguous_keys,
@@ -342,6 +411,8 @@ pub fn diff_folder(
 pub struct FolderDiff {
     pub copy: Vec<MessageCopy>,
     pub already_present: u64,
+    /// Of `already_present`: satisfied by a copy in another destination folder.
+    pub moved: u64,
     pub skipped: Vec<SkippedMessage>,
     pub ambiguous: u64,
     /// The identity keys of the ambiguous groups.
@@ -361,6 +432,12 @@ pub fn summarize(folders: &[FolderPlan]) -> Summary {
         s.already_present += f.already_present;
         s.skipped += f.skipped.len() as u64;
         s.flags_to_add += f.flag_updates.len() as u64;
+        s.moved_on_destination += f.moved;
+        s.deleted_on_destination += f
+            .skipped
+            .iter()
+            .filter(|m| m.reason == SkipReason::DeletedOnDestination)
+            .count() as u64;
     }
     s
 }
@@ -448,20 +525,42 @@ fn tree_order(path: &str) -> (bool, Vec<String>) {
     (inbox_first, segments)
 }
 
-fn rule_name(rule: &mapping::Rule) -> &'static str {
-    match rule {
-        mapping::Rule::Rename { .. } => "rename",
-        mapping::Rule::SpecialUse {
-            source: mapping::Evidence::WellKnownName,
-            ..
+/// Which mapping rule chose a destination folder; in JSON the names used since format 1
+/// (`"default"`, `"special-use"`, `"well-known name"`, `"rename"`, `"follows parent"`,
+/// `"parent"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleKind {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "special-use")]
+    SpecialUse,
+    #[serde(rename = "well-known name")]
+    WellKnownName,
+    #[serde(rename = "rename")]
+    Rename,
+    #[serde(rename = "follows parent")]
+    FollowsParent,
+    /// A missing parent created for a folder below it.
+    #[serde(rename = "parent")]
+    Parent,
+}
+
+impl RuleKind {
+    fn of(rule: &mapping::Rule) -> RuleKind {
+        match rule {
+            mapping::Rule::Rename { .. } => RuleKind::Rename,
+            mapping::Rule::SpecialUse {
+                source: mapping::Evidence::WellKnownName,
+                ..
+            }
+            | mapping::Rule::SpecialUse {
+                destination: mapping::Evidence::WellKnownName,
+                ..
+            } => RuleKind::WellKnownName,
+            mapping::Rule::SpecialUse { .. } => RuleKind::SpecialUse,
+            mapping::Rule::FollowsParent { .. } => RuleKind::FollowsParent,
+            mapping::Rule::Default => RuleKind::Default,
         }
-        | mapping::Rule::SpecialUse {
-            destination: mapping::Evidence::WellKnownName,
-            ..
-        } => "well-known name",
-        mapping::Rule::SpecialUse { .. } => "special-use",
-        mapping::Rule::FollowsParent { .. } => "follows parent",
-        mapping::Rule::Default => "default",
     }
 }
 
@@ -486,6 +585,10 @@ pub fn plan_account(
                 )
             }
             mapping::Disposition::Excluded { glob } => format!("excluded by `{glob}`"),
+            mapping::Disposition::UnsafeName { character } => format!(
+                "its name holds the control character `U+{:04X}`; rename it on the source to copy it",
+                *character as u32
+            ),
             mapping::Disposition::Mapped(target) => {
                 match groups
                     .iter_mut()
@@ -518,6 +621,9 @@ pub fn plan_account(
             diff_folder(&src_messages, dst_messages, rules.messages),
         );
     }
+    // After cutover: copies moved or deleted by someone on the destination.
+    let order: Vec<&str> = groups.iter().map(|(t, _)| t.wire_name.as_str()).collect();
+    let settled = account_wide::settle(&groups, &order, &mut diffs, source, destination, rules);
     let creations = map.creations(|wire| diffs.get(wire).is_some_and(|d| !d.copy.is_empty()));
 
     let mut folders = Vec::new();
@@ -547,13 +653,14 @@ pub fn plan_account(
                     subscribed: f.subscribed,
                 })
                 .collect(),
-            rule: rule_name(&target.rule).to_string(),
+            rule: RuleKind::of(&target.rule),
             special_use: target.special_use,
             merged: target.is_merge(),
             renamed_delimiter: target.replaced_delimiter,
             subscribe: created.is_some_and(|c| c.subscribe),
             copy: diff.copy,
             already_present: diff.already_present,
+            moved: diff.moved,
             skipped: diff.skipped,
             ambiguous: diff.ambiguous,
             ambiguous_keys: diff.ambiguous_keys,
@@ -569,13 +676,14 @@ pub fn plan_account(
                 action: FolderAction::Create,
                 destination_status: None,
                 sources: Vec::new(),
-                rule: "parent".to_string(),
+                rule: RuleKind::Parent,
                 special_use: None,
                 merged: false,
                 renamed_delimiter: false,
                 subscribe: c.subscribe,
                 copy: Vec::new(),
                 already_present: 0,
+                moved: 0,
                 skipped: Vec::new(),
                 ambiguous: 0,
                 ambiguous_keys: Vec::new(),
@@ -612,6 +720,8 @@ pub fn plan_account(
         ignored_folders,
         tree_before,
         tree_after,
+        deletions: settled.deletions,
+        ledger_updates: settled.ledger_updates,
         summary,
     }
 }

@@ -50,12 +50,15 @@ fn rules() -> (FolderRules, MessageRules) {
             special_use: true,
             include_views: false,
             rename: vec![],
+            view_only_messages: Default::default(),
         },
         MessageRules {
             max_size: None,
             copy_deleted: false,
             flags_on_existing: FlagsOnExisting::Keep,
             fix_bare_lf: false,
+            moved_on_destination: Default::default(),
+            deleted_on_destination: Default::default(),
         },
     )
 }
@@ -69,6 +72,7 @@ fn plan(src: &Inventory, dst: &Inventory, f: &FolderRules, m: &MessageRules) -> 
         Rules {
             folders: f,
             messages: m,
+            ledger: None,
         },
     )
 }
@@ -152,6 +156,7 @@ fn classic_to_modern_plan() {
             already_present: 1,
             skipped: 0,
             flags_to_add: 0,
+            ..Summary::default()
         }
     );
     let paths: Vec<(&str, FolderAction)> = p

@@ -4,6 +4,7 @@
 use comfy_table::{presets, Table};
 use serde::Serialize;
 
+use crate::printer::escape_field as esc;
 use crate::render::units::{count, counted};
 
 #[derive(Debug, Serialize)]
@@ -45,8 +46,8 @@ pub(crate) fn render(report: &CheckReport) -> String {
     };
     for a in &report.accounts {
         table.add_row(vec![
-            a.source_user.clone(),
-            a.destination_user.clone(),
+            esc(&a.source_user).into_owned(),
+            esc(&a.destination_user).into_owned(),
             cell(&a.source),
             cell(&a.destination),
         ]);
@@ -57,8 +58,12 @@ pub(crate) fn render(report: &CheckReport) -> String {
         for (side, r) in [("source", &a.source), ("destination", &a.destination)] {
             if let Some(e) = &r.error {
                 // Continuation lines (`hint: ...`) are indented under their error.
-                let e = e.replace('\n', "\n    ");
-                out.push_str(&format!("{}: {side} {e}\n", a.source_user));
+                let e = e
+                    .lines()
+                    .map(|l| esc(l).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n    ");
+                out.push_str(&format!("{}: {side} {e}\n", esc(&a.source_user)));
             }
         }
     }

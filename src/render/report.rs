@@ -3,6 +3,7 @@
 
 use comfy_table::{presets, Cell, CellAlignment, Table};
 
+use crate::printer::escape_field as esc;
 use crate::render::units::{bytes, count, counted};
 use crate::report::{AccountStatus, Report};
 
@@ -29,7 +30,7 @@ pub fn report(report: &Report) -> String {
         };
         let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
         table.add_row(vec![
-            Cell::new(&a.source_user),
+            Cell::new(esc(&a.source_user)),
             Cell::new(status),
             right(count(a.folders_created)),
             right(count(a.copied)),
@@ -46,20 +47,26 @@ pub fn report(report: &Report) -> String {
         if let Some(e) = &a.error {
             out.push_str(&format!(
                 "{}: error: {}\n",
-                a.source_user,
-                e.replace('\n', "\n    ")
+                esc(&a.source_user),
+                e.lines()
+                    .map(|l| esc(l).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n    ")
             ));
         }
         for f in &a.failed {
             out.push_str(&format!(
                 "{}: failed: `{}` uid {}: {}\n",
-                a.source_user, f.folder, f.uid, f.reason
+                esc(&a.source_user),
+                esc(&f.folder),
+                f.uid,
+                esc(&f.reason)
             ));
         }
         if !a.vanished.is_empty() {
             out.push_str(&format!(
                 "{}: {} vanished from the source since the plan (not copied)\n",
-                a.source_user,
+                esc(&a.source_user),
                 counted(
                     a.vanished.len() as u64,
                     "planned message",

@@ -6,9 +6,14 @@ use std::fmt::Write as _;
 use comfy_table::{presets, Cell, CellAlignment, Table};
 use similar::{ChangeTag, TextDiff};
 
+use unicode_width::UnicodeWidthStr;
+
 use super::units::{bytes, count, counted};
-use crate::plan::{AccountPlan, FolderAction, FolderPlan, SkipReason, Summary};
+use crate::plan::{
+    AccountPlan, Deletions, FolderAction, FolderPlan, RuleKind, SkipReason, Summary,
+};
 use crate::planfile::PlanFile;
+use crate::printer::escape_field as esc;
 
 /// Options for rendering.
 #[derive(Debug, Clone, Copy, Default)]
@@ -106,10 +111,10 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
     if f.merged {
         notes.push("merged".to_string());
     }
-    if f.rule == "rename" {
+    if f.rule == RuleKind::Rename {
         notes.push("renamed".to_string());
     }
-    if f.rule == "well-known name" {
+    if f.rule == RuleKind::WellKnownName {
         notes.push("by name".to_string());
     }
     if f.renamed_delimiter {
@@ -124,14 +129,21 @@ fn is_listed(f: &FolderPlan, detail: bool) -> bool {
 
 /// One account's block.
 pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
-    let _ = writeln!(out, "{} → {}", a.source_user, a.destination_user);
+    let _ = writeln!(
+        out,
+        "{} → {}",
+        esc(&a.source_user),
+        esc(&a.destination_user)
+    );
     if let Some(error) = &a.error {
+        // Server words inside the error are escaped line by line: only our own line
+        // breaks reach the terminal.
         let mut lines = error.lines();
         if let Some(first) = lines.next() {
-            let _ = writeln!(out, "  error: {first}");
+            let _ = writeln!(out, "  error: {}", esc(first));
         }
         for line in lines {
-            let _ = writeln!(out, "    {line}");
+            let _ = writeln!(out, "    {}", esc(line));
         }
         return;
     }
@@ -143,20 +155,26 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     let unchanged = a.folders.len() - listed.len();
     if !a.folders.is_empty() || !a.ignored_folders.is_empty() {
         let _ = writeln!(out, "  folders");
+        // Display width, not chars: `日本語フォルダ` takes two columns per character.
         let width = listed
             .iter()
-            .map(|f| f.destination.chars().count())
+            .map(|f| esc(&f.destination).width())
             .max()
             .unwrap_or(0);
         for f in &listed {
-            let sources: Vec<&str> = f.sources.iter().map(|s| s.name.as_str()).collect();
+            let sources: Vec<String> = f
+                .sources
+                .iter()
+                .map(|s| esc(&s.name).into_owned())
+                .collect();
             let notes = folder_notes(f);
-            let pad = width - f.destination.chars().count();
+            let destination = esc(&f.destination);
+            let pad = width.saturating_sub(destination.width());
             let _ = write!(
                 out,
                 "    {} {}{}  ← {}",
                 folder_marker(f),
-                f.destination,
+                destination,
                 " ".repeat(pad),
                 sources.join(" + ")
             );
@@ -180,8 +198,8 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
             let _ = writeln!(
                 out,
                 "    · {}  not migrated: {} ({})",
-                ignored.source,
-                ignored.reason,
+                esc(&ignored.source),
+                esc(&ignored.reason),
                 counted(ignored.messages, "message", "messages"),
             );
         }
@@ -211,16 +229,16 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                     "    + {:>count_w$} {:<size_w$}  {}",
                     count(f.copy.len() as u64),
                     size,
-                    f.destination,
+                    esc(&f.destination),
                 );
                 if options.detail {
                     for m in &f.copy {
                         let _ = writeln!(
                             out,
                             "        {}  {}  {}  ({})",
-                            nonempty(&m.date, "(no date)"),
-                            nonempty(&m.from, "(no sender)"),
-                            nonempty(&m.subject, "(no subject)"),
+                            esc(nonempty(&m.date, "(no date)")),
+                            esc(nonempty(&m.from, "(no sender)")),
+                            esc(nonempty(&m.subject, "(no subject)")),
                             bytes(m.size)
                         );
                     }
@@ -238,9 +256,17 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                     .filter(|s| s.reason == SkipReason::OverMaxSize)
                     .map(|s| s.size)
                     .collect();
+                let gone = f
+                    .skipped
+                    .iter()
+                    .filter(|s| s.reason == SkipReason::DeletedOnDestination)
+                    .count();
                 let mut parts = Vec::new();
                 if deleted > 0 {
                     parts.push(format!("{} \\Deleted", count(deleted as u64)));
+                }
+                if gone > 0 {
+                    parts.push(format!("{} deleted on the destination", count(gone as u64)));
                 }
                 if !too_big.is_empty() {
                     let sizes: Vec<String> = too_big.iter().map(|b| bytes(*b)).collect();
@@ -253,9 +279,21 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                 let _ = writeln!(
                     out,
                     "      skipped in {}: {}",
-                    f.destination,
+                    esc(&f.destination),
                     parts.join(", ")
                 );
+                if options.detail {
+                    for m in &f.skipped {
+                        let _ = writeln!(
+                            out,
+                            "        uid {}  {}  ({}): {}",
+                            m.uid,
+                            nonempty(&m.subject, "(no subject)"),
+                            bytes(m.size),
+                            m.reason.describe()
+                        );
+                    }
+                }
             }
         }
     }
@@ -272,6 +310,7 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         "  already present: {}",
         count(a.summary.already_present)
     );
+    after_cutover_lines(out, a);
     if a.summary.flags_to_add > 0 {
         let _ = writeln!(
             out,
@@ -288,7 +327,7 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                     let _ = writeln!(
                         out,
                         "    ~ {} uid {}: +{}",
-                        f.destination,
+                        esc(&f.destination),
                         u.uid,
                         u.add.join(" +")
                     );
@@ -298,6 +337,32 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     }
     if a.summary.folders_to_create > 0 {
         out.push_str(&tree_diff(&a.tree_before, &a.tree_after));
+    }
+}
+
+/// `moved on the destination: N` and `deleted on the destination: N` (DESIGN.md §3
+/// "After cutover"), when they apply; and, when nothing is known about deletions while the
+/// destination already holds matching mail, says so.
+fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
+    let s = &a.summary;
+    if s.moved_on_destination > 0 {
+        let _ = writeln!(
+            out,
+            "  moved on the destination: {}",
+            count(s.moved_on_destination)
+        );
+    }
+    if s.deleted_on_destination > 0 {
+        let _ = writeln!(
+            out,
+            "  deleted on the destination: {}",
+            count(s.deleted_on_destination)
+        );
+    } else if a.deletions == Deletions::Unknown && s.already_present > 0 {
+        let _ = writeln!(
+            out,
+            "  deleted on the destination: not known (no ledger yet; anything missing is copied)"
+        );
     }
 }
 
@@ -325,7 +390,7 @@ pub fn tree_diff(before: &[String], after: &[String]) -> String {
         let _ = writeln!(
             out,
             "    {marker} {}",
-            change.value().trim_end_matches('\n')
+            esc(change.value().trim_end_matches('\n'))
         );
     }
     out
@@ -354,7 +419,7 @@ pub fn account_table(accounts: &[AccountPlan]) -> String {
             "up to date"
         };
         table.add_row(vec![
-            Cell::new(&a.source_user),
+            Cell::new(esc(&a.source_user)),
             Cell::new(count(s.folders_to_create)).set_alignment(CellAlignment::Right),
             Cell::new(count(s.messages_to_copy)).set_alignment(CellAlignment::Right),
             Cell::new(bytes(s.bytes_to_copy)).set_alignment(CellAlignment::Right),
@@ -379,6 +444,7 @@ mod tests {
             already_present: 10_443,
             skipped: 4,
             flags_to_add: 0,
+            ..Summary::default()
         };
         assert_eq!(
             summary_line(&s, false),

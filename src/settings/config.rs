@@ -20,8 +20,9 @@ use super::accounts::{self, AdminLogins};
 use super::select::{self, Selection};
 use super::size::parse_size;
 use super::{
-    secret, Account, AdminLogin, AuthMethod, CutoverSettings, FlagsOnExisting, FolderRules, Limits,
-    MessageRules, SecretSource, Security, ServerSettings, Settings, SettingsError, TlsRoots,
+    secret, Account, AdminLogin, AuthMethod, CutoverSettings, DeletedOnDestination,
+    FlagsOnExisting, FolderRules, Limits, MessageRules, MovedOnDestination, SecretSource, Security,
+    ServerSettings, Settings, SettingsError, TlsRoots, ViewOnlyMessages,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -100,6 +101,7 @@ struct RawFolders {
     special_use: bool,
     include_views: bool,
     rename: RenameRules,
+    view_only_messages: ViewOnlyMessages,
 }
 
 impl Default for RawFolders {
@@ -109,6 +111,7 @@ impl Default for RawFolders {
             special_use: true,
             include_views: false,
             rename: RenameRules::default(),
+            view_only_messages: ViewOnlyMessages::Archive,
         }
     }
 }
@@ -120,6 +123,8 @@ struct RawMessages {
     copy_deleted: bool,
     flags_on_existing: FlagsOnExisting,
     fix_bare_lf: bool,
+    moved_on_destination: MovedOnDestination,
+    deleted_on_destination: DeletedOnDestination,
 }
 
 impl Default for RawMessages {
@@ -129,6 +134,8 @@ impl Default for RawMessages {
             copy_deleted: false,
             flags_on_existing: FlagsOnExisting::Keep,
             fix_bare_lf: false,
+            moved_on_destination: MovedOnDestination::Skip,
+            deleted_on_destination: DeletedOnDestination::Skip,
         }
     }
 }
@@ -645,6 +652,7 @@ fn check_folders(cfg: &ConfigFile<'_>, raw: RawFolders) -> Result<FolderRules, S
         special_use: raw.special_use,
         include_views: raw.include_views,
         rename,
+        view_only_messages: raw.view_only_messages,
     })
 }
 
@@ -747,6 +755,8 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             copy_deleted: raw.messages.copy_deleted,
             flags_on_existing: raw.messages.flags_on_existing,
             fix_bare_lf: raw.messages.fix_bare_lf,
+            moved_on_destination: raw.messages.moved_on_destination,
+            deleted_on_destination: raw.messages.deleted_on_destination,
         },
         limits: Limits {
             parallel_accounts: raw.limits.parallel_accounts.get(),

@@ -88,6 +88,42 @@ pub struct FolderRules {
     pub include_views: bool,
     /// Prefix rename rules in file order: (source path, destination path).
     pub rename: Vec<(String, String)>,
+    /// Messages found only in a `\All` view that is not included.
+    pub view_only_messages: ViewOnlyMessages,
+}
+
+/// `view-only-messages`: what happens to mail that lives only in a `\All` view (Gmail's
+/// archived mail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewOnlyMessages {
+    /// Copy it to the destination's `\Archive` folder (else `Archive`, created).
+    #[default]
+    Archive,
+    /// List it as skipped.
+    Skip,
+}
+
+/// `moved-on-destination`: does a copy in another destination folder count as present?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MovedOnDestination {
+    /// Yes: a user filed it elsewhere on the destination; not copied again.
+    #[default]
+    Skip,
+    /// No: the per-folder rule alone decides (copies it again).
+    Copy,
+}
+
+/// `deleted-on-destination`: copies the ledger saw on the destination that are gone now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletedOnDestination {
+    /// Someone deleted them there: not copied again.
+    #[default]
+    Skip,
+    /// Copy them again.
+    Restore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +140,8 @@ pub struct MessageRules {
     pub copy_deleted: bool,
     pub flags_on_existing: FlagsOnExisting,
     pub fix_bare_lf: bool,
+    pub moved_on_destination: MovedOnDestination,
+    pub deleted_on_destination: DeletedOnDestination,
 }
 
 /// `[limits]`.

@@ -69,7 +69,7 @@ fn read_report(s: &Scenario, file: &str, run: &CmdResult) -> Value {
 }
 
 /// `apply --auto-approve --report r.json EXTRA...`; returns the run and the report.
-fn apply(s: &Scenario, extra: &[&str]) -> (CmdResult, Value) {
+pub(crate) fn apply(s: &Scenario, extra: &[&str]) -> (CmdResult, Value) {
     let _ = fs::remove_file(s.path("r.json"));
     let mut args = vec!["apply", "--auto-approve", "--report", "r.json"];
     args.extend_from_slice(extra);
@@ -80,7 +80,7 @@ fn apply(s: &Scenario, extra: &[&str]) -> (CmdResult, Value) {
 
 /// `apply` that must succeed with `copied` messages copied; returns the report.
 #[track_caller]
-fn apply_ok(s: &Scenario, extra: &[&str], copied: u64) -> Value {
+pub(crate) fn apply_ok(s: &Scenario, extra: &[&str], copied: u64) -> Value {
     let (run, report) = apply(s, extra);
     assert_eq!(run.status, 0, "{run}");
     let acc = &report["accounts"][0];
@@ -145,7 +145,7 @@ fn fingerprints(msgs: &[RawMessage]) -> BTreeMap<Fingerprint, usize> {
 }
 
 /// Multiset of bodies.
-fn bodies(msgs: &[RawMessage]) -> BTreeMap<Vec<u8>, usize> {
+pub(crate) fn bodies(msgs: &[RawMessage]) -> BTreeMap<Vec<u8>, usize> {
     let mut out = BTreeMap::new();
     for m in msgs {
         *out.entry(m.body.clone()).or_insert(0) += 1;
@@ -189,7 +189,7 @@ fn assert_same_messages(src: &[RawMessage], dst: &[RawMessage], what: &str) {
 
 /// Exactly these bodies (as a multiset) in `dst`.
 #[track_caller]
-fn assert_bodies(want: &BTreeMap<Vec<u8>, usize>, dst: &[RawMessage], what: &str) {
+pub(crate) fn assert_bodies(want: &BTreeMap<Vec<u8>, usize>, dst: &[RawMessage], what: &str) {
     let got = bodies(dst);
     assert!(
         *want == got,
@@ -200,7 +200,7 @@ fn assert_bodies(want: &BTreeMap<Vec<u8>, usize>, dst: &[RawMessage], what: &str
     );
 }
 
-fn multiset(msgs: &[NewMessage]) -> BTreeMap<Vec<u8>, usize> {
+pub(crate) fn multiset(msgs: &[NewMessage]) -> BTreeMap<Vec<u8>, usize> {
     let mut out = BTreeMap::new();
     for m in msgs {
         *out.entry(m.body.clone()).or_insert(0) += 1;
@@ -210,7 +210,7 @@ fn multiset(msgs: &[NewMessage]) -> BTreeMap<Vec<u8>, usize> {
 
 /// `STATUS folder (MESSAGES)`.
 #[track_caller]
-fn message_count(imap: &mut RawImap, folder: &str) -> u64 {
+pub(crate) fn message_count(imap: &mut RawImap, folder: &str) -> u64 {
     let lines = imap.raw_command(&format!(
         "STATUS {} (MESSAGES)",
         crate::support::quote(folder)
@@ -252,7 +252,7 @@ fn assert_no_changes(s: &Scenario) {
 }
 
 /// Small distinct messages, `n` of them, for the big-folder tests.
-fn small_messages(n: usize, tag: &str) -> Vec<NewMessage> {
+pub(crate) fn small_messages(n: usize, tag: &str) -> Vec<NewMessage> {
     (0..n)
         .map(|i| {
             NewMessage::new(
@@ -929,6 +929,14 @@ fn kill_9_mid_apply_then_rerun_copies_each_message_once() {
         &dst.fetch_all("INBOX"),
         "INBOX after kill -9 and a re-run",
     );
+    // The ledger the killed run was writing is still usable: every copy is in it, so 10
+    // deleted on the destination are known as deleted, not copied again.
+    let uids: Vec<u32> = dst.fetch_all("INBOX").iter().map(|m| m.uid).collect();
+    dst.expunge("INBOX", &uids[..10]);
+    let r = s.run(&["plan"]);
+    assert_eq!(r.status, 0, "{r}");
+    assert_eq!(r.last_line(), NO_CHANGES, "{r}");
+    assert!(r.stdout.contains("deleted on the destination: 10"), "{r}");
     assert_eq!(
         src_before,
         src.folder_snapshot("INBOX"),

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_cli;
+mod after_cutover;
 mod apply_cli;
 mod check_cli;
 mod cutover_cli;
@@ -14,6 +15,7 @@ mod identity_cli;
 mod imap_layer;
 mod imap_writer;
 mod mapping_cli;
+mod output_cli;
 mod plan_cli;
 mod robustness;
 mod rules_cli;

@@ -34,6 +34,7 @@ fn rules() -> FolderRules {
         special_use: true,
         include_views: false,
         rename: vec![],
+        view_only_messages: Default::default(),
     }
 }
 
@@ -718,6 +719,7 @@ fn case() -> impl Strategy<Value = (Inventory, Inventory, FolderRules)> {
                         special_use,
                         include_views,
                         rename,
+                        view_only_messages: Default::default(),
                     }
                 });
             (Just(s), Just(d), rules)
@@ -783,4 +785,34 @@ proptest! {
             available.insert(inbox_key(&decoded, dst.delimiter));
         }
     }
+}
+
+#[test]
+fn a_control_character_in_a_name_is_never_created() {
+    // `&AAA-` is modified UTF-7 for U+0000; `&ABs-` for ESC.
+    let src = Inventory::modern(vec![
+        folder("INBOX", &[]),
+        folder("bad&AAA-name", &[]),
+        folder("bad&AAA-name/child", &[]),
+        folder("esc&ABs-", &[]),
+        folder("fine", &[]),
+    ]);
+    let dst = Inventory::modern(vec![folder("INBOX", &[])]);
+    let map = map_folders(&src, &dst, &rules());
+    assert_eq!(
+        outcome(&map, "bad&AAA-name"),
+        &Disposition::UnsafeName { character: '\0' }
+    );
+    assert_eq!(
+        outcome(&map, "bad&AAA-name/child"),
+        &Disposition::UnsafeName { character: '\0' }
+    );
+    assert_eq!(
+        outcome(&map, "esc&ABs-"),
+        &Disposition::UnsafeName {
+            character: '\u{1b}'
+        }
+    );
+    let wires: Vec<&str> = created(&map).iter().map(|c| c.0).collect();
+    assert_eq!(wires, vec!["fine"]);
 }

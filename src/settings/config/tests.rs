@@ -83,6 +83,12 @@ fn defaults_match_the_design_table() {
     assert!(!s.messages.copy_deleted);
     assert_eq!(s.messages.flags_on_existing, FlagsOnExisting::Keep);
     assert!(!s.messages.fix_bare_lf);
+    assert_eq!(s.messages.moved_on_destination, MovedOnDestination::Skip);
+    assert_eq!(
+        s.messages.deleted_on_destination,
+        DeletedOnDestination::Skip
+    );
+    assert!(s.state_dir.ends_with("sub/.mailshift"), "{:?}", s.state_dir);
     assert_eq!(s.limits.parallel_accounts, 4);
     assert_eq!(s.limits.connections_per_account, 2);
     assert_eq!(s.limits.connect_timeout, Duration::from_secs(30));
@@ -126,12 +132,17 @@ max-size = "1.5GiB"
 copy-deleted = true
 flags-on-existing = "add"
 fix-bare-lf = true
+moved-on-destination = "copy"
+deleted-on-destination = "restore"
 
 [limits]
 parallel-accounts = 8
 connections-per-account = 1
 connect-timeout = "5s"
 idle-timeout = "2m"
+
+[state]
+dir = "/var/lib/mailshift"
 "#
     );
     let s = load_ok(&config, CSV);
@@ -154,6 +165,12 @@ idle-timeout = "2m"
     assert_eq!(s.messages.max_size, Some(3 << 29));
     assert!(s.messages.copy_deleted && s.messages.fix_bare_lf);
     assert_eq!(s.messages.flags_on_existing, FlagsOnExisting::Add);
+    assert_eq!(s.messages.moved_on_destination, MovedOnDestination::Copy);
+    assert_eq!(
+        s.messages.deleted_on_destination,
+        DeletedOnDestination::Restore
+    );
+    assert_eq!(s.state_dir, PathBuf::from("/var/lib/mailshift"));
     assert_eq!(s.limits.parallel_accounts, 8);
     assert_eq!(s.limits.connections_per_account, 1);
     assert_eq!(s.limits.connect_timeout, Duration::from_secs(5));

@@ -1,0 +1,167 @@
+//! After cutover (DESIGN.md §3): people already work in the new mailbox. The per-folder
+//! multiset rule alone would undo what they did there: copy a message they filed into
+//! another folder back into INBOX, and copy again what they deleted. This pass looks at
+//! the whole destination account once the per-folder differences are known: a missing
+//! copy found in a folder no source copy of that key maps to was *moved* there (present);
+//! a missing copy that the ledger saw and that is gone everywhere was *deleted* there
+//! (skipped). Pure, like the rest of the planner.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Deletions, FolderDiff, Rules, SkipReason, SkippedMessage};
+use crate::identity::IdentityKey;
+use crate::inventory::{Folder, Inventory};
+use crate::settings::{DeletedOnDestination, MovedOnDestination};
+
+/// Per identity key, the most copies a destination account was ever seen to hold (the
+/// ledger, read by the caller from `[state] dir`).
+pub type HeldCounts = HashMap<IdentityKey, u32>;
+
+/// One ledger record: the account held `count` copies of `key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub key: IdentityKey,
+    pub count: u32,
+}
+
+/// What [`settle`] found for the account as a whole.
+pub(super) struct Settled {
+    pub deletions: Deletions,
+    pub ledger_updates: Vec<LedgerEntry>,
+}
+
+/// Takes one from a per-key budget, if any is left.
+fn take(budget: &mut HashMap<IdentityKey, u64>, key: &IdentityKey) -> bool {
+    match budget.get_mut(key) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Applies the moved and deleted rules to the per-folder `diffs` (keyed by destination
+/// wire name, visited in `order`), and says what the ledger should learn.
+///
+/// `groups` are the destination folders with the source folders mapped to them.
+pub(super) fn settle<'w>(
+    groups: &[(&super::mapping::Target, Vec<&Folder>)],
+    order: &[&'w str],
+    diffs: &mut HashMap<&'w str, FolderDiff>,
+    source: &Inventory,
+    destination: &Inventory,
+    rules: Rules<'_>,
+) -> Settled {
+    // Keys with a missing copy somewhere: only these can be moved or deleted.
+    let missing: HashSet<IdentityKey> = diffs
+        .values()
+        .flat_map(|d| d.copy.iter().map(|c| c.key))
+        .collect();
+    // (destination folder, key) pairs that some source copy maps to.
+    let mut mapped: HashSet<(&str, IdentityKey)> = HashSet::new();
+    for (target, folders) in groups {
+        for f in folders {
+            for m in f.messages.iter().filter(|m| missing.contains(&m.key)) {
+                mapped.insert((target.wire_name.as_str(), m.key));
+            }
+        }
+    }
+    let source_keys: HashSet<IdentityKey> = source
+        .folders
+        .iter()
+        .flat_map(|f| f.messages.iter().map(|m| m.key))
+        .collect();
+    // What the account holds now (every selectable folder except views), and how many of
+    // those copies sit in a folder that no source copy of their key maps to.
+    let mut held: HashMap<IdentityKey, u32> = HashMap::new();
+    let mut elsewhere: HashMap<IdentityKey, u64> = HashMap::new();
+    for f in destination
+        .folders
+        .iter()
+        .filter(|f| !f.noselect && !f.special_use.is_some_and(|s| s.is_view()))
+    {
+        for m in &f.messages {
+            if !source_keys.contains(&m.key) {
+                continue;
+            }
+            *held.entry(m.key).or_insert(0) += 1;
+            if missing.contains(&m.key) && !mapped.contains(&(f.wire_name.as_str(), m.key)) {
+                *elsewhere.entry(m.key).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut moved = match rules.messages.moved_on_destination {
+        MovedOnDestination::Skip => elsewhere,
+        MovedOnDestination::Copy => HashMap::new(),
+    };
+    let (deletions, mut deleted) = match (rules.messages.deleted_on_destination, rules.ledger) {
+        (DeletedOnDestination::Restore, _) => (Deletions::Restored, HashMap::new()),
+        (DeletedOnDestination::Skip, None) => (Deletions::Unknown, HashMap::new()),
+        (DeletedOnDestination::Skip, Some(ledger)) => {
+            let gone = missing
+                .iter()
+                .filter_map(|k| {
+                    let was = u64::from(*ledger.get(k)?);
+                    let now = u64::from(held.get(k).copied().unwrap_or(0));
+                    (was > now).then(|| (*k, was - now))
+                })
+                .collect();
+            (Deletions::Known, gone)
+        }
+    };
+    let mut skipped_as_deleted: HashMap<IdentityKey, u32> = HashMap::new();
+    for wire in order {
+        let Some(diff) = diffs.get_mut(wire) else {
+            continue;
+        };
+        // Lowest source UIDs first: the highest are the likeliest never to have arrived.
+        let mut kept = Vec::with_capacity(diff.copy.len());
+        for c in std::mem::take(&mut diff.copy) {
+            if take(&mut moved, &c.key) {
+                diff.moved += 1;
+                diff.already_present += 1;
+            } else if take(&mut deleted, &c.key) {
+                *skipped_as_deleted.entry(c.key).or_insert(0) += 1;
+                diff.skipped.push(SkippedMessage {
+                    source: c.source,
+                    uid: c.uid,
+                    size: c.size,
+                    reason: SkipReason::DeletedOnDestination,
+                    subject: c.subject,
+                });
+            } else {
+                kept.push(c);
+            }
+        }
+        diff.copy = kept;
+        diff.skipped.sort_by_key(|s| (s.source, s.uid));
+    }
+    // The ledger's count after the n-th delivered copy is `held + deleted + n`: copies a
+    // user deleted stay counted, or delivering other copies of the key would use up the
+    // evidence of the deletion and the next run would copy the deleted one again.
+    for diff in diffs.values_mut() {
+        for c in &mut diff.copy {
+            c.ledger_base = held.get(&c.key).copied().unwrap_or(0)
+                + skipped_as_deleted.get(&c.key).copied().unwrap_or(0);
+        }
+    }
+    let ledger_updates = {
+        let mut updates: Vec<LedgerEntry> = held
+            .iter()
+            .filter(|(k, n)| rules.ledger.and_then(|l| l.get(*k)).copied().unwrap_or(0) < **n)
+            .map(|(k, n)| LedgerEntry { key: *k, count: *n })
+            .collect();
+        updates.sort_by_key(|e| e.key);
+        updates
+    };
+    Settled {
+        deletions,
+        ledger_updates,
+    }
+}
+
+#[cfg(test)]
+mod tests;

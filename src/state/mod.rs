@@ -1,0 +1,8 @@
+//! What mailshift remembers between runs, under `[state] dir` (default `.mailshift` beside
+//! the config): per destination account, the ledger of the most copies of each identity key
+//! it was ever seen to hold (DESIGN.md §3 "After cutover"). It is what lets a final pass
+//! tell "deleted there by a user" from "never copied". No secrets are ever written here.
+
+mod ledger;
+
+pub use ledger::{Ledger, LedgerWriter, StateError};

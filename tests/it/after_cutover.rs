@@ -1,0 +1,214 @@
+//! Final passes after cutover (issue 8, DESIGN.md §3 "After cutover"): what people did in
+//! the new mailbox stays done. Mail they filed into another folder is not copied back,
+//! mail they deleted is not copied again (the ledger), unless the config says so; a lost
+//! state directory restores, never loses. The destination is read back with the test's
+//! own IMAP client, and the source is proved unchanged.
+
+use std::collections::BTreeMap;
+
+use crate::apply_cli::{apply_ok, assert_bodies, multiset, small_messages};
+use crate::scenario::{plan_line, rfc822_sizes, squash, CmdResult, Scenario};
+use crate::support::{Layout, NewMessage, RawImap};
+
+const NO_CHANGES: &str = "No changes. The destination has every message.";
+
+/// The line of an account block that starts with `prefix` (whitespace squashed).
+fn block_line(r: &CmdResult, prefix: &str) -> Option<String> {
+    r.stdout.lines().map(squash).find(|l| l.starts_with(prefix))
+}
+
+/// Bodies of `msgs` minus those at `skip` indexes.
+fn bodies_except(msgs: &[NewMessage], skip: &[usize]) -> BTreeMap<Vec<u8>, usize> {
+    let kept: Vec<NewMessage> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(_, m)| m.clone())
+        .collect();
+    multiset(&kept)
+}
+
+fn add(a: &mut BTreeMap<Vec<u8>, usize>, b: &BTreeMap<Vec<u8>, usize>) {
+    for (k, n) in b {
+        *a.entry(k.clone()).or_insert(0) += n;
+    }
+}
+
+/// UID MOVE with the test's own client (Dovecot has MOVE).
+fn move_uids(imap: &mut RawImap, from: &str, uids: &str, to: &str) {
+    let r = imap.raw_command(&format!("SELECT {}", crate::support::quote(from)));
+    assert!(r.last().unwrap().contains(" OK "), "{r:?}");
+    let r = imap.raw_command(&format!("UID MOVE {uids} {}", crate::support::quote(to)));
+    assert!(r.last().unwrap().contains(" OK "), "{r:?}");
+    imap.raw_command("UNSELECT");
+}
+
+#[track_caller]
+fn plan_ok(s: &Scenario) -> CmdResult {
+    let r = s.run(&["plan"]);
+    assert_eq!(r.status, 0, "{r}");
+    r
+}
+
+#[track_caller]
+fn assert_no_changes(s: &Scenario) {
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.status, 0, "nothing left to do\n{r}");
+    assert_eq!(r.last_line(), NO_CHANGES, "{r}");
+}
+
+#[test]
+fn moved_and_deleted_on_the_destination_stay_so_unless_configured() {
+    let mut s = Scenario::new()
+        .source(Layout::Classic)
+        .destination(Layout::Modern)
+        .account("alice");
+    let tag = crate::support::unique_user("cut");
+    let first = small_messages(100, &format!("{tag}-a"));
+    let mut src = s.src("alice");
+    src.append_many("INBOX", &first);
+    apply_ok(&s, &[], 100);
+
+    // The user, on the new server: files 20 into a folder, deletes 10.
+    let mut dst = s.dst("alice");
+    dst.create("Filed");
+    let uids: Vec<u32> = dst.fetch_all("INBOX").iter().map(|m| m.uid).collect();
+    assert_eq!(uids.len(), 100);
+    move_uids(
+        &mut dst,
+        "INBOX",
+        &format!("{}:{}", uids[0], uids[19]),
+        "Filed",
+    );
+    dst.expunge("INBOX", &uids[20..30]);
+    // Meanwhile 30 more arrive at the source.
+    let later = small_messages(30, &format!("{tag}-b"));
+    src.append_many("INBOX", &later);
+    let src_before = src.snapshot();
+
+    let r = plan_ok(&s);
+    let sizes = rfc822_sizes(&mut src, "INBOX");
+    let new_bytes: u64 = sizes
+        .iter()
+        .filter(|(uid, _)| **uid > 100)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(r.last_line(), plan_line(0, 30, new_bytes, 90, 10), "{r}");
+    assert_eq!(
+        block_line(&r, "moved on the destination:").as_deref(),
+        Some("moved on the destination: 20"),
+        "{r}"
+    );
+    assert_eq!(
+        block_line(&r, "deleted on the destination:").as_deref(),
+        Some("deleted on the destination: 10"),
+        "{r}"
+    );
+    // The reason is in JSON, per skipped message.
+    let json = s.run(&["plan", "--format", "json"]).json();
+    let account = &json["accounts"][0];
+    assert_eq!(account["summary"]["moved_on_destination"], 20, "{json:#}");
+    assert_eq!(account["summary"]["deleted_on_destination"], 10, "{json:#}");
+    let reasons: Vec<&str> = account["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["skipped"].as_array().unwrap())
+        .map(|m| m["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, vec!["deleted-on-destination"; 10], "{json:#}");
+
+    apply_ok(&s, &[], 30);
+    let mut inbox = bodies_except(&first, &(0..30).collect::<Vec<_>>());
+    add(&mut inbox, &multiset(&later));
+    assert_bodies(
+        &inbox,
+        &dst.fetch_all("INBOX"),
+        "INBOX after the final pass",
+    );
+    assert_bodies(
+        &multiset(&first[..20]),
+        &dst.fetch_all("Filed"),
+        "Filed is left alone",
+    );
+    assert_no_changes(&s);
+
+    // `deleted-on-destination = "restore"`: the 10 come back.
+    s.add_config("[messages]\ndeleted-on-destination = \"restore\"\n");
+    apply_ok(&s, &[], 10);
+    add(&mut inbox, &multiset(&first[20..30]));
+    assert_bodies(&inbox, &dst.fetch_all("INBOX"), "INBOX after restore");
+    assert_no_changes(&s);
+
+    // `moved-on-destination = "copy"`: the 20 filed ones are copied into INBOX again.
+    s.add_config("moved-on-destination = \"copy\"\n");
+    apply_ok(&s, &[], 20);
+    add(&mut inbox, &multiset(&first[..20]));
+    assert_bodies(&inbox, &dst.fetch_all("INBOX"), "INBOX after moved = copy");
+    assert_no_changes(&s);
+
+    src_before.assert_unchanged(&src.snapshot());
+}
+
+#[test]
+fn a_lost_state_directory_restores_deleted_mail_and_says_so() {
+    let s = Scenario::new()
+        .source(Layout::Modern)
+        .destination(Layout::Classic)
+        .account("bob");
+    let tag = crate::support::unique_user("lost");
+    let msgs = small_messages(20, &tag);
+    let mut src = s.src("bob");
+    src.append_many("INBOX", &msgs);
+    let src_before = src.snapshot();
+    // No ledger yet and nothing on the destination: nothing to say about deletions.
+    let r = plan_ok(&s);
+    assert_eq!(block_line(&r, "deleted on the destination"), None, "{r}");
+    apply_ok(&s, &[], 20);
+    let ledger_dir = s.path(".mailshift/ledger");
+    assert_eq!(
+        std::fs::read_dir(&ledger_dir).map(|d| d.count()).ok(),
+        Some(1),
+        "one ledger file for the one destination account"
+    );
+
+    let mut dst = s.dst("bob");
+    let uids: Vec<u32> = dst.fetch_all("INBOX").iter().map(|m| m.uid).collect();
+    dst.expunge("INBOX", &uids[..5]);
+    let r = plan_ok(&s);
+    assert_eq!(r.last_line(), NO_CHANGES, "{r}");
+    assert_eq!(
+        block_line(&r, "deleted on the destination:").as_deref(),
+        Some("deleted on the destination: 5"),
+        "{r}"
+    );
+    // `plan` never writes the ledger.
+    let before: Vec<u8> = ledger_bytes(&s);
+    plan_ok(&s);
+    assert_eq!(ledger_bytes(&s), before);
+
+    std::fs::remove_dir_all(s.path(".mailshift")).unwrap();
+    let r = plan_ok(&s);
+    assert!(
+        r.stdout.contains("deleted on the destination: not known"),
+        "the plan says nothing is known about deletions\n{r}"
+    );
+    let sizes = rfc822_sizes(&mut src, "INBOX");
+    let lost: u64 = sizes.values().take(5).sum();
+    assert_eq!(r.last_line(), plan_line(0, 5, lost, 15, 0), "{r}");
+    apply_ok(&s, &[], 5);
+    assert_bodies(&multiset(&msgs), &dst.fetch_all("INBOX"), "all 20 back");
+    assert_no_changes(&s);
+    src_before.assert_unchanged(&src.snapshot());
+}
+
+fn ledger_bytes(s: &Scenario) -> Vec<u8> {
+    let dir = s.path(".mailshift/ledger");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .expect("a ledger file")
+        .unwrap()
+        .path();
+    std::fs::read(file).unwrap()
+}
