@@ -813,7 +813,7 @@ impl Executor<'_> {
         }
     }
 
-    /// The key stability check (DESIGN.md §3): reads the identity headers of the messages
+    /// The key stability check (ARCHITECTURE.md "Matching"): reads the identity headers of the messages
     /// just appended back from the destination. A server that rewrites them would make
     /// every later pass copy them again, so the account stops here.
     async fn verify_keys(

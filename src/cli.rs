@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §2, a fixed contract). Doc comments are the `--help` text.
+//! The command line (docs/commands.md, a fixed contract). Doc comments are the `--help` text.
 
 use std::path::PathBuf;
 

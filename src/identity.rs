@@ -1,4 +1,4 @@
-//! Message identity keys (DESIGN.md §3): a SHA-256 over the identity header fields,
+//! Message identity keys (ARCHITECTURE.md "Message identity"): a SHA-256 over the identity header fields,
 //! normalised by meaning so that servers that refold, re-encode or re-case headers agree.
 //!
 //! Input is the block returned by `BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC

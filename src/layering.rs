@@ -86,7 +86,7 @@ fn module_of(path: &Path) -> Option<String> {
     let first = rel.components().next()?.as_os_str().to_str()?;
     let name = first.strip_suffix(".rs").unwrap_or(first);
     match name {
-        "lib" | "main" | "layering" => None,
+        "lib" | "main" | "layering" | "docs_tests" => None,
         other => Some(other.to_string()),
     }
 }

@@ -6,6 +6,8 @@ pub mod cli;
 pub mod commands;
 pub(crate) mod cutover;
 pub mod diagnostics;
+#[cfg(test)]
+mod docs_tests;
 pub mod identity;
 pub mod imap;
 pub mod inventory;
@@ -29,7 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// How a command ended, mapped onto the exit statuses of DESIGN.md §2.
+/// How a command ended, mapped onto the exit statuses of docs/exit-status.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// 0.

@@ -1,5 +1,5 @@
 //! The thin entry point: parse the command line, run, print the error chain once,
-//! map the outcome to an exit status (DESIGN.md §2).
+//! map the outcome to an exit status (docs/exit-status.md).
 
 use std::process::ExitCode;
 

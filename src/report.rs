@@ -1,6 +1,6 @@
 //! What an apply did, per account: copied, failed (with the server's words), vanished,
 //! pending. Rendered as a table for people and as `--report FILE` JSON for tools; field
-//! names are a fixed contract (DESIGN.md §2).
+//! names are a fixed contract (docs/json.md).
 
 use std::path::Path;
 

@@ -63,7 +63,7 @@ pub struct Arrival {
     pub internal_date: chrono::DateTime<chrono::Utc>,
 }
 
-/// The metadata items of the inventory FETCH (DESIGN §3).
+/// The metadata items of the inventory FETCH (ARCHITECTURE.md "Message identity").
 pub(super) const META_ITEMS: &str =
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)])";
 

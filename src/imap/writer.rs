@@ -1,11 +1,11 @@
 //! The destination side of a connection, and the only type in the crate that can change a
 //! mailbox: CREATE, SUBSCRIBE, SELECT and APPEND. Only the apply executor holds one, and
-//! only for the destination (DESIGN §3 "Apply").
+//! only for the destination (ARCHITECTURE.md "Apply").
 //!
 //! It rides on a [`Reader`]'s connection (same connect, login, error handling and "dead
 //! session" bookkeeping) and adds the write commands. APPEND is written raw below
 //! async-imap, whose `append()` drops APPENDUID and knows neither MULTIAPPEND nor LITERAL+
-//! (DESIGN §5). The capabilities pick the fastest form:
+//! (ARCHITECTURE.md "Server quirks"). The capabilities pick the fastest form:
 //! - MULTIAPPEND: one command per chunk of messages. A NO refuses the whole chunk
 //!   atomically (RFC 3502); then its messages are sent again one APPEND each, so a refused
 //!   message gets its own error and the others still go in.

@@ -1,4 +1,4 @@
-//! After cutover (DESIGN.md §3): people already work in the new mailbox. The per-folder
+//! After cutover (ARCHITECTURE.md "After cutover"): people already work in the new mailbox. The per-folder
 //! multiset rule alone would undo what they did there: copy a message they filed into
 //! another folder back into INBOX, and copy again what they deleted. This pass looks at
 //! the whole destination account once the per-folder differences are known: a missing

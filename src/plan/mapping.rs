@@ -1,4 +1,4 @@
-//! Folder mapping (DESIGN.md §3 "Folder mapping"): which destination folder each source
+//! Folder mapping (ARCHITECTURE.md "Folder mapping"): which destination folder each source
 //! folder goes to, and which destination folders must be created. Pure: no I/O.
 //!
 //! Rules, in order: (1) views (`\All`, `\Flagged`) are dropped unless `include-views`;
@@ -196,8 +196,8 @@ impl FolderMap {
     }
 }
 
-/// Maps every source folder to its destination (DESIGN.md §3, rules 1–6) and lists the
-/// destination folders to create. Deterministic; no I/O.
+/// Maps every source folder to its destination (ARCHITECTURE.md "Folder mapping", rules
+/// 1–6) and lists the destination folders to create. Deterministic; no I/O.
 pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRules) -> FolderMap {
     let src = NameStyle::new(source);
     let dst = NameStyle::new(destination);

@@ -1,7 +1,7 @@
 //! The planner: pure data in, pure data out. No I/O, no async. Given both sides'
 //! inventories and the rules, it decides which destination folders to create and which
 //! source messages to copy, by a multiset difference of identity keys per destination
-//! folder (DESIGN.md §3). Its action types have no delete variant: a plan can only add.
+//! folder (ARCHITECTURE.md "Matching"). Its action types have no delete variant: a plan can only add.
 
 mod account_wide;
 pub mod mapping;
@@ -231,7 +231,7 @@ pub struct AccountPlan {
     pub summary: Summary,
 }
 
-/// How deletions on the destination were decided (DESIGN.md §3 "After cutover").
+/// How deletions on the destination were decided (ARCHITECTURE.md "After cutover").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Deletions {
@@ -457,7 +457,7 @@ impl ContentRequests {
 }
 
 /// Which bodies to fetch so that a second planning pass can match the ambiguous groups
-/// of `plan` by content (DESIGN.md §3).
+/// of `plan` by content (ARCHITECTURE.md "Matching", ambiguous groups).
 pub fn content_requests(
     plan: &AccountPlan,
     source: &Inventory,

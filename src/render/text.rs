@@ -1,4 +1,4 @@
-//! The terraform-style text plan (DESIGN.md §2 "Text plan"): one block per account, an
+//! The terraform-style text plan (docs/plan-output.md): one block per account, an
 //! optional per-account table, and the summary line, always the last line of stdout.
 
 use std::fmt::Write as _;
@@ -340,8 +340,8 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     }
 }
 
-/// `moved on the destination: N` and `deleted on the destination: N` (DESIGN.md §3
-/// "After cutover"), when they apply; and, when nothing is known about deletions while the
+/// `moved on the destination: N` and `deleted on the destination: N` (docs/plan-output.md,
+/// ARCHITECTURE.md "After cutover"), when they apply; and, when nothing is known about deletions while the
 /// destination already holds matching mail, says so.
 fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
     let s = &a.summary;

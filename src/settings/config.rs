@@ -1,5 +1,5 @@
 //! `migration.toml` -> [`Settings`]: strict parsing (unknown keys are errors, so a typo never
-//! silently falls back to a default), the defaults of DESIGN.md §2, the safety rules
+//! silently falls back to a default), the defaults of docs/config.md, the safety rules
 //! (no clear-text passwords to a remote host unless asked for), then the accounts CSV,
 //! the selection and the admin secrets.
 //!

@@ -75,8 +75,8 @@ impl FromStr for Shard {
 }
 
 /// The shard (in `0..count`) of an account: SHA-256 of the lower-cased `source_user`, first
-/// 8 bytes big-endian, modulo `count`. Fixed by DESIGN.md §2: other machines running other
-/// shards must agree. A `count` of 0 is treated as 1.
+/// 8 bytes big-endian, modulo `count`. A fixed contract (docs/commands.md, `--shard`): other
+/// machines running other shards must agree. A `count` of 0 is treated as 1.
 pub fn shard_of(source_user: &str, count: u64) -> u64 {
     let digest = Sha256::digest(source_user.to_lowercase().as_bytes());
     let mut first = [0u8; 8];

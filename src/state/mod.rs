@@ -1,6 +1,6 @@
 //! What mailshift remembers between runs, under `[state] dir` (default `.mailshift` beside
 //! the config): per destination account, the ledger of the most copies of each identity key
-//! it was ever seen to hold (DESIGN.md §3 "After cutover"). It is what lets a final pass
+//! it was ever seen to hold (ARCHITECTURE.md "After cutover"). It is what lets a final pass
 //! tell "deleted there by a user" from "never copied". No secrets are ever written here.
 
 mod ledger;

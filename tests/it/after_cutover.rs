@@ -1,4 +1,4 @@
-//! Final passes after cutover (issue 8, DESIGN.md §3 "After cutover"): what people did in
+//! Final passes after cutover (issue 8, ARCHITECTURE.md "After cutover"): what people did in
 //! the new mailbox stays done. Mail they filed into another folder is not copied back,
 //! mail they deleted is not copied again (the ledger), unless the config says so; a lost
 //! state directory restores, never loses. The destination is read back with the test's

@@ -447,7 +447,7 @@ fn full_copy_with_fidelity_then_nothing_to_do(src_layout: Layout, dst_layout: La
 
     let report = apply_ok(&s, &[], total);
 
-    // The report (DESIGN.md §2 field names).
+    // The report (docs/json.md field names).
     assert_eq!(report["format_version"], 1, "{report:#}");
     assert_eq!(
         report["tool_version"],

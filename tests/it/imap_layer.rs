@@ -98,7 +98,7 @@ async fn read_layout(layout: Layout) {
     assert_eq!(ns.prefix, layout.prefix());
     assert_eq!(ns.delimiter, Some(layout.separator()));
 
-    // NAMESPACE went around async-imap: the session must still work (DESIGN §5 trap).
+    // NAMESPACE went around async-imap: the session must still work (ARCHITECTURE.md "Server quirks").
     let list = reader.list_all().await.expect("list");
     let names: Vec<&str> = list.iter().map(|e| e.wire_name.as_str()).collect();
     for want in ["INBOX", projects.as_str(), quoted.as_str()] {

@@ -571,7 +571,7 @@ fn json_plan_saved_plan_and_show_agree() {
     assert_eq!(again.stdout, text.stdout, "{again}");
 }
 
-/// `sha256(lowercase(user))`, first 8 bytes big-endian, mod n (DESIGN.md §2), computed here.
+/// `sha256(lowercase(user))`, first 8 bytes big-endian, mod n (docs/commands.md, `--shard`), computed here.
 fn shard_of(user: &str, n: u64) -> u64 {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(user.to_lowercase().as_bytes());

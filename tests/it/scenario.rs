@@ -430,7 +430,7 @@ pub fn squash(line: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Binary units with one decimal, as DESIGN.md §2 specifies (`0 B`, `512.0 KiB`,
+/// Binary units with one decimal, as docs/plan-output.md specifies (`0 B`, `512.0 KiB`,
 /// `85.3 MiB`): written here independently of the product's formatter.
 pub fn human_bytes(b: u64) -> String {
     if b < 1024 {
@@ -489,7 +489,7 @@ pub fn rfc822_sizes(imap: &mut RawImap, folder: &str) -> std::collections::BTree
     out
 }
 
-/// The expected `Plan:` line (DESIGN.md §2 grammar), written independently of the product.
+/// The expected `Plan:` line (docs/plan-output.md grammar), written independently of the product.
 pub fn plan_line(folders: u64, messages: u64, bytes: u64, present: u64, skipped: u64) -> String {
     format!(
         "Plan: {} folder{} to create, {} message{} ({}) to copy; {} already present, {} skipped.",

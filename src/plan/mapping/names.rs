@@ -1,6 +1,6 @@
 //! Folder-name helpers shared by the mapping rules: one side's view of its names
 //! (prefix, delimiter, decoded paths, building wire names), `INBOX` case rules, and the
-//! well-known localised special-folder names (DESIGN.md §3 rule 4).
+//! well-known localised special-folder names (ARCHITECTURE.md "Folder mapping", rule 4).
 
 use crate::inventory::Inventory;
 use crate::model::SpecialUse;
