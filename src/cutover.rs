@@ -353,14 +353,14 @@ pub(crate) struct CutoverReport {
     pub new_mx: Vec<String>,
     /// [`MAX_TTL`].
     pub max_ttl: u32,
-    pub domains: Vec<DomainReport>,
-    pub accounts: Vec<AccountReport>,
+    pub domains: Vec<CutoverDomain>,
+    pub accounts: Vec<CutoverAccount>,
     /// `done` (exit 0), `waiting` (2), `failed` (1).
     pub status: &'static str,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct DomainReport {
+pub(crate) struct CutoverDomain {
     pub domain: String,
     /// `ttl-too-high`, `ready-to-switch`, `switched-propagating`, `switched`; absent on error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -398,15 +398,15 @@ pub(crate) struct DomainReport {
     pub hint: Option<String>,
 }
 
-impl DomainReport {
+impl CutoverDomain {
     /// The report line of a decided domain.
     pub(crate) fn of(
         domain: &str,
         observed: &MxObservation,
         new_mx: &[String],
         state: &DomainState,
-    ) -> DomainReport {
-        let mut r = DomainReport {
+    ) -> CutoverDomain {
+        let mut r = CutoverDomain {
             domain: domain.to_string(),
             state: Some(state.code()),
             label: Some(state.label()),
@@ -418,7 +418,7 @@ impl DomainReport {
                 .filter(|h| !new_mx.contains(&h.exchange))
                 .map(|h| h.exchange.clone())
                 .collect(),
-            ..DomainReport::default()
+            ..CutoverDomain::default()
         };
         match *state {
             DomainState::TtlTooHigh {
@@ -456,7 +456,7 @@ impl DomainReport {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct AccountReport {
+pub(crate) struct CutoverAccount {
     pub source_user: String,
     pub destination_user: String,
     pub domains: Vec<String>,

@@ -13,8 +13,8 @@ use crate::cli::{CutoverArgs, Format};
 use crate::cutover::dns::{DnsError, MxResolver};
 use crate::cutover::state::{self, StateError};
 use crate::cutover::{
-    decide_account, decide_domain, domain_of, verdict, AccountReport, AccountState, CutoverReport,
-    DomainReport, DomainState, FinalPass, InboxNow, MAX_TTL,
+    decide_account, decide_domain, domain_of, verdict, AccountState, CutoverAccount, CutoverDomain,
+    CutoverReport, DomainState, FinalPass, InboxNow, MAX_TTL,
 };
 use crate::diagnostics::HasHint;
 use crate::imap::{ConnectionCaps, Credentials, ImapError, Reader};
@@ -117,18 +117,18 @@ pub(crate) async fn check(
                 let known = memory.get(*domain).cloned().unwrap_or_default();
                 let (state, next) = decide_domain(now, &observed, new_mx, &known);
                 memory.insert((*domain).clone(), next);
-                let mut r = DomainReport::of(domain, &observed, new_mx, &state);
+                let mut r = CutoverDomain::of(domain, &observed, new_mx, &state);
                 r.ttl_source = Some(source.code());
                 domain_reports.push(r);
                 states.insert((*domain).clone(), Some(state));
             }
             Err(e) => {
                 tracing::error!(%domain, "{e}");
-                domain_reports.push(DomainReport {
+                domain_reports.push(CutoverDomain {
                     domain: (*domain).clone(),
                     error: Some(error_chain(&e)),
                     hint: e.hint(),
-                    ..DomainReport::default()
+                    ..CutoverDomain::default()
                 });
                 states.insert((*domain).clone(), None);
             }
@@ -138,7 +138,7 @@ pub(crate) async fn check(
 
     let caps = ConnectionCaps::new(settings);
     let parallel = settings.limits.parallel_accounts.max(1);
-    let checked: Vec<(AccountReport, Option<AccountState>)> =
+    let checked: Vec<(CutoverAccount, Option<AccountState>)> =
         stream::iter(settings.accounts.iter().zip(&account_domains))
             .map(|(account, domains)| {
                 let states = &states;
@@ -172,12 +172,12 @@ async fn check_account(
     states: &BTreeMap<String, Option<DomainState>>,
     passes: &BTreeMap<(String, String), FinalPass>,
     caps: &ConnectionCaps,
-) -> (AccountReport, Option<AccountState>) {
-    let mut report = AccountReport {
+) -> (CutoverAccount, Option<AccountState>) {
+    let mut report = CutoverAccount {
         source_user: account.source_user.clone(),
         destination_user: account.destination_user.clone(),
         domains: domains.to_vec(),
-        ..AccountReport::default()
+        ..CutoverAccount::default()
     };
     if domains.is_empty() {
         report.error = Some(format!(

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::cutover::{AccountReport, CutoverReport, DomainReport};
+use crate::cutover::{CutoverAccount, CutoverDomain, CutoverReport};
 use crate::render::units::{count, counted};
 
 /// `2026-11-30 05:40:12 UTC`.
@@ -31,7 +31,7 @@ fn seconds(ttl: u32) -> String {
     )
 }
 
-fn domain_block(d: &DomainReport, report: &CutoverReport, out: &mut String) {
+fn domain_block(d: &CutoverDomain, report: &CutoverReport, out: &mut String) {
     let now = report.checked_at;
     let Some(label) = d.label else {
         out.push_str(&format!(
@@ -124,7 +124,7 @@ fn domain_block(d: &DomainReport, report: &CutoverReport, out: &mut String) {
     }
 }
 
-fn account_line(a: &AccountReport, out: &mut String) {
+fn account_line(a: &CutoverAccount, out: &mut String) {
     let who = if a.source_user == a.destination_user {
         a.source_user.clone()
     } else {
@@ -235,8 +235,8 @@ mod tests {
     }
 
     fn report(
-        domains: Vec<DomainReport>,
-        accounts: Vec<AccountReport>,
+        domains: Vec<CutoverDomain>,
+        accounts: Vec<CutoverAccount>,
         status: &'static str,
     ) -> CutoverReport {
         CutoverReport {
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn ttl_too_high_says_when_a_lowered_ttl_takes_effect() {
-        let d = DomainReport {
+        let d = CutoverDomain {
             domain: "new.example".into(),
             state: Some("ttl-too-high"),
             label: Some("TTL too high"),
@@ -267,7 +267,7 @@ mod tests {
             ttl_source: Some("authoritative"),
             lowered_in_effect_at: Some(t(6, 0)),
             old_mx: vec!["mx.old.example".into()],
-            ..DomainReport::default()
+            ..CutoverDomain::default()
         };
         let text = render(&report(vec![d], vec![], "waiting"));
         assert_eq!(
@@ -281,15 +281,15 @@ mod tests {
 
     #[test]
     fn accounts_say_what_to_do() {
-        let base = AccountReport {
+        let base = CutoverAccount {
             source_user: "a@old.example".into(),
             destination_user: "a@new.example".into(),
             switched_at: Some(t(4, 0)),
-            ..AccountReport::default()
+            ..CutoverAccount::default()
         };
         let cases = [
             (
-                AccountReport {
+                CutoverAccount {
                     state: Some("needs-final-pass"),
                     arrived_after_switch: 2,
                     last_arrival: Some(t(4, 30)),
@@ -299,7 +299,7 @@ mod tests {
                  UTC); no final pass since the switch: run `mailshift apply`",
             ),
             (
-                AccountReport {
+                CutoverAccount {
                     state: Some("new-mail"),
                     arrived_after_switch: 1,
                     last_arrival: Some(t(4, 50)),
@@ -311,7 +311,7 @@ mod tests {
                  04:40:00 UTC): run another final pass",
             ),
             (
-                AccountReport {
+                CutoverAccount {
                     state: Some("drained"),
                     last_final_pass: Some(t(4, 40)),
                     since_last_final_pass: Some(0),
