@@ -37,30 +37,29 @@ const RECONNECTS: u32 = 3;
 /// Why an account stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{side}: {source}")]
+    #[error("{side}")]
     Imap {
         side: Side,
         #[source]
         source: ImapError,
     },
-    #[error("source folder `{folder}` changed UIDVALIDITY since the plan (was {planned}, now {now}): the saved plan is stale\nhint: run mailshift plan again")]
+    #[error("source folder `{folder}` changed UIDVALIDITY since the plan (was {planned}, now {now}): the saved plan is stale")]
     StaleSource {
         folder: String,
         planned: u32,
         now: u32,
     },
-    #[error("the destination rewrites headers; a re-run would duplicate (folder `{folder}`, destination uid {uid}: its identity headers differ from the source message's)\nhint: this server changes Message-ID, Date, From, To, Cc or Subject on APPEND; report it with `-vv` output, and do not re-run apply on this account")]
+    #[error("the destination rewrites headers; a re-run would duplicate (folder `{folder}`, destination uid {uid}: its identity headers differ from the source message's)")]
     RewritesHeaders { folder: String, uid: u32 },
-    #[error("another mailshift apply is running for destination user `{user}` on `{host}`\nhint: wait for it to finish; two applies on one account would race")]
+    #[error("another mailshift apply is running for destination user `{user}` on `{host}`")]
     Locked { host: String, user: String },
-    #[error("cannot create the lock file `{path}`: {source}")]
+    #[error("cannot create the lock file `{path}`")]
     LockFile {
         path: String,
         source: std::io::Error,
     },
-    /// The ledger of what the destination held could not be written (its cause and hint
-    /// are in the text: the report carries text only).
-    #[error("{}", .0.describe())]
+    /// The ledger of what the destination held could not be written.
+    #[error(transparent)]
     Ledger(StateError),
 }
 
@@ -90,6 +89,8 @@ pub struct Executor<'a> {
     pub body_budget: Arc<Semaphore>,
     pub cancel: CancellationToken,
     pub progress: crate::progress::Progress,
+    /// Finds the hints of an account's error (the command layer knows every error type).
+    pub hints: crate::diagnostics::HintLookup,
 }
 
 /// A held lock on (destination host, user); released on drop (the OS drops flock on exit,
@@ -163,6 +164,7 @@ impl Executor<'_> {
         let planned = plan.summary.messages_to_copy;
         if let Some(e) = &plan.error {
             report.error = Some(format!("not planned: {e}"));
+            report.hint = plan.hint.clone();
             report.settle();
             return report;
         }
@@ -191,8 +193,10 @@ impl Executor<'_> {
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                tracing::error!(account = %plan.source_user, "{}", e.to_string().lines().next().unwrap_or(""));
-                report.error = Some(e.to_string());
+                let d = crate::diagnostics::Diagnostic::of(&e, self.hints);
+                tracing::error!(account = %plan.source_user, "{}", d.one_line());
+                report.error = Some(d.one_line());
+                report.hint = d.hint_text();
             }
         }
         let accounted = report.copied
@@ -279,7 +283,7 @@ impl Executor<'_> {
             if self.cancel.is_cancelled() {
                 return Ok(());
             }
-            writer
+            let created = writer
                 .create(&folder.destination_wire)
                 .await
                 .map_err(ApplyError::destination)?;
@@ -289,8 +293,11 @@ impl Executor<'_> {
                     .await
                     .map_err(ApplyError::destination)?;
             }
-            tally.report.folders_created += 1;
-            tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+            // A saved plan applied again finds its folders there already: not created now.
+            if created == crate::imap::Created::New {
+                tally.report.folders_created += 1;
+                tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+            }
         }
         let work: Vec<&FolderPlan> = plan
             .folders
@@ -778,7 +785,8 @@ impl Executor<'_> {
                     }
                 }
                 Err(words) => {
-                    tracing::warn!(
+                    // Shown once, in the report's `failed` lines; only logged here.
+                    tracing::info!(
                         account = %account.source_user,
                         "`{}` uid {}: the destination refused the message: {words}",
                         folder.destination, m.uid
@@ -1055,7 +1063,21 @@ fn to_crlf(body: &[u8]) -> Vec<u8> {
 
 impl crate::diagnostics::HasHint for ApplyError {
     fn hint(&self) -> Option<String> {
-        None
+        match self {
+            ApplyError::Imap { .. } | ApplyError::LockFile { .. } => None,
+            // Transparent: the chain goes on with the ledger's own cause, so its hint is
+            // answered here.
+            ApplyError::Ledger(e) => crate::diagnostics::HasHint::hint(e),
+            ApplyError::StaleSource { .. } => Some("run mailshift plan again".into()),
+            ApplyError::RewritesHeaders { .. } => Some(
+                "this server changes Message-ID, Date, From, To, Cc or Subject on APPEND; \
+                 report it with `-vv` output, and do not re-run apply on this account"
+                    .into(),
+            ),
+            ApplyError::Locked { .. } => {
+                Some("wait for it to finish; two applies on one account would race".into())
+            }
+        }
     }
 }
 

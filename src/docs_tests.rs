@@ -566,7 +566,12 @@ fn every_json_field_is_in_docs_json_md() {
     // The documents as actually serialised (catches a serde rename the scan above missed).
     let plan = crate::planfile::PlanFile::new(
         "digest".into(),
-        vec![crate::plan::AccountPlan::failed("a", "b", "error".into())],
+        vec![crate::plan::AccountPlan::failed(
+            "a",
+            "b",
+            "error".into(),
+            Some("hint".into()),
+        )],
     );
     let report =
         crate::report::Report::new(vec![crate::report::AccountReport::new("a", "b")], false);

@@ -100,19 +100,28 @@ impl Inventory {
 /// Why an inventory failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("{side}: {source}")]
+    #[error("{side}")]
     Imap {
         side: Side,
         #[source]
         source: ImapError,
     },
-    #[error("{side} folder `{folder}`: {source}")]
+    #[error("{side}{}", folder_label(folder, source))]
     Folder {
         side: Side,
         folder: String,
         #[source]
         source: ImapError,
     },
+}
+
+/// ` folder `X``, unless the IMAP error names the folder itself.
+fn folder_label(folder: &str, source: &ImapError) -> String {
+    if source.names_folder() {
+        String::new()
+    } else {
+        format!(" folder `{folder}`")
+    }
 }
 
 /// Guesses the personal namespace prefix from LIST when NAMESPACE is not offered:

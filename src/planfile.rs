@@ -118,36 +118,45 @@ impl PlanFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanFileError {
-    #[error("cannot read the plan file `{path}`: {source}")]
+    #[error("cannot read the plan file `{path}`")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot write the plan file `{path}`: {source}")]
+    #[error("cannot write the plan file `{path}`")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    #[error("`{path}` is not a mailshift plan: {source}\nhint: make one with `mailshift plan --out {path}`")]
+    #[error("`{path}` is not a mailshift plan")]
     Parse {
         path: String,
         source: serde_json::Error,
     },
-    #[error("the plan file `{path}` has format version {found}, this mailshift reads version {FORMAT_VERSION}\nhint: run mailshift plan again")]
+    #[error("the plan file `{path}` has format version {found}, this mailshift reads version {FORMAT_VERSION}")]
     Version { path: String, found: String },
-    #[error("saved plan `{path}` is stale: {reason}\nhint: run mailshift plan again")]
+    #[error("saved plan `{path}` is stale: {reason}")]
     Stale { path: String, reason: String },
 }
 
 impl crate::diagnostics::HasHint for PlanFileError {
     fn hint(&self) -> Option<String> {
-        None
+        match self {
+            PlanFileError::Read { .. } | PlanFileError::Write { .. } => None,
+            PlanFileError::Parse { path, .. } => {
+                Some(format!("make one with `mailshift plan --out {path}`"))
+            }
+            PlanFileError::Version { .. } | PlanFileError::Stale { .. } => {
+                Some("run mailshift plan again".into())
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostics::HasHint;
 
     #[test]
     fn round_trip_and_version_check() {
@@ -160,20 +169,22 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&plan.to_json()).unwrap();
         v["format_version"] = 99.into();
         std::fs::write(&path, v.to_string()).unwrap();
-        let err = PlanFile::load(&path).unwrap_err().to_string();
-        assert!(err.contains("format version 99"), "{err}");
-        assert!(err.contains("hint: run mailshift plan again"), "{err}");
+        let err = PlanFile::load(&path).unwrap_err();
+        assert!(err.to_string().contains("format version 99"), "{err}");
+        assert!(!err.to_string().contains("hint"), "{err}");
+        assert_eq!(err.hint().as_deref(), Some("run mailshift plan again"));
     }
 
     #[test]
     fn digest_mismatch_is_stale() {
         let plan = PlanFile::new("abc".into(), vec![]);
         assert!(plan.check_digest(Path::new("p.json"), "abc").is_ok());
-        let err = plan
-            .check_digest(Path::new("p.json"), "xyz")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("saved plan `p.json` is stale"), "{err}");
+        let err = plan.check_digest(Path::new("p.json"), "xyz").unwrap_err();
+        assert!(
+            err.to_string().starts_with("saved plan `p.json` is stale"),
+            "{err}"
+        );
+        assert_eq!(err.hint().as_deref(), Some("run mailshift plan again"));
     }
 
     #[test]
@@ -181,7 +192,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plan.json");
         std::fs::write(&path, "hello").unwrap();
-        let err = PlanFile::load(&path).unwrap_err().to_string();
-        assert!(err.contains("is not a mailshift plan"), "{err}");
+        let err = PlanFile::load(&path).unwrap_err();
+        assert!(err.to_string().contains("is not a mailshift plan"), "{err}");
+        // The JSON parser's words come once, as the cause.
+        let d = crate::diagnostics::Diagnostic::of(&err, |e| {
+            e.downcast_ref::<PlanFileError>().and_then(HasHint::hint)
+        });
+        assert_eq!(d.causes.len(), 1, "{d:?}");
+        assert!(!d.message.contains(&d.causes[0]), "{d:?}");
     }
 }

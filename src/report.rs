@@ -44,6 +44,9 @@ pub struct AccountReport {
     pub status: AccountStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What to do about `error`, when that is knowable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     pub folders_created: u64,
     pub copied: u64,
     pub bytes: u64,
@@ -70,6 +73,7 @@ impl AccountReport {
             destination_user: destination_user.to_string(),
             status: AccountStatus::Done,
             error: None,
+            hint: None,
             folders_created: 0,
             copied: 0,
             bytes: 0,

@@ -57,7 +57,7 @@ pub async fn run(
             plan
         }
     };
-    let work = pair_accounts(settings, &plan)?;
+    let work = pair_accounts(settings, &plan, args.plan_file.as_deref())?;
 
     let cancel = CancellationToken::new();
     let watcher = {
@@ -79,6 +79,7 @@ pub async fn run(
         body_budget: Arc::new(Semaphore::new(crate::apply::BODY_BUDGET_KIB)),
         cancel: cancel.clone(),
         progress: Progress::new(std::io::stderr().is_terminal()),
+        hints: super::hint_of,
     };
     let parallel = settings.limits.parallel_accounts.max(1);
     let reports = stream::iter(work.iter())
@@ -130,6 +131,7 @@ pub async fn run(
 fn pair_accounts<'a>(
     settings: &'a Settings,
     plan: &'a PlanFile,
+    plan_path: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<(&'a Account, &'a AccountPlan)>> {
     let by_user: HashMap<String, &Account> = settings
         .accounts
@@ -141,7 +143,20 @@ fn pair_accounts<'a>(
     for p in &plan.accounts {
         match by_user.get(&p.source_user.to_lowercase()) {
             Some(a) if a.destination_user == p.destination_user => work.push((*a, p)),
-            _ => missing.push(p.source_user.clone()),
+            // The account is selected, but the plan copies it into another mailbox.
+            Some(a) => {
+                return Err(crate::planfile::PlanFileError::Stale {
+                    path: plan_path
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    reason: format!(
+                        "account `{}` now goes to `{}`, the plan copies it to `{}`",
+                        a.source_user, a.destination_user, p.destination_user
+                    ),
+                }
+                .into())
+            }
+            None => missing.push(p.source_user.clone()),
         }
     }
     if !missing.is_empty() && work.is_empty() {

@@ -3,7 +3,7 @@
 
 use futures::stream::{self, StreamExt};
 
-use super::account_error_text;
+use super::AccountError;
 use crate::cli::{CheckArgs, Format};
 use crate::imap::{ConnectionCaps, Credentials, ImapError, Reader};
 use crate::model::Side;
@@ -34,11 +34,16 @@ async fn login(
         Ok(()) => SideResult {
             ok: true,
             error: None,
+            hint: None,
         },
-        Err(e) => SideResult {
-            ok: false,
-            error: Some(account_error_text(settings, account, side, &e)),
-        },
+        Err(e) => {
+            let error = AccountError::of_imap(settings, account, side, &e, &e);
+            SideResult {
+                ok: false,
+                error: Some(error.text),
+                hint: error.hint,
+            }
+        }
     }
 }
 

@@ -72,6 +72,7 @@ pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = e.downcast_ref::<crate::imap::ImapError>() {
         return e.hint();
     }
+
     if let Some(e) = e.downcast_ref::<crate::inventory::InventoryError>() {
         return e.hint();
     }
@@ -133,21 +134,44 @@ pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings
     Ok(settings)
 }
 
-/// The message for an IMAP error of one account on one side: the error (it names
-/// `host:port`), plus a hint naming the CSV line when the login was refused.
-pub fn account_error_text(
-    settings: &Settings,
-    account: &crate::settings::Account,
-    side: crate::model::Side,
-    error: &crate::imap::ImapError,
-) -> String {
-    let mut text = error.to_string();
-    if matches!(error, crate::imap::ImapError::AuthFailed { .. }) && !text.contains("hint:") {
-        text.push_str(&format!(
-            "\nhint: check the {side} user and password in `{}` line {}",
-            settings.csv_path.display(),
-            account.line
-        ));
+/// An account's error as shown inside a plan, the check table or a report: the whole
+/// chain on one line, and the hints apart (src/diagnostics.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountError {
+    pub text: String,
+    pub hint: Option<String>,
+}
+
+impl AccountError {
+    /// Any account-level error: its chain and hints.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> AccountError {
+        let d = crate::diagnostics::Diagnostic::of(error, hint_of);
+        AccountError {
+            text: d.one_line(),
+            hint: d.hint_text(),
+        }
     }
-    text
+
+    /// `error` (whose chain holds `imap`, the failure on `side`), plus what only this layer
+    /// knows: a refused login names the CSV line to fix. Never a password.
+    pub fn of_imap(
+        settings: &Settings,
+        account: &crate::settings::Account,
+        side: crate::model::Side,
+        error: &(dyn std::error::Error + 'static),
+        imap: &crate::imap::ImapError,
+    ) -> AccountError {
+        let mut d = crate::diagnostics::Diagnostic::of(error, hint_of);
+        if let crate::imap::ImapError::AuthFailed { .. } = imap {
+            d.hints.push(format!(
+                "check the {side} user and password in `{}` line {}",
+                settings.csv_path.display(),
+                account.line
+            ));
+        }
+        AccountError {
+            text: d.one_line(),
+            hint: d.hint_text(),
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use futures::stream::{self, StreamExt};
 
-use super::account_error_text;
+use super::AccountError;
 use crate::cli::PlanArgs;
 use crate::imap::{ConnectionCaps, Credentials};
 use crate::inventory::{self, Inventory, InventoryError};
@@ -68,20 +68,29 @@ pub async fn plan_account(
     ) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(account = %account.source_user, "{e}");
+            let error = AccountError::of(&e);
+            tracing::error!(account = %account.source_user, "{}", error.text);
             return AccountPlan::failed(
                 &account.source_user,
                 &account.destination_user,
-                format!("destination: {}", e.describe()),
+                format!("destination: {}", error.text),
+                error.hint,
             );
         }
     };
     match try_plan_account(settings, account, caps, ledger.as_ref()).await {
         Ok(plan) => plan,
         Err(e) => {
-            let message = describe_account_error(settings, account, &e);
-            tracing::error!(account = %account.source_user, "{}", message.lines().next().unwrap_or(""));
-            AccountPlan::failed(&account.source_user, &account.destination_user, message)
+            let (InventoryError::Imap { side, source }
+            | InventoryError::Folder { side, source, .. }) = &e;
+            let error = AccountError::of_imap(settings, account, *side, &e, source);
+            tracing::error!(account = %account.source_user, "{}", error.text);
+            AccountPlan::failed(
+                &account.source_user,
+                &account.destination_user,
+                error.text,
+                error.hint,
+            )
         }
     }
 }
@@ -147,29 +156,4 @@ async fn try_plan_account(
     plan::set_contents(&mut source, &src?);
     plan::set_contents(&mut destination, &dst?);
     Ok(plan(&source, &destination))
-}
-
-/// One clear message for an account that failed: which side and server, the server's
-/// words, and a hint naming the CSV line when it is a login problem. Never a password.
-pub fn describe_account_error(
-    settings: &Settings,
-    account: &Account,
-    e: &InventoryError,
-) -> String {
-    let (side, imap_error, folder) = match e {
-        InventoryError::Imap { side, source } => (*side, source, None),
-        InventoryError::Folder {
-            side,
-            source,
-            folder,
-        } => (*side, source, Some(folder)),
-    };
-    // Every IMAP error names `host:port` already; add the folder when it does not.
-    let text = account_error_text(settings, account, side, imap_error);
-    match folder {
-        Some(folder) if !text.contains(&format!("`{folder}`")) => {
-            format!("{side} folder `{folder}`: {text}")
-        }
-        _ => format!("{side}: {text}"),
-    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_imap::{Authenticator, Client, Session};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::error::{Endpoint, ImapError};
+use super::error::{Endpoint, ImapError, Reason};
 use super::transport::{Greeted, ImapIo};
 use crate::settings::{AuthMethod, Limits, ServerSettings};
 
@@ -76,33 +76,33 @@ pub(crate) async fn login(
     ep: &Endpoint,
 ) -> Result<Session<ImapIo>, ImapError> {
     if !greeted.tls {
-        let refuse = |reason: String| ImapError::PlaintextAuthRefused {
+        let refuse = |reason: Reason| ImapError::PlaintextAuthRefused {
             host: ep.host.clone(),
             port: ep.port,
             reason,
         };
         if greeted.caps.has("LOGINDISABLED") {
-            return Err(refuse(
-                "the server advertises LOGINDISABLED on this unencrypted connection\n\
-                 hint: use `security = \"starttls\"` or `security = \"tls\"`"
-                    .into(),
-            ));
+            return Err(refuse(Reason::hinted(
+                "the server advertises LOGINDISABLED on this unencrypted connection",
+                "use `security = \"starttls\"` or `security = \"tls\"`",
+            )));
         }
         if !server.allow_plaintext_auth && !is_loopback(&ep.host) {
-            return Err(refuse(
-                "`security = \"plain\"` to a remote host\nhint: use `starttls` or `tls`, or \
-                 set `allow-plaintext-auth = true` if the network is trusted"
-                    .into(),
-            ));
+            return Err(refuse(Reason::hinted(
+                "`security = \"plain\"` to a remote host",
+                "use `starttls` or `tls`, or set `allow-plaintext-auth = true` if the network \
+                 is trusted",
+            )));
         }
     }
     let mechanism = choose(server, &greeted.caps);
     tracing::debug!(host = %ep.host, user = %creds.user, ?mechanism, "logging in");
-    let auth_failed = |text: String| ImapError::AuthFailed {
+    let auth_failed = |text: String, hint: Option<&str>| ImapError::AuthFailed {
         user: creds.user.clone(),
         host: ep.host.clone(),
         port: ep.port,
         server_text: text,
+        hint: hint.map(str::to_string),
     };
     let password = || {
         creds
@@ -161,12 +161,11 @@ pub(crate) async fn login(
             use async_imap::error::Error as E;
             Err(match err {
                 E::No(dump) | E::Bad(dump) => {
-                    auth_failed(super::error::server_text_from_dump(&dump))
+                    auth_failed(super::error::server_text_from_dump(&dump), None)
                 }
                 E::Validate(_) => auth_failed(
-                    "the password contains a line break, which LOGIN cannot send\n\
-                     hint: use `auth = \"plain\"`"
-                        .into(),
+                    "the password contains a line break, which LOGIN cannot send".into(),
+                    Some("use `auth = \"plain\"`"),
                 ),
                 other => ep.async_imap_error(other, "the login", limits.idle_timeout),
             })
@@ -230,15 +229,19 @@ async fn run_token_command(
 ) -> Result<SecretString, ImapError> {
     let fail = |reason: String| ImapError::TokenCommand {
         user: user.to_string(),
-        reason,
+        reason: reason.into(),
     };
-    let template = server.token_command.as_deref().ok_or_else(|| {
-        fail(
-            "no `token-command` is configured\nhint: `auth = \"xoauth2\"` and \
-              `\"oauthbearer\"` need a `token-command` that prints an access token"
-                .into(),
-        )
-    })?;
+    let template = server
+        .token_command
+        .as_deref()
+        .ok_or_else(|| ImapError::TokenCommand {
+            user: user.to_string(),
+            reason: Reason::hinted(
+                "no `token-command` is configured",
+                "`auth = \"xoauth2\"` and `\"oauthbearer\"` need a `token-command` that prints an \
+             access token",
+            ),
+        })?;
     let command = expand_token_command(template, user);
     let child = tokio::process::Command::new("sh")
         .arg("-c")

@@ -24,28 +24,68 @@ pub enum ConnectReason {
 impl fmt::Display for ConnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectReason::Refused => write!(
-                f,
-                "connection refused\nhint: check `host`, `port` and `security` \
-                 (993 is the usual port for `tls`, 143 for `starttls`/`plain`)"
-            ),
-            ConnectReason::UnknownHost(detail) => write!(
-                f,
-                "unknown host ({detail})\nhint: check the spelling of `host` and the DNS"
-            ),
-            ConnectReason::TimedOut(after) => write!(
-                f,
-                "no answer within {}\nhint: a firewall may drop the connection; \
-                 check `host` and `port`, or raise `connect-timeout` in [limits]",
-                humantime::format_duration(*after)
-            ),
+            ConnectReason::Refused => f.write_str("connection refused"),
+            ConnectReason::UnknownHost(detail) => write!(f, "unknown host ({detail})"),
+            ConnectReason::TimedOut(after) => {
+                write!(f, "no answer within {}", humantime::format_duration(*after))
+            }
             ConnectReason::Other(detail) => f.write_str(detail),
         }
     }
 }
 
-/// An error of the IMAP layer. `Display` is meant for users (with `hint:` lines);
-/// nothing in here ever holds a password or a token.
+impl crate::diagnostics::HasHint for ConnectReason {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ConnectReason::Refused => Some(
+                "check `host`, `port` and `security` (993 is the usual port for `tls`, 143 \
+                 for `starttls`/`plain`)"
+                    .into(),
+            ),
+            ConnectReason::UnknownHost(_) => {
+                Some("check the spelling of `host` and the DNS".into())
+            }
+            ConnectReason::TimedOut(_) => Some(
+                "a firewall may drop the connection; check `host` and `port`, or raise \
+                 `connect-timeout` in [limits]"
+                    .into(),
+            ),
+            ConnectReason::Other(_) => None,
+        }
+    }
+}
+
+/// A sentence for people and, when the fix is knowable, what to do about it (printed as
+/// a hint, never part of `Display`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub text: String,
+    pub hint: Option<String>,
+}
+
+impl Reason {
+    pub(crate) fn hinted(text: impl Into<String>, hint: impl Into<String>) -> Reason {
+        Reason {
+            text: text.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Reason {
+        Reason { text, hint: None }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// An error of the IMAP layer. `Display` is meant for users; what to do about it comes from
+/// [`HasHint`](crate::diagnostics::HasHint). Nothing in here ever holds a password or a token.
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
     #[error("cannot connect to `{host}:{port}`: {reason}")]
@@ -60,20 +100,17 @@ pub enum ImapError {
         host: String,
         port: u16,
         /// What went wrong, with a hint when the fix is knowable.
-        reason: String,
+        reason: Reason,
     },
 
-    #[error(
-        "`{host}:{port}` does not offer STARTTLS\nhint: use `security = \"tls\"` (usually \
-         port 993) if the server speaks implicit TLS; mailshift never falls back to plaintext"
-    )]
+    #[error("`{host}:{port}` does not offer STARTTLS")]
     StartTlsUnavailable { host: String, port: u16 },
 
     #[error("refusing to send credentials in plaintext to `{host}:{port}`: {reason}")]
     PlaintextAuthRefused {
         host: String,
         port: u16,
-        reason: String,
+        reason: Reason,
     },
 
     #[error("login as `{user}` on `{host}:{port}` failed: {server_text}")]
@@ -83,6 +120,8 @@ pub enum ImapError {
         port: u16,
         /// The server's words, e.g. `[AUTHENTICATIONFAILED] Authentication failed.`
         server_text: String,
+        /// Set when the cause is known on this side (a password LOGIN cannot send).
+        hint: Option<String>,
     },
 
     #[error("no password for `{user}` and no admin login configured for `{host}:{port}`")]
@@ -93,11 +132,10 @@ pub enum ImapError {
     },
 
     #[error("`token-command` for `{user}` failed: {reason}")]
-    TokenCommand { user: String, reason: String },
+    TokenCommand { user: String, reason: Reason },
 
     #[error(
-        "no answer from `{host}:{port}` within {} while {doing}\nhint: the server may be \
-         overloaded; raise `idle-timeout` (or `connect-timeout`) in [limits]",
+        "no answer from `{host}:{port}` within {} while {doing}",
         humantime::format_duration(*after)
     )]
     Timeout {
@@ -118,8 +156,7 @@ pub enum ImapError {
 
     #[error(
         "folder `{folder}` on `{host}:{port}`: the server returned {received} of {expected} \
-         messages\nhint: the folder changed during the scan or the server refused the FETCH; \
-         run the command again"
+         messages"
     )]
     IncompleteFetch {
         host: String,
@@ -138,6 +175,11 @@ pub enum ImapError {
 }
 
 impl ImapError {
+    /// Whether the message already names the folder it is about.
+    pub fn names_folder(&self) -> bool {
+        matches!(self, ImapError::IncompleteFetch { .. })
+    }
+
     /// After this error the connection is out of step with the server (or gone): it must
     /// never carry another command.
     pub fn kills_session(&self) -> bool {
@@ -233,40 +275,53 @@ fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
 }
 
 /// Turns a rustls error into a sentence with a hint.
-pub(crate) fn explain_tls(err: &rustls::Error) -> String {
+pub(crate) fn explain_tls(err: &rustls::Error) -> Reason {
     use rustls::CertificateError as C;
-    const HINT_TRUST: &str = "hint: if the server uses a private CA or a self-signed certificate, \
+    const HINT_TRUST: &str = "if the server uses a private CA or a self-signed certificate, \
          set `ca-file` to its PEM certificate; in a container without system certificates, \
          set `tls-roots = \"mozilla\"`";
     match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
-            C::UnknownIssuer | C::BadSignature => {
-                format!("the server's certificate is not signed by a trusted authority ({cert:?})\n{HINT_TRUST}")
-            }
-            C::NotValidForName | C::NotValidForNameContext { .. } => format!(
-                "the server's certificate is not valid for this host name\nhint: connect with \
-                 the name the certificate was issued for ({cert:?})"
+            C::UnknownIssuer | C::BadSignature => Reason::hinted(
+                format!("the server's certificate is not signed by a trusted authority ({cert:?})"),
+                HINT_TRUST,
+            ),
+            C::NotValidForName | C::NotValidForNameContext { .. } => Reason::hinted(
+                format!("the server's certificate is not valid for this host name ({cert:?})"),
+                "connect with the name the certificate was issued for",
             ),
             C::Expired | C::ExpiredContext { .. } => {
-                format!("the server's certificate has expired ({cert:?})")
+                format!("the server's certificate has expired ({cert:?})").into()
             }
             C::NotValidYet | C::NotValidYetContext { .. } => format!(
                 "the server's certificate is not valid yet; check this machine's clock ({cert:?})"
-            ),
-            C::Revoked => "the server's certificate has been revoked".to_string(),
+            )
+            .into(),
+            C::Revoked => "the server's certificate has been revoked"
+                .to_string()
+                .into(),
             // webpki refuses a certificate marked CA:TRUE as a server certificate: in
             // practice a self-signed certificate made with openssl's defaults.
-            C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
-                "the server's certificate is self-signed (a CA certificate used as a server \
-                 certificate)\n{HINT_TRUST}"
+            C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                Reason::hinted(
+                    "the server's certificate is self-signed (a CA certificate used as a \
+                     server certificate)",
+                    HINT_TRUST,
+                )
+            }
+            other => Reason::hinted(
+                format!("the server's certificate was rejected ({other:?})"),
+                HINT_TRUST,
             ),
-            other => format!("the server's certificate was rejected ({other:?})\n{HINT_TRUST}"),
         },
-        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => format!(
-            "the server does not speak TLS here ({err})\nhint: port 993 usually speaks implicit \
-             TLS (`security = \"tls\"`), port 143 `starttls` or `plain`"
-        ),
-        other => other.to_string(),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            Reason::hinted(
+                format!("the server does not speak TLS here ({err})"),
+                "port 993 usually speaks implicit TLS (`security = \"tls\"`), port 143 \
+                 `starttls` or `plain`",
+            )
+        }
+        other => other.to_string().into(),
     }
 }
 
@@ -329,7 +384,31 @@ fn unescape_debug_str(s: &str) -> Option<String> {
 
 impl crate::diagnostics::HasHint for ImapError {
     fn hint(&self) -> Option<String> {
-        None
+        match self {
+            ImapError::ConnectFailed { reason, .. } => reason.hint(),
+            ImapError::Tls { reason, .. }
+            | ImapError::PlaintextAuthRefused { reason, .. }
+            | ImapError::TokenCommand { reason, .. } => reason.hint.clone(),
+            ImapError::StartTlsUnavailable { .. } => Some(
+                "use `security = \"tls\"` (usually port 993) if the server speaks implicit \
+                 TLS; mailshift never falls back to plaintext"
+                    .into(),
+            ),
+            ImapError::AuthFailed { hint, .. } => hint.clone(),
+            ImapError::Timeout { .. } => Some(
+                "the server may be overloaded; raise `idle-timeout` (or `connect-timeout`) in \
+                 [limits]"
+                    .into(),
+            ),
+            ImapError::IncompleteFetch { .. } => Some(
+                "the folder changed during the scan or the server refused the FETCH; run the \
+                 command again"
+                    .into(),
+            ),
+            ImapError::NoPassword { .. }
+            | ImapError::Protocol { .. }
+            | ImapError::Closed { .. } => None,
+        }
     }
 }
 
@@ -371,12 +450,36 @@ mod tests {
     }
 
     #[test]
+    fn connect_reasons_hint_apart_from_the_message() {
+        use crate::diagnostics::HasHint as _;
+        let unknown = ConnectReason::UnknownHost("no such name".into());
+        assert_eq!(unknown.to_string(), "unknown host (no such name)");
+        assert_eq!(
+            unknown.hint().as_deref(),
+            Some("check the spelling of `host` and the DNS")
+        );
+        let e = ImapError::ConnectFailed {
+            host: "h".into(),
+            port: 1,
+            reason: ConnectReason::Refused,
+        };
+        assert!(!e.to_string().contains("hint"), "{e}");
+        assert!(e.hint().unwrap().contains("`security`"));
+        assert_eq!(ConnectReason::Other("x".into()).hint(), None);
+    }
+
+    #[test]
     fn unknown_issuer_hints_at_ca_file() {
-        let text = explain_tls(&rustls::Error::InvalidCertificate(
+        let reason = explain_tls(&rustls::Error::InvalidCertificate(
             rustls::CertificateError::UnknownIssuer,
         ));
-        assert!(text.contains("ca-file"), "{text}");
-        assert!(text.contains("tls-roots"), "{text}");
+        assert!(
+            reason.text.contains("not signed by a trusted authority"),
+            "{reason:?}"
+        );
+        let hint = reason.hint.unwrap();
+        assert!(hint.contains("ca-file"), "{hint}");
+        assert!(hint.contains("tls-roots"), "{hint}");
     }
 
     #[test]

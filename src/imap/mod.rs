@@ -13,11 +13,11 @@ mod wire;
 mod writer;
 
 pub use auth::Credentials;
-pub use error::{ConnectReason, ImapError};
+pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
 pub use reader::{probe, Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
 pub use transport::Capabilities;
-pub use writer::{AppendItem, AppendResult, SelectInfo, Writer};
+pub use writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
 
 /// Caps on open connections per server (`max-connections`), shared by all accounts of a
 /// run.

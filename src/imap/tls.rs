@@ -14,6 +14,7 @@ use tokio_rustls::rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+use super::error::Reason;
 use crate::settings::{ServerSettings, TlsRoots};
 
 fn provider() -> Arc<CryptoProvider> {
@@ -21,7 +22,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Builds the client configuration; the error is a user-facing sentence.
-pub(crate) fn client_config(server: &ServerSettings) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(server: &ServerSettings) -> Result<Arc<ClientConfig>, Reason> {
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = if server.accept_invalid_certs {
         Arc::new(AcceptAnyCertificate(provider.clone()))
@@ -75,17 +76,16 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
         .map_err(|e| format!("`{host}` is not a valid TLS server name: {e}"))
 }
 
-fn read_anchors(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_anchors(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, Reason> {
     let bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read `ca-file` `{}`: {e}", path.display()))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("`ca-file` `{}` is not valid PEM: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!(
-            "`ca-file` `{}` holds no certificate\nhint: it must contain a \
-             `-----BEGIN CERTIFICATE-----` block",
-            path.display()
+        return Err(Reason::hinted(
+            format!("`ca-file` `{}` holds no certificate", path.display()),
+            "it must contain a `-----BEGIN CERTIFICATE-----` block",
         ));
     }
     Ok(certs)
@@ -215,12 +215,15 @@ mod tests {
     fn ca_file_errors_are_explained() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        assert!(read_anchors(&missing).unwrap_err().contains("cannot read"));
+        assert!(read_anchors(&missing)
+            .unwrap_err()
+            .text
+            .contains("cannot read"));
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        assert!(read_anchors(&empty)
-            .unwrap_err()
-            .contains("holds no certificate"));
+        let e = read_anchors(&empty).unwrap_err();
+        assert!(e.text.contains("holds no certificate"), "{e:?}");
+        assert!(e.hint.unwrap().contains("BEGIN CERTIFICATE"));
     }
 
     #[test]

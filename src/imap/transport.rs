@@ -19,7 +19,7 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::error::{ConnectReason, Endpoint, ImapError};
+use super::error::{ConnectReason, Endpoint, ImapError, Reason};
 use super::tls;
 use crate::settings::{Limits, Security, ServerSettings};
 
@@ -158,7 +158,7 @@ pub(crate) async fn open(
                     return Err(ImapError::Tls {
                         host: ep.host.clone(),
                         port: ep.port,
-                        reason: format!("the server refused STARTTLS: {}", done.text),
+                        reason: format!("the server refused STARTTLS: {}", done.text).into(),
                     });
                 }
                 // `into_inner` drops whatever was buffered after the OK: bytes injected
@@ -187,12 +187,15 @@ pub(crate) async fn open(
             }
         }
     };
+    // Say what was actually awaited: a plain connection has no TLS handshake.
+    let doing = match server.security {
+        Security::Tls => "setting up the connection (TLS handshake and greeting)",
+        Security::StartTls => "setting up the connection (greeting, STARTTLS and TLS handshake)",
+        Security::Plain => "waiting for the greeting",
+    };
     match tokio::time::timeout(limits.connect_timeout, setup).await {
         Ok(result) => result,
-        Err(_) => Err(ep.timeout(
-            "setting up the connection (TLS handshake and greeting)",
-            limits.connect_timeout,
-        )),
+        Err(_) => Err(ep.timeout(doing, limits.connect_timeout)),
     }
 }
 
@@ -234,23 +237,26 @@ async fn handshake(
     ep: &Endpoint,
     timed: Timed,
 ) -> Result<TlsStream<Timed>, ImapError> {
-    let tls_err = |reason: String| ImapError::Tls {
+    let tls_err = |reason: Reason| ImapError::Tls {
         host: ep.host.clone(),
         port: ep.port,
         reason,
     };
     let config = tls::client_config(server).map_err(tls_err)?;
-    let name = tls::server_name(&ep.host).map_err(tls_err)?;
+    let name = tls::server_name(&ep.host).map_err(|e| tls_err(e.into()))?;
     TlsConnector::from(config)
         .connect(name, timed)
         .await
         .map_err(|e| match ep.io(&e, "the TLS handshake", Duration::ZERO) {
             // Not a rustls error: the peer hung up mid-handshake, typically a plain IMAP
             // port spoken to with TLS or a TLS port that rejects us.
-            ImapError::Closed { .. } => tls_err(format!(
-                "{e}\nhint: is `{}` a TLS port? 993 usually speaks implicit TLS \
-                 (`security = \"tls\"`), 143 `starttls`",
-                ep.port
+            ImapError::Closed { .. } => tls_err(Reason::hinted(
+                e.to_string(),
+                format!(
+                    "is `{}` a TLS port? 993 usually speaks implicit TLS \
+                     (`security = \"tls\"`), 143 `starttls`",
+                    ep.port
+                ),
             )),
             other => other,
         })

@@ -74,6 +74,14 @@ impl fmt::Debug for AppendItem<'_> {
 /// `[LIMIT] Mail size is larger than the maximum size allowed by server configuration`.
 pub type AppendResult = Result<Option<u32>, String>;
 
+/// What a CREATE found: the folder is new, or it was there already (made meanwhile by
+/// another run or by the user), which is not a folder this run created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    AlreadyThere,
+}
+
 /// A logged-in session that may change the destination. Any `Err(ImapError)` that
 /// [`ImapError::kills_session`] leaves it unusable: reconnect.
 pub struct Writer {
@@ -118,19 +126,19 @@ impl Writer {
 
     /// `CREATE`. A folder that already exists is a success: `[ALREADYEXISTS]` (RFC 5530)
     /// or, for servers without that code, a LIST that shows it.
-    pub async fn create(&mut self, wire_name: &str) -> Result<(), ImapError> {
+    pub async fn create(&mut self, wire_name: &str) -> Result<Created, ImapError> {
         let name = self.conn.quoted(wire_name, "CREATE")?;
         let display = format!("CREATE {name}");
         let text = match self.conn.run(&display, &display, |_| {}).await? {
-            CommandEnd::Ok => return Ok(()),
+            CommandEnd::Ok => return Ok(Created::New),
             CommandEnd::No(text) if text.to_ascii_uppercase().contains("[ALREADYEXISTS]") => {
-                return Ok(())
+                return Ok(Created::AlreadyThere)
             }
             CommandEnd::No(text) => text,
             CommandEnd::Bad(text) => return Err(self.conn.ep.protocol(display, text)),
         };
         if self.exists(wire_name).await? {
-            return Ok(());
+            return Ok(Created::AlreadyThere);
         }
         Err(self.conn.ep.protocol(display, text))
     }

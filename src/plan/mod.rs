@@ -213,6 +213,9 @@ pub struct AccountPlan {
     /// Set when the account could not be planned; then everything else is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What to do about `error`, when that is knowable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     pub folders: Vec<FolderPlan>,
     #[serde(default)]
     pub ignored_folders: Vec<IgnoredFolder>,
@@ -247,11 +250,17 @@ pub enum Deletions {
 }
 
 impl AccountPlan {
-    pub fn failed(source_user: &str, destination_user: &str, error: String) -> AccountPlan {
+    pub fn failed(
+        source_user: &str,
+        destination_user: &str,
+        error: String,
+        hint: Option<String>,
+    ) -> AccountPlan {
         AccountPlan {
             source_user: source_user.to_string(),
             destination_user: destination_user.to_string(),
             error: Some(error),
+            hint,
             folders: Vec::new(),
             ignored_folders: Vec::new(),
             tree_before: Vec::new(),
@@ -716,6 +725,7 @@ pub fn plan_account(
         source_user: source_user.to_string(),
         destination_user: destination_user.to_string(),
         error: None,
+        hint: None,
         folders,
         ignored_folders,
         tree_before,

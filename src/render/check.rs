@@ -12,6 +12,8 @@ pub(crate) struct SideResult {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,13 +59,11 @@ pub(crate) fn render(report: &CheckReport) -> String {
     for a in &report.accounts {
         for (side, r) in [("source", &a.source), ("destination", &a.destination)] {
             if let Some(e) = &r.error {
-                // Continuation lines (`hint: ...`) are indented under their error.
-                let e = e
-                    .lines()
-                    .map(|l| esc(l).into_owned())
-                    .collect::<Vec<_>>()
-                    .join("\n    ");
-                out.push_str(&format!("{}: {side} {e}\n", esc(&a.source_user)));
+                out.push_str(&format!("{}: {side} {}\n", esc(&a.source_user), esc(e)));
+                // Indented under its error, one line per hint.
+                for hint in r.hint.iter().flat_map(|h| h.lines()) {
+                    out.push_str(&format!("    hint: {}\n", esc(hint)));
+                }
             }
         }
     }

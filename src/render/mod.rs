@@ -6,3 +6,6 @@ pub(crate) mod cutover;
 pub mod report;
 pub mod text;
 pub mod units;
+
+#[cfg(test)]
+mod snapshots;

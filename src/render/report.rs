@@ -45,14 +45,11 @@ pub fn report(report: &Report) -> String {
     out.push('\n');
     for a in &report.accounts {
         if let Some(e) = &a.error {
-            out.push_str(&format!(
-                "{}: error: {}\n",
-                esc(&a.source_user),
-                e.lines()
-                    .map(|l| esc(l).into_owned())
-                    .collect::<Vec<_>>()
-                    .join("\n    ")
-            ));
+            out.push_str(&format!("{}: error: {}\n", esc(&a.source_user), esc(e)));
+            // Indented under its error, one line per hint.
+            for hint in a.hint.iter().flat_map(|h| h.lines()) {
+                out.push_str(&format!("    hint: {}\n", esc(hint)));
+            }
         }
         for f in &a.failed {
             out.push_str(&format!(

@@ -120,6 +120,13 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
     if f.renamed_delimiter {
         notes.push("delimiter in name replaced by `_`".to_string());
     }
+    // Cyrus and Courier keep `Archive/2019` as `INBOX.Archive.2019`: show the real path
+    // wherever it differs from the display name.
+    let on_server =
+        crate::mutf7::decode(&f.destination_wire).unwrap_or_else(|_| f.destination_wire.clone());
+    if on_server != f.destination {
+        notes.push(format!("`{}` on the server", esc(&on_server)));
+    }
     notes
 }
 
@@ -136,14 +143,10 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
         esc(&a.destination_user)
     );
     if let Some(error) = &a.error {
-        // Server words inside the error are escaped line by line: only our own line
-        // breaks reach the terminal.
-        let mut lines = error.lines();
-        if let Some(first) = lines.next() {
-            let _ = writeln!(out, "  error: {}", esc(first));
-        }
-        for line in lines {
-            let _ = writeln!(out, "    {}", esc(line));
+        // Server words inside the error are escaped, line breaks too: it is one line.
+        let _ = writeln!(out, "  error: {}", esc(error));
+        for hint in a.hint.iter().flat_map(|h| h.lines()) {
+            let _ = writeln!(out, "    hint: {}", esc(hint));
         }
         return;
     }
@@ -170,13 +173,17 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
             let notes = folder_notes(f);
             let destination = esc(&f.destination);
             let pad = width.saturating_sub(destination.width());
+            let from = if sources.is_empty() {
+                "(parent of a new folder)".to_string()
+            } else {
+                format!("← {}", sources.join(" + "))
+            };
             let _ = write!(
                 out,
-                "    {} {}{}  ← {}",
+                "    {} {}{}  {from}",
                 folder_marker(f),
                 destination,
                 " ".repeat(pad),
-                sources.join(" + ")
             );
             if !notes.is_empty() {
                 let _ = write!(out, "  ({})", notes.join(", "));
@@ -478,7 +485,8 @@ mod tests {
             vec![AccountPlan::failed(
                 "a",
                 "b",
-                "source: boom\nhint: fix it".into(),
+                "source: boom".into(),
+                Some("fix it".into()),
             )],
         );
         let text = render_plan(&plan, TextOptions::default());

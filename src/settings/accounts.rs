@@ -10,9 +10,10 @@ use std::collections::HashMap;
 
 use secrecy::SecretString;
 
+use super::error::Problem;
 use super::{Account, SettingsError};
 
-const HEADER_HINT: &str = "hint: the first line must be \
+const HEADER_HINT: &str = "the first line must be \
     `source_user,source_password,destination_user,destination_password` (any order), \
     or the Microsoft 365 header `EmailAddress,UserName,Password`";
 
@@ -67,10 +68,11 @@ pub(crate) fn parse(
     file: &str,
     admins: AdminLogins,
 ) -> Result<Vec<Account>, SettingsError> {
-    let err = |line: usize, message: String| SettingsError::Accounts {
+    let err = |line: usize, problem: Problem| SettingsError::Accounts {
         file: file.to_string(),
         line,
-        message,
+        message: problem.message,
+        hint: problem.hint,
     };
     // Excel's "CSV UTF-8" starts with a byte order mark.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -88,7 +90,7 @@ pub(crate) fn parse(
         // csv errors are not displayed: some variants quote the record.
         let more = reader.read_byte_record(&mut record).map_err(|e| {
             let line = e.position().map_or(1, |p| line_at(bytes, p.byte()));
-            err(line, "this line is not valid CSV".to_string())
+            err(line, "this line is not valid CSV".into())
         })?;
         if !more {
             break;
@@ -105,11 +107,13 @@ pub(crate) fn parse(
         if record.len() != header.columns.len() {
             return Err(err(
                 line,
-                format!(
-                    "{} fields, but the header has {}\nhint: a value containing a comma must \
-                     be quoted: `\"...\"`",
-                    record.len(),
-                    header.columns.len()
+                Problem::hinted(
+                    format!(
+                        "{} fields, but the header has {}",
+                        record.len(),
+                        header.columns.len()
+                    ),
+                    "a value containing a comma must be quoted: `\"...\"`",
                 ),
             ));
         }
@@ -118,10 +122,9 @@ pub(crate) fn parse(
             let text = std::str::from_utf8(raw).map_err(|_| {
                 err(
                     line,
-                    format!(
-                        "column `{}` is not valid UTF-8\nhint: save the file as UTF-8 \
-                         (in Excel: \"CSV UTF-8\")",
-                        column.name(header.format)
+                    Problem::hinted(
+                        format!("column `{}` is not valid UTF-8", column.name(header.format)),
+                        "save the file as UTF-8 (in Excel: \"CSV UTF-8\")",
                     ),
                 )
             })?;
@@ -132,7 +135,7 @@ pub(crate) fn parse(
         if source_user.is_empty() {
             return Err(err(
                 line,
-                format!("`{}` is empty", name(Column::SourceUser)),
+                format!("`{}` is empty", name(Column::SourceUser)).into(),
             ));
         }
         let destination_user = match cells[Column::DestinationUser as usize].map(str::trim) {
@@ -145,10 +148,12 @@ pub(crate) fn parse(
             _ if admin => Ok(None),
             _ => Err(err(
                 line,
-                format!(
-                    "`{}` is empty\nhint: fill it in, or configure `[{side}.admin]` to log \
-                     in on each user's behalf",
-                    name(column)
+                Problem::hinted(
+                    format!("`{}` is empty", name(column)),
+                    format!(
+                        "fill it in, or configure `[{side}.admin]` to log in on each user's \
+                         behalf"
+                    ),
                 ),
             )),
         };
@@ -162,21 +167,25 @@ pub(crate) fn parse(
         if let Some(first) = by_source.insert(source_user.to_lowercase(), line) {
             return Err(err(
                 line,
-                format!(
-                    "`{}` is the same as on line {first} (compared case-insensitively)\n\
-                     hint: each account must appear once",
-                    name(Column::SourceUser)
+                Problem::hinted(
+                    format!(
+                        "`{}` is the same as on line {first} (compared case-insensitively)",
+                        name(Column::SourceUser)
+                    ),
+                    "each account must appear once",
                 ),
             ));
         }
         if let Some(first) = by_destination.insert(destination_user.to_lowercase(), line) {
             return Err(err(
                 line,
-                format!(
-                    "the destination user is the same as on line {first} (compared \
-                     case-insensitively; an empty `{}` means the source user)\n\
-                     hint: two accounts cannot be migrated into one mailbox",
-                    name(Column::DestinationUser)
+                Problem::hinted(
+                    format!(
+                        "the destination user is the same as on line {first} (compared \
+                         case-insensitively; an empty `{}` means the source user)",
+                        name(Column::DestinationUser)
+                    ),
+                    "two accounts cannot be migrated into one mailbox",
                 ),
             ));
         }
@@ -189,12 +198,15 @@ pub(crate) fn parse(
         });
     }
     if header.is_none() {
-        return Err(err(1, format!("the file is empty\n{HEADER_HINT}")));
+        return Err(err(1, Problem::hinted("the file is empty", HEADER_HINT)));
     }
     if accounts.is_empty() {
         return Err(err(
             1,
-            "there is no account below the header\nhint: add one line per mailbox".to_string(),
+            Problem::hinted(
+                "there is no account below the header",
+                "add one line per mailbox",
+            ),
         ));
     }
     Ok(accounts)
@@ -216,23 +228,23 @@ fn line_at(bytes: &[u8], offset: u64) -> usize {
 
 /// Recognises the header row. Never puts a header cell into a message: when the header is
 /// missing, the first line is an account with its password.
-fn parse_header(record: &csv::ByteRecord, admins: AdminLogins) -> Result<Header, String> {
+fn parse_header(record: &csv::ByteRecord, admins: AdminLogins) -> Result<Header, Problem> {
     let names: Vec<String> = record
         .iter()
         .map(|f| String::from_utf8_lossy(f).trim().to_ascii_lowercase())
         .collect();
-    let unknown = || format!("the header row is missing or unknown\n{HEADER_HINT}");
+    let unknown = || Problem::hinted("the header row is missing or unknown", HEADER_HINT);
 
     let mut m365: Vec<&str> = names.iter().map(String::as_str).collect();
     m365.sort_unstable();
     if m365 == ["emailaddress", "password", "username"] {
         if !admins.destination {
-            return Err(
+            return Err(Problem::hinted(
                 "the Microsoft 365 format (`EmailAddress,UserName,Password`) has no \
-                 destination password\nhint: configure `[destination.admin]` in the config \
-                 file to log in on each user's behalf"
-                    .to_string(),
-            );
+                 destination password",
+                "configure `[destination.admin]` in the config file to log in on each user's \
+                 behalf",
+            ));
         }
         let columns = names
             .iter()
@@ -258,9 +270,9 @@ fn parse_header(record: &csv::ByteRecord, admins: AdminLogins) -> Result<Header,
     if names.iter().all(|n| known(n).is_none()) {
         // A semicolon-separated export (Excel in many locales) reads as one field.
         if names.len() == 1 && names[0].split(';').any(|n| known(n.trim()).is_some()) {
-            return Err(format!(
-                "the header is separated by `;`, but fields must be separated by commas\n\
-                 {HEADER_HINT}"
+            return Err(Problem::hinted(
+                "the header is separated by `;`, but fields must be separated by commas",
+                HEADER_HINT,
             ));
         }
         return Err(unknown());
@@ -268,16 +280,17 @@ fn parse_header(record: &csv::ByteRecord, admins: AdminLogins) -> Result<Header,
     let mut columns: Vec<Column> = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let column = known(n).ok_or_else(|| {
-            format!(
-                "column {} of the header is not a known column name\n{HEADER_HINT}",
-                i + 1
+            Problem::hinted(
+                format!("column {} of the header is not a known column name", i + 1),
+                HEADER_HINT,
             )
         })?;
         if columns.contains(&column) {
             return Err(format!(
                 "column `{}` appears twice in the header",
                 column.name(Format::Native)
-            ));
+            )
+            .into());
         }
         columns.push(column);
     }
@@ -285,15 +298,14 @@ fn parse_header(record: &csv::ByteRecord, admins: AdminLogins) -> Result<Header,
         if columns.contains(&column) || admin {
             Ok(())
         } else {
-            Err(format!(
-                "the header has no `{}` column\nhint: add it, or configure `[{side}.admin]` \
-                 to log in on each user's behalf",
-                column.name(Format::Native)
+            Err(Problem::hinted(
+                format!("the header has no `{}` column", column.name(Format::Native)),
+                format!("add it, or configure `[{side}.admin]` to log in on each user's behalf"),
             ))
         }
     };
     require(Column::SourceUser, false, "source")
-        .map_err(|_| format!("the header has no `source_user` column\n{HEADER_HINT}"))?;
+        .map_err(|_| Problem::hinted("the header has no `source_user` column", HEADER_HINT))?;
     require(Column::SourcePassword, admins.source, "source")?;
     require(
         Column::DestinationPassword,
@@ -328,6 +340,20 @@ mod tests {
 
     fn ok(csv: &str, admins: AdminLogins) -> Vec<Account> {
         parse(csv.as_bytes(), "accounts.csv", admins).unwrap()
+    }
+
+    /// The message, then `\nhint: ...` when there is one; the message itself never has it.
+    fn with_hint(e: &SettingsError) -> String {
+        use crate::diagnostics::HasHint as _;
+        let message = e.to_string();
+        assert!(
+            !message.contains("hint"),
+            "a hint in the message: {message}"
+        );
+        match e.hint() {
+            Some(h) => format!("{message}\nhint: {h}"),
+            None => message,
+        }
     }
 
     fn expose(s: &Option<SecretString>) -> Option<&str> {
@@ -491,9 +517,7 @@ mod tests {
             ),
         ];
         for (csv, admins, line, want) in table {
-            let e = parse(csv.as_bytes(), "accounts.csv", *admins)
-                .unwrap_err()
-                .to_string();
+            let e = with_hint(&parse(csv.as_bytes(), "accounts.csv", *admins).unwrap_err());
             assert!(
                 e.starts_with(&format!("`accounts.csv` line {line}: ")),
                 "{csv:?}: {e}"

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::accounts::{self, AdminLogins};
+use super::error::Problem;
 use super::select::{self, Selection};
 use super::size::parse_size;
 use super::{
@@ -249,11 +250,13 @@ impl ConfigFile<'_> {
         line_of(self.text, offset)
     }
 
-    fn error_at(&self, offset: Option<usize>, message: String) -> SettingsError {
+    fn error_at(&self, offset: Option<usize>, problem: impl Into<Problem>) -> SettingsError {
+        let problem = problem.into();
         SettingsError::Config {
             file: self.name.clone(),
             line: offset.map(|o| self.line_of(o)),
-            message,
+            message: problem.message,
+            hint: problem.hint,
         }
     }
 
@@ -328,22 +331,23 @@ fn describe_toml_error(cfg: &ConfigFile<'_>, e: &toml::de::Error) -> SettingsErr
     // A missing top-level table has no line of its own.
     let at = (!(missing && context.is_none())).then_some(span.start);
     // serde's wording: "unknown field `hots`, expected one of ...", "missing field `host`".
-    let message = if let Some(rest) = message
+    let message: Problem = if let Some(rest) = message
         .strip_prefix("unknown field `")
         .or_else(|| message.strip_prefix("missing field `"))
     {
         let kind = &message[..message.len() - rest.len()];
         match rest.split_once('`') {
-            Some((field, _)) if missing && context.is_none() => {
-                format!("{kind}{field}` {table}\nhint: add a `[{field}]` table")
-            }
-            Some((field, tail)) => format!("{kind}{field}` {table}{tail}"),
-            None => format!("{message} ({table})"),
+            Some((field, _)) if missing && context.is_none() => Problem::hinted(
+                format!("{kind}{field}` {table}"),
+                format!("add a `[{field}]` table"),
+            ),
+            Some((field, tail)) => format!("{kind}{field}` {table}{tail}").into(),
+            None => format!("{message} ({table})").into(),
         }
     } else if let Some(key) = key_on_line(cfg.text, line) {
-        format!("`{key}` {table}: {message}")
+        format!("`{key}` {table}: {message}").into()
     } else {
-        format!("{table}: {message}")
+        format!("{table}: {message}").into()
     };
     cfg.error_at(at, message)
 }
@@ -369,23 +373,35 @@ fn check_server(
 ) -> Result<PendingServer, SettingsError> {
     let host_at = raw.host.span().start;
     let host = raw.host.into_inner().trim().to_string();
-    let bad_host = |why: &str| cfg.error_at(Some(host_at), format!("`host` in `[{side}]` {why}"));
+    let bad_host = |why: &str, hint: Option<&str>| {
+        cfg.error_at(
+            Some(host_at),
+            Problem {
+                message: format!("`host` in `[{side}]` {why}"),
+                hint: hint.map(str::to_string),
+            },
+        )
+    };
     if host.is_empty() {
-        return Err(bad_host("is empty"));
+        return Err(bad_host("is empty", None));
     }
     if host.contains("://") {
         return Err(bad_host(
-            "must be a bare server name\nhint: write `host = \"imap.example.com\"`, \
-             without a scheme; the port goes in `port`",
+            "must be a bare server name",
+            Some(
+                "write `host = \"imap.example.com\"`, without a scheme; the port goes in \
+                 `port`",
+            ),
         ));
     }
     if host.chars().any(char::is_whitespace) {
-        return Err(bad_host("contains whitespace"));
+        return Err(bad_host("contains whitespace", None));
     }
     let bracketless = host.trim_start_matches('[').trim_end_matches(']');
     if host.contains(':') && bracketless.parse::<IpAddr>().is_err() {
         return Err(bad_host(
-            "must not contain a port\nhint: put the port in `port = ...`",
+            "must not contain a port",
+            Some("put the port in `port = ...`"),
         ));
     }
 
@@ -402,10 +418,15 @@ fn check_server(
         if !raw.allow_plaintext_auth {
             return Err(cfg.error_at(
                 Some(at),
-                format!(
-                    "`security = \"plain\"` in `[{side}]` would send passwords unencrypted to \
-                     `{host}`\nhint: use `security = \"starttls\"` or `\"tls\"`; if the network \
-                     is trusted, add `allow-plaintext-auth = true` to `[{side}]`"
+                Problem::hinted(
+                    format!(
+                        "`security = \"plain\"` in `[{side}]` would send passwords unencrypted \
+                         to `{host}`"
+                    ),
+                    format!(
+                        "use `security = \"starttls\"` or `\"tls\"`; if the network is \
+                         trusted, add `allow-plaintext-auth = true` to `[{side}]`"
+                    ),
                 ),
             ));
         }
@@ -438,10 +459,12 @@ fn check_server(
             if !path.is_file() {
                 return Err(cfg.error_at(
                     Some(c.span().start),
-                    format!(
-                        "`ca-file` in `[{side}]`: `{}` does not exist or is not a file\n\
-                         hint: a relative path is relative to the config file's directory",
-                        path.display()
+                    Problem::hinted(
+                        format!(
+                            "`ca-file` in `[{side}]`: `{}` does not exist or is not a file",
+                            path.display()
+                        ),
+                        "a relative path is relative to the config file's directory",
                     ),
                 ));
             }
@@ -483,9 +506,10 @@ fn check_server(
         };
         return Err(cfg.error_at(
             auth_at,
-            format!(
-                "`auth = \"{name}\"` in `[{side}]` needs `token-command`\nhint: add \
-                 `token-command = \"...\"`, a command that prints a bearer token for `{{user}}`"
+            Problem::hinted(
+                format!("`auth = \"{name}\"` in `[{side}]` needs `token-command`"),
+                "add `token-command = \"...\"`, a command that prints a bearer token for \
+                 `{user}`",
             ),
         ));
     }
@@ -515,11 +539,15 @@ fn check_server(
                 0 => {
                     return Err(cfg.error_at(
                         Some(at),
-                        format!(
-                            "{table} needs one of `password-env`, `password-file`, \
-                             `password-command`\nhint: e.g. `password-env = \
-                             \"{}_ADMIN_PASSWORD\"`",
-                            side.to_uppercase()
+                        Problem::hinted(
+                            format!(
+                                "{table} needs one of `password-env`, `password-file`, \
+                                 `password-command`"
+                            ),
+                            format!(
+                                "e.g. `password-env = \"{}_ADMIN_PASSWORD\"`",
+                                side.to_uppercase()
+                            ),
                         ),
                     ))
                 }
@@ -656,11 +684,16 @@ fn check_folders(cfg: &ConfigFile<'_>, raw: RawFolders) -> Result<FolderRules, S
     })
 }
 
-/// SHA-256 over the config bytes and every CSV row's users (never passwords): a saved plan
-/// is stale when either changes. All rows, so that `--account`/`--shard` do not change it.
-fn config_digest(config_bytes: &[u8], accounts: &[Account]) -> String {
+/// SHA-256 over the parsed config and every CSV row's users (never passwords): a saved
+/// plan is stale when either changes. The config is digested as parsed data (keys sorted,
+/// as canonical JSON), so comments, blank lines and key order do not make a plan stale.
+/// All rows, so that `--account`/`--shard` do not change it.
+fn config_digest(config: &toml::Table, accounts: &[Account]) -> String {
+    let canonical = serde_json::to_value(config)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let mut h = Sha256::new();
-    h.update(config_bytes);
+    h.update(canonical.as_bytes());
     h.update(b"\0accounts\0");
     for a in accounts {
         h.update(a.source_user.as_bytes());
@@ -684,17 +717,21 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             usize::MAX,
         )),
         message: "not valid UTF-8".to_string(),
+        hint: None,
     })?;
     let dir = config_path.parent().unwrap_or(Path::new(""));
     let cfg = ConfigFile { name, text, dir };
 
     // Syntax first, so that its errors are not dressed up as a bad key.
-    if let Err(e) = text.parse::<toml::Table>() {
-        return Err(cfg.error_at(
-            e.span().map(|s| s.start),
-            format!("invalid TOML: {}", e.message().trim_end()),
-        ));
-    }
+    let parsed = match text.parse::<toml::Table>() {
+        Ok(table) => table,
+        Err(e) => {
+            return Err(cfg.error_at(
+                e.span().map(|s| s.start),
+                format!("invalid TOML: {}", e.message().trim_end()),
+            ))
+        }
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| describe_toml_error(&cfg, &e))?;
 
     let mut warnings = Vec::new();
@@ -710,9 +747,9 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
     let csv_bytes = std::fs::read(&csv_path).map_err(|e| {
         cfg.error_at(
             Some(csv_at),
-            format!(
-                "`csv` in `[accounts]`: cannot read `{csv_name}`: {e}\n\
-                 hint: a relative path is relative to the config file's directory"
+            Problem::hinted(
+                format!("`csv` in `[accounts]`: cannot read `{csv_name}`: {e}"),
+                "a relative path is relative to the config file's directory",
             ),
         )
     })?;
@@ -724,7 +761,7 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             destination: destination.admin.is_some(),
         },
     )?;
-    let digest = config_digest(&bytes, &all_accounts);
+    let digest = config_digest(&parsed, &all_accounts);
     let accounts = select::select(all_accounts, selection, &csv_name)?;
 
     // Secrets last: the cheap checks above fail first, and a password manager is only
@@ -732,10 +769,11 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
     let resolve = |side: &str, pending: PendingServer| -> Result<ServerSettings, SettingsError> {
         let mut settings = pending.settings;
         if let Some((line, user, source)) = pending.admin {
-            let password = secret::resolve(&source, dir).map_err(|m| SettingsError::Config {
+            let password = secret::resolve(&source, dir).map_err(|p| SettingsError::Config {
                 file: cfg.name.clone(),
                 line: Some(line),
-                message: format!("`[{side}.admin]` {m}"),
+                message: format!("`[{side}.admin]` {}", p.message),
+                hint: p.hint,
             })?;
             settings.admin = Some(AdminLogin { user, password });
         }

@@ -7,28 +7,37 @@ use std::process::{Command, Stdio};
 
 use secrecy::SecretString;
 
+use super::error::Problem;
 use super::SecretSource;
 
 /// Fetches the secret. The error is a message without file or line (the caller adds them);
 /// it never contains the secret, a command's output, or a file's content.
-pub(crate) fn resolve(source: &SecretSource, base_dir: &Path) -> Result<SecretString, String> {
+pub(crate) fn resolve(source: &SecretSource, base_dir: &Path) -> Result<SecretString, Problem> {
     let value = match source {
         SecretSource::Env(name) => match std::env::var_os(name) {
             None => {
-                return Err(format!(
-                    "`password-env`: the environment variable `{name}` is not set\n\
-                     hint: export `{name}` before running mailshift, or use `password-file` \
-                     or `password-command`"
+                return Err(Problem::hinted(
+                    format!("`password-env`: the environment variable `{name}` is not set"),
+                    format!(
+                        "export `{name}` before running mailshift, or use `password-file` or \
+                         `password-command`"
+                    ),
                 ))
             }
             Some(v) => v.into_string().map_err(|_| {
-                format!("`password-env`: the environment variable `{name}` is not valid UTF-8")
+                Problem::from(format!(
+                    "`password-env`: the environment variable `{name}` is not valid UTF-8"
+                ))
             })?,
         },
         SecretSource::File(path) => {
             let full = base_dir.join(path);
-            let text = std::fs::read_to_string(&full)
-                .map_err(|e| format!("`password-file`: cannot read `{}`: {e}", full.display()))?;
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                Problem::from(format!(
+                    "`password-file`: cannot read `{}`: {e}",
+                    full.display()
+                ))
+            })?;
             strip_one_newline(text)
         }
         SecretSource::Command(cmd) => {
@@ -46,16 +55,18 @@ pub(crate) fn resolve(source: &SecretSource, base_dir: &Path) -> Result<SecretSt
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .output()
-                .map_err(|e| format!("`password-command`: cannot run `sh`: {e}"))?;
+                .map_err(|e| Problem::from(format!("`password-command`: cannot run `sh`: {e}")))?;
             if !out.status.success() {
-                return Err(format!(
-                    "`password-command` failed ({}); its output is not shown\n\
-                     hint: run the command by hand to see what is wrong",
-                    out.status
+                return Err(Problem::hinted(
+                    format!(
+                        "`password-command` failed ({}); its output is not shown",
+                        out.status
+                    ),
+                    "run the command by hand to see what is wrong",
                 ));
             }
             let text = String::from_utf8(out.stdout).map_err(|_| {
-                "`password-command` printed something that is not UTF-8".to_string()
+                Problem::from("`password-command` printed something that is not UTF-8")
             })?;
             strip_one_newline(text)
         }
@@ -66,7 +77,7 @@ pub(crate) fn resolve(source: &SecretSource, base_dir: &Path) -> Result<SecretSt
             SecretSource::File(_) => "`password-file`: the file is empty",
             SecretSource::Command(_) => "`password-command` printed nothing",
         };
-        return Err(which.to_string());
+        return Err(which.into());
     }
     Ok(SecretString::from(value))
 }
@@ -91,6 +102,7 @@ mod tests {
     fn cmd(c: &str) -> Result<String, String> {
         resolve(&SecretSource::Command(c.into()), Path::new(""))
             .map(|s| s.expose_secret().to_string())
+            .map_err(|p| p.message)
     }
 
     #[test]
@@ -115,7 +127,9 @@ mod tests {
         std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
         let got = resolve(&SecretSource::File("pw".into()), dir.path()).unwrap();
         assert_eq!(got.expose_secret(), "s3cret");
-        let e = resolve(&SecretSource::File("nope".into()), dir.path()).unwrap_err();
+        let e = resolve(&SecretSource::File("nope".into()), dir.path())
+            .unwrap_err()
+            .message;
         assert!(e.contains("`password-file`") && e.contains("nope"), "{e}");
     }
 
@@ -127,9 +141,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.contains("`MAILSHIFT_TEST_SURELY_UNSET_VAR` is not set"),
-            "{e}"
+            e.message
+                .contains("`MAILSHIFT_TEST_SURELY_UNSET_VAR` is not set"),
+            "{e:?}"
         );
-        assert!(e.contains("hint:"), "{e}");
+        assert!(e.hint.unwrap().starts_with("export"));
     }
 }

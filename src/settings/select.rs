@@ -115,8 +115,7 @@ pub(crate) fn select(
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(SettingsError::Selection(format!(
-                "--account {list}: not a `source_user` in `{csv_file}`\n\
-                 hint: `--account` matches the `source_user` column (case-insensitive)"
+                "--account {list}: not a `source_user` in `{csv_file}`"
             )));
         }
         selected.retain(|acc| wanted.contains(&acc.source_user.to_lowercase()));

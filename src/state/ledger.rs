@@ -55,19 +55,6 @@ impl crate::diagnostics::HasHint for StateError {
     }
 }
 
-impl StateError {
-    /// The message with its cause and hint, for an account's error line.
-    pub(crate) fn describe(&self) -> String {
-        let cause = std::error::Error::source(self)
-            .map(|c| format!(": {c}"))
-            .unwrap_or_default();
-        match crate::diagnostics::HasHint::hint(self) {
-            Some(h) => format!("{self}{cause}\nhint: {h}"),
-            None => format!("{self}{cause}"),
-        }
-    }
-}
-
 /// Where one destination account's ledger lives: `DIR/ledger/HOST-PORT-USER-HASH.ledger`
 /// (readable, and a hash of the exact host, port and user so that names that sanitize
 /// alike never share a file). The port is part of it: two servers on one host are two

@@ -725,6 +725,8 @@ fn saved_plan_applied_twice_copies_once(src_layout: Layout, dst_layout: Layout) 
     let dst_before = dst.snapshot();
     let report = apply_ok(&s, &["p.json"], 0);
     assert_eq!(report["summary"]["copied"], 0, "{report:#}");
+    // `Work` was created by the first apply; the second finds it and says so.
+    assert_eq!(report["summary"]["folders_created"], 0, "{report:#}");
     dst_before.assert_unchanged(&dst.snapshot());
     src_before.assert_unchanged(&src.snapshot());
 }
@@ -785,6 +787,38 @@ fn saved_plan_refused_after_config_change(src_layout: Layout, dst_layout: Layout
 }
 both_directions!(saved_plan_refused_after_config_change);
 
+/// A comment or a blank line is not a change: the saved plan still applies.
+#[test]
+fn saved_plan_survives_a_comment_only_config_change() {
+    let (mut s, _, _) = saved_plan_fixture(Layout::Classic, Layout::Modern);
+    s.add_config("\n# reviewed by the change board on Monday\n\n");
+    apply_ok(&s, &["p.json"], 5);
+}
+
+/// The CSV now sends the account into another mailbox than the plan was made for: the
+/// plan is stale (not "no account selected"), and nothing is written.
+#[test]
+fn saved_plan_refused_when_the_destination_user_changed() {
+    let (s, _, _) = saved_plan_fixture(Layout::Classic, Layout::Modern);
+    let doc = fs::read_to_string(s.path("p.json")).unwrap();
+    let dest = s.acct("alice").destination_user.clone();
+    fs::write(
+        s.path("p.json"),
+        doc.replace(&format!("\"{dest}\""), "\"someone-else@new.example\""),
+    )
+    .unwrap();
+    let mut dst = s.dst("alice");
+    let dst_before = dst.snapshot();
+    let r = s.run(&["apply", "p.json", "--auto-approve"]);
+    assert_refused_as_stale(&r);
+    assert!(r.all_output().contains("someone-else@new.example"), "{r}");
+    assert!(
+        !r.all_output().contains("none of the plan's accounts"),
+        "{r}"
+    );
+    dst_before.assert_unchanged(&dst.snapshot());
+}
+
 // ---------------------------------------------------------------------------------------
 // A message the destination refuses.
 
@@ -838,6 +872,13 @@ fn refused_message_is_reported_and_the_rest_copied(src_layout: Layout, dst_layou
         "the reason must carry the server's words: {reason:?}"
     );
     assert_eq!(report["summary"]["failed"], 1, "{report:#}");
+    assert_eq!(
+        r.all_output()
+            .matches("Mail size is larger than the maximum size allowed")
+            .count(),
+        1,
+        "the refusal is shown once (the report's `failed` line)\n{r}"
+    );
 
     let mut dst = s.dst("alice");
     let mut want = multiset(&inbox);

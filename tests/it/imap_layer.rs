@@ -369,7 +369,8 @@ async fn tls_and_starttls_with_ca_file() {
                 matches!(err, ImapError::Tls { .. }),
                 "{security:?} {roots:?}: {err:?}"
             );
-            assert!(err.to_string().contains("ca-file"), "{err}");
+            let hint = mailshift::diagnostics::HasHint::hint(&err).unwrap_or_default();
+            assert!(hint.contains("ca-file"), "{err}\nhint: {hint}");
             eprintln!("{security:?} {roots:?} without ca-file: {err}");
         }
 

@@ -195,3 +195,29 @@ fn a_reader_that_stops_early_is_a_clean_end() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+/// A plain-text server that accepts the connection and never greets: the error says what
+/// was awaited (the greeting), not a TLS handshake that never happens on `plain`.
+#[test]
+fn a_silent_plain_server_is_described_without_tls() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold the connections, saying nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let mut s = Scenario::new()
+        .source(Layout::Modern)
+        .destination(Layout::Modern)
+        .account("alice")
+        .config("[limits]\nconnect-timeout = \"1s\"\n");
+    s.set_port(Side::Source, port);
+    let r = s.run(&["check"]);
+    assert_eq!(r.status, 1, "{r}");
+    let out = r.all_output();
+    assert!(out.contains("while waiting for the greeting"), "{r}");
+    assert!(!out.contains("TLS"), "{r}");
+}

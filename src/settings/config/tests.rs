@@ -38,9 +38,21 @@ fn files(config: &str, csv: &str) -> (TempDir, PathBuf) {
     (dir, sub.join("migration.toml"))
 }
 
+/// The error as `message` then `\nhint: ...` when it has one (the message never holds it).
 fn try_load(config: &str, csv: &str, selection: &Selection) -> Result<Settings, String> {
+    use crate::diagnostics::HasHint as _;
     let (_dir, path) = files(config, csv);
-    load(&path, selection).map_err(|e| e.to_string())
+    load(&path, selection).map_err(|e| {
+        let message = e.to_string();
+        assert!(
+            !message.contains("hint"),
+            "a hint in the message: {message}"
+        );
+        match e.hint() {
+            Some(h) => format!("{message}\nhint: {h}"),
+            None => message,
+        }
+    })
 }
 
 fn load_ok(config: &str, csv: &str) -> Settings {
@@ -663,7 +675,20 @@ fn digest_covers_config_and_users_not_passwords_or_selection() {
         ),
         "passwords must not matter"
     );
-    assert_ne!(base, digest(&format!("{BASE}# comment\n"), CSV, &picked));
+    assert_eq!(
+        base,
+        digest(&format!("# a comment\n{BASE}\n\n# another\n"), CSV, &picked),
+        "comments and blank lines must not matter"
+    );
+    assert_ne!(
+        base,
+        digest(
+            &format!("{BASE}\n[messages]\ncopy-deleted = true\n"),
+            CSV,
+            &picked
+        ),
+        "a setting must matter"
+    );
     assert_ne!(
         base,
         digest(

@@ -1,0 +1,233 @@
+//! Snapshot tests (insta) of the fixed output formats: the text plan (with the per-account
+//! table), `--detail`, the JSON plan, the apply report (text and JSON) and the `check`
+//! table. A change to any of them shows up as a reviewed diff of a `.snap` file in
+//! `src/render/snapshots/`; times and versions are redacted.
+//!
+//! To accept an intended change: `INSTA_UPDATE=always cargo test --lib snapshots`, then
+//! review the `.snap` diff before committing.
+
+use crate::identity::IdentityKey;
+use crate::inventory::{Folder, Inventory, MessageMeta};
+use crate::model::{FolderStatus, SpecialUse};
+use crate::plan::{plan_account, AccountPlan, Rules};
+use crate::planfile::PlanFile;
+use crate::render::check::{render as render_check, AccountCheck, CheckReport, SideResult};
+use crate::render::report::report as render_report;
+use crate::render::text::{render_plan, TextOptions};
+use crate::report::{AccountReport, FailedMessage, Report};
+use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
+
+fn message(uid: u32, key: u8, size: u64, flags: &[&str], subject: &str) -> MessageMeta {
+    MessageMeta {
+        uid,
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        internal_date: Some("2024-03-01T10:00:00+00:00".to_string()),
+        size,
+        key: IdentityKey([key; 32]),
+        date: "Fri, 01 Mar 2024 10:00:00 +0000".to_string(),
+        from: "robot@old.example".to_string(),
+        subject: subject.to_string(),
+        content: None,
+    }
+}
+
+fn folder(wire: &str, attributes: &[&str], messages: Vec<MessageMeta>) -> Folder {
+    let attributes: Vec<String> = attributes.iter().map(|a| a.to_string()).collect();
+    Folder {
+        wire_name: wire.to_string(),
+        name: crate::mutf7::decode(wire).unwrap(),
+        special_use: attributes
+            .iter()
+            .find_map(|a| SpecialUse::from_attribute(a)),
+        noselect: false,
+        attributes,
+        subscribed: true,
+        status: Some(FolderStatus {
+            uidvalidity: 7,
+            uidnext: Some(messages.len() as u32 + 1),
+            exists: messages.len() as u32,
+        }),
+        messages,
+    }
+}
+
+/// A classic `INBOX.` source and a modern destination that already holds some mail: new
+/// folders, a special-use mapping, a merge, a skipped `\Deleted` and an oversized message,
+/// and a wide-character folder name.
+fn sample_account() -> AccountPlan {
+    let source = Inventory::classic(vec![
+        folder(
+            "INBOX",
+            &[],
+            vec![
+                message(1, 1, 2_000, &["\\Seen"], "Welcome"),
+                message(2, 2, 3_500, &[], "Invoice 2024-03"),
+                message(3, 3, 1_000, &["\\Deleted"], "Old news"),
+            ],
+        ),
+        folder(
+            "INBOX.Sent Items",
+            &[],
+            vec![message(1, 4, 4_096, &["\\Seen"], "Re: Invoice")],
+        ),
+        folder(
+            "INBOX.Projects.2024",
+            &[],
+            vec![message(1, 5, 90 * 1024 * 1024, &[], "Scans")],
+        ),
+        folder(
+            "INBOX.&ZeVnLIqe-",
+            &[],
+            vec![message(1, 6, 700, &[], "日本語の件名")],
+        ),
+        folder("INBOX.Archive", &[], vec![message(1, 7, 800, &[], "2019")]),
+        folder(
+            "INBOX.Old Archive",
+            &[],
+            vec![message(1, 8, 900, &[], "2018")],
+        ),
+    ]);
+    let destination = Inventory::modern(vec![
+        folder(
+            "INBOX",
+            &[],
+            vec![message(1, 1, 2_000, &["\\Seen"], "Welcome")],
+        ),
+        folder("Sent", &["\\Sent"], vec![]),
+    ]);
+    let folders = FolderRules {
+        exclude: vec![],
+        special_use: true,
+        include_views: false,
+        rename: vec![("Old Archive".to_string(), "Archive".to_string())],
+        view_only_messages: Default::default(),
+    };
+    let messages = MessageRules {
+        max_size: Some(50 * 1024 * 1024),
+        copy_deleted: false,
+        flags_on_existing: FlagsOnExisting::Keep,
+        fix_bare_lf: false,
+        moved_on_destination: Default::default(),
+        deleted_on_destination: Default::default(),
+    };
+    plan_account(
+        "alice@old.example",
+        "alice@new.example",
+        &source,
+        &destination,
+        Rules {
+            folders: &folders,
+            messages: &messages,
+            ledger: None,
+        },
+    )
+}
+
+fn sample_plan() -> PlanFile {
+    let failed = AccountPlan::failed(
+        "bob@old.example",
+        "bob@new.example",
+        "destination: login as `bob@new.example` on `imap.new.example:993` failed: [AUTHENTICATIONFAILED] Authentication failed.".to_string(),
+        Some("check the destination user and password in `accounts.csv` line 3".to_string()),
+    );
+    PlanFile::new("0123abcd".to_string(), vec![sample_account(), failed])
+}
+
+#[test]
+fn text_plan() {
+    insta::assert_snapshot!(render_plan(&sample_plan(), TextOptions::default()));
+}
+
+#[test]
+fn text_plan_with_detail() {
+    insta::assert_snapshot!(render_plan(
+        &PlanFile::new("0123abcd".to_string(), vec![sample_account()]),
+        TextOptions { detail: true }
+    ));
+}
+
+#[test]
+fn json_plan() {
+    let value: serde_json::Value = serde_json::from_str(&sample_plan().to_json()).unwrap();
+    insta::assert_json_snapshot!(value, {
+        ".created_at" => "[created_at]",
+        ".tool_version" => "[tool_version]",
+    });
+}
+
+fn sample_report() -> Report {
+    let mut done = AccountReport::new("alice@old.example", "alice@new.example");
+    done.folders_created = 3;
+    done.copied = 6;
+    done.bytes = 12_345;
+    done.already_present = 1;
+    done.skipped = 2;
+    done.seconds = 1.5;
+    done.settle();
+    let mut partial = AccountReport::new("carol@old.example", "carol@new.example");
+    partial.copied = 10;
+    partial.bytes = 40_960;
+    partial.failed.push(FailedMessage {
+        folder: "INBOX".to_string(),
+        uid: 7,
+        reason: "[LIMIT] Message too large".to_string(),
+    });
+    partial.seconds = 0.25;
+    partial.settle();
+    let mut failed = AccountReport::new("bob@old.example", "bob@new.example");
+    failed.error = Some("destination: connection lost".to_string());
+    failed.pending = 42;
+    failed.settle();
+    Report::new(vec![done, partial, failed], false)
+}
+
+#[test]
+fn report_text() {
+    insta::assert_snapshot!(render_report(&sample_report()));
+}
+
+#[test]
+fn report_json() {
+    let value: serde_json::Value = serde_json::from_str(&sample_report().to_json()).unwrap();
+    insta::assert_json_snapshot!(value, {
+        ".tool_version" => "[tool_version]",
+        ".**.finished_at" => "[time]",
+        ".**.started_at" => "[time]",
+    });
+}
+
+#[test]
+fn check_table() {
+    let ok = || SideResult {
+        ok: true,
+        error: None,
+        hint: None,
+    };
+    let report = CheckReport {
+        accounts: vec![
+            AccountCheck {
+                source_user: "alice@old.example".to_string(),
+                destination_user: "alice@new.example".to_string(),
+                source: ok(),
+                destination: ok(),
+            },
+            AccountCheck {
+                source_user: "bob@old.example".to_string(),
+                destination_user: "bob@new.example".to_string(),
+                source: ok(),
+                destination: SideResult {
+                    ok: false,
+                    error: Some(
+                        "login as `bob@new.example` on `imap.new.example:993` failed: [AUTHENTICATIONFAILED] Authentication failed.".to_string(),
+                    ),
+                    hint: Some(
+                        "check the destination user and password in `accounts.csv` line 3"
+                            .to_string(),
+                    ),
+                },
+            },
+        ],
+        ok: false,
+    };
+    insta::assert_snapshot!(render_check(&report));
+}
