@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Timelike as _, Utc};
 use futures::stream::{self, StreamExt};
 
-use super::account_error_text;
+use super::AccountError;
 use crate::cli::{CutoverArgs, Format};
 use crate::cutover::dns::{DnsError, MxResolver};
 use crate::cutover::state::{self, StateError};
@@ -124,10 +124,11 @@ pub(crate) async fn check(
             }
             Err(e) => {
                 tracing::error!(%domain, "{e}");
+                let error = AccountError::of(&e);
                 domain_reports.push(CutoverDomain {
                     domain: (*domain).clone(),
-                    error: Some(error_chain(&e)),
-                    hint: e.hint(),
+                    error: Some(error.text),
+                    hint: error.hint,
                     ..CutoverDomain::default()
                 });
                 states.insert((*domain).clone(), None);
@@ -234,7 +235,9 @@ async fn check_account(
         }
         Err(e) => {
             tracing::error!(account = %account.source_user, "{e}");
-            report.error = Some(account_error_text(settings, account, Side::Source, &e));
+            let error = AccountError::of_imap(settings, account, Side::Source, &e, &e);
+            report.error = Some(error.text);
+            report.hint = error.hint;
             (report, None)
         }
     }

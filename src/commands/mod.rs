@@ -88,6 +88,12 @@ pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = e.downcast_ref::<cutover::CutoverError>() {
         return e.hint();
     }
+    if let Some(e) = e.downcast_ref::<crate::cutover::dns::DnsError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::cutover::state::StateError>() {
+        return e.hint();
+    }
     None
 }
 
