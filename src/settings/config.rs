@@ -617,11 +617,17 @@ fn check_cutover(cfg: &ConfigFile<'_>, raw: RawCutover) -> Result<CutoverSetting
         {
             return Err(cfg.error_at(
                 Some(mx.span().start),
-                format!(
-                    "`new-mx` in `[cutover]`: `{}` is not a host name\nhint: list the new \
-                     provider's MX host names, e.g. `new-mx = [\"mx1.new.example\"]`",
-                    mx.get_ref()
-                ),
+                Problem {
+                    message: format!(
+                        "`new-mx` in `[cutover]`: `{}` is not a host name",
+                        mx.get_ref()
+                    ),
+                    hint: Some(
+                        "list the new provider's MX host names, e.g. `new-mx = \
+                         [\"mx1.new.example\"]`"
+                            .to_string(),
+                    ),
+                },
             ));
         }
         if !new_mx.contains(&name) {
@@ -639,11 +645,15 @@ fn check_cutover(cfg: &ConfigFile<'_>, raw: RawCutover) -> Result<CutoverSetting
             Err(_) => {
                 return Err(cfg.error_at(
                     Some(ns.span().start),
-                    format!(
-                        "`nameservers` in `[cutover]`: `{text}` is not an IP address with an \
-                         optional port\nhint: e.g. `nameservers = [\"192.0.2.53\", \
-                         \"127.0.0.1:5353\"]`"
-                    ),
+                    Problem {
+                        message: format!(
+                            "`nameservers` in `[cutover]`: `{text}` is not an IP address with \
+                             an optional port"
+                        ),
+                        hint: Some(
+                            "e.g. `nameservers = [\"192.0.2.53\", \"127.0.0.1:5353\"]`".to_string(),
+                        ),
+                    },
                 ))
             }
         }

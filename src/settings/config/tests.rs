@@ -764,7 +764,7 @@ fn bad_cutover_and_state_keys_name_the_line_and_key() {
     let cases = [
         (
             "[cutover]\nnameservers = [\"dns.example\"]\n",
-            "line 11: `nameservers` in `[cutover]`: `dns.example` is not an IP address",
+            "line 11: `nameservers` in `[cutover]`: `dns.example` is not an IP address with an optional port",
         ),
         (
             "[cutover]\nnew-mx = [\"smtp://mx.example\"]\n",
