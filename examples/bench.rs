@@ -16,6 +16,7 @@
 //! ```text
 //! bench --bin target/release/mailshift [--runs N] [--quick] [--accounts N] [--messages N]
 //!       [--parallel-accounts N]                           # written to migration.toml
+//!       [--csv-rows N]        # instead: a CSV of N rows, `check`/`plan --account` of one
 //!       [--wrap 'perf record -g -o /tmp/full.data --' [--wrap-step full|noop|delta]]
 //! ```
 //!
@@ -53,6 +54,8 @@ struct Options {
     wrap: Vec<String>,
     wrap_step: Step,
     parallel_accounts: Option<usize>,
+    /// `--csv-rows N`: measure how long loading a big accounts CSV takes instead.
+    csv_rows: Option<usize>,
 }
 
 /// The three measured steps of a run.
@@ -74,10 +77,11 @@ fn parse_args() -> Options {
         wrap: Vec::new(),
         wrap_step: Step::Full,
         parallel_accounts: None,
+        csv_rows: None,
     };
     let mut args = std::env::args().skip(1);
     let usage =
-        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]";
+        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]\n             [--csv-rows N]";
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -116,6 +120,7 @@ fn parse_args() -> Options {
             "--parallel-accounts" => {
                 o.parallel_accounts = Some(number(value("--parallel-accounts")))
             }
+            "--csv-rows" => o.csv_rows = Some(number(value("--csv-rows"))),
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0);
@@ -766,8 +771,64 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// `--csv-rows N`: one real account (20 messages) in an accounts CSV of N rows, the real one
+/// last; `check --account` and `plan --account` of that account. Loading the CSV used to
+/// take time quadratic in its rows (20.8 s of CPU at 40,000): the whole command must now
+/// take well under a second (issue 10).
+fn csv_bench(o: &Options, rows: usize) {
+    let setup = Setup::start(&Options {
+        bin: o.bin.clone(),
+        runs: o.runs,
+        accounts: 1,
+        messages: 20,
+        wrap: Vec::new(),
+        wrap_step: Step::Other,
+        parallel_accounts: o.parallel_accounts,
+        csv_rows: None,
+    });
+    let user = &setup.accounts[0].user;
+    let password = &setup.accounts[0].password;
+    let mut csv = String::with_capacity(rows * 80);
+    csv.push_str("source_user,source_password,destination_user,destination_password\n");
+    for i in 1..rows {
+        let _ = writeln!(
+            csv,
+            "user{i}@old.example,pw-{i}-secret,user{i}@new.example,\"pw,{i}\""
+        );
+    }
+    let _ = writeln!(csv, "{user},{password},{user},{password}");
+    std::fs::write(setup.dir.path().join("accounts.csv"), &csv).expect("write accounts.csv");
+    println!(
+        "accounts CSV: {rows} rows, {:.1} MB; the selected account is the last row",
+        csv.len() as f64 / 1e6
+    );
+    println!("| command | wall | tool CPU | peak RSS | target | |");
+    println!("|---|---|---|---|---|---|");
+    for args in [["check", "--account", user], ["plan", "--account", user]] {
+        let mut samples = Vec::new();
+        for _ in 0..o.runs {
+            samples.push(run_tool(o, &setup, &args, Step::Other).sample);
+        }
+        let w = stats(samples.iter().map(|s| s.wall));
+        let c = stats(samples.iter().map(|s| s.cpu));
+        let r = stats(samples.iter().map(|s| s.rss_mb));
+        println!(
+            "| `{} --account` | {} s | {} s | {} MB | < 1 s | {} |",
+            args[0],
+            cell(&w, 2),
+            cell(&c, 2),
+            cell(&r, 1),
+            verdict(w.median < 1.0)
+        );
+    }
+}
+
 fn main() {
     let o = parse_args();
+    if let Some(rows) = o.csv_rows {
+        csv_bench(&o, rows);
+        return;
+    }
     println!(
         "mailshift bench: {} account(s) × {} messages, {} run(s), binary `{}`",
         o.accounts,

@@ -164,6 +164,7 @@ impl Executor<'_> {
         let planned = plan.summary.messages_to_copy;
         if let Some(e) = &plan.error {
             report.error = Some(format!("not planned: {e}"));
+            report.stamp_finished();
             report.hint = plan.hint.clone();
             report.settle();
             return report;
@@ -205,6 +206,7 @@ impl Executor<'_> {
             + report.already_present;
         report.pending = planned.saturating_sub(accounted);
         report.seconds = started.elapsed().as_secs_f64();
+        report.stamp_finished();
         report.settle();
         report
     }
@@ -795,6 +797,10 @@ impl Executor<'_> {
                         folder: folder.destination.clone(),
                         uid: m.uid,
                         reason: words,
+                        date: m.date.clone(),
+                        from: m.from.clone(),
+                        subject: m.subject.clone(),
+                        size: m.size,
                     });
                     tally.progress.advance(1, 0);
                 }

@@ -104,6 +104,9 @@ pub enum Command {
     /// Exit status 0 when every domain is switched and propagated and no new mail reached
     /// the source since the last final pass, 2 while waiting, 1 on errors.
     Cutover(CutoverArgs),
+    /// One fleet view of `apply --report` files (shards, re-runs): per account the latest
+    /// run's status, copied / failed / pending, and the totals. Read-only.
+    Report(ReportArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -154,6 +157,30 @@ pub struct ShowArgs {
     /// List every message to copy.
     #[arg(long)]
     pub detail: bool,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReportFormat {
+    #[default]
+    Text,
+    Json,
+    /// RFC 4180, one header row (for spreadsheets).
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report files written by `apply --report` (any number: shards, re-runs). An account
+    /// found in several is shown as its latest run left it.
+    #[arg(value_name = "REPORTFILE", required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// List every message not copied: account, folder, date, from, subject, size and the
+    /// server's words.
+    #[arg(long)]
+    pub failed: bool,
 }
 
 #[derive(Debug, Args)]

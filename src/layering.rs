@@ -33,14 +33,16 @@ const LAYERS: &[(&str, u8)] = &[
     ("state", 6),
     // Cutover decisions and their observations (DNS, state files); no IMAP.
     ("cutover", 6),
+    // Merging report files into the fleet view (pure).
+    ("fleet", 7),
     // Formatting.
-    ("render", 7),
-    ("progress", 8),
+    ("render", 8),
+    ("progress", 9),
     // The only writer.
-    ("apply", 9),
+    ("apply", 10),
     // The command line.
-    ("cli", 10),
-    ("commands", 11),
+    ("cli", 11),
+    ("commands", 12),
 ];
 
 /// Crate paths the planner must not use: it is pure data in, data out.

@@ -8,6 +8,7 @@ pub(crate) mod cutover;
 pub mod diagnostics;
 #[cfg(test)]
 mod docs_tests;
+pub(crate) mod fleet;
 pub mod identity;
 pub mod imap;
 pub mod inventory;

@@ -20,6 +20,10 @@ pub enum AccountStatus {
 }
 
 /// A message the destination refused, or that could not be read.
+///
+/// `date`, `from`, `subject` and `size` were added so that the fleet report can answer
+/// "which messages did not arrive?" on its own; reports written before them still load
+/// (empty strings, size 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedMessage {
     /// Destination folder (display path).
@@ -28,6 +32,18 @@ pub struct FailedMessage {
     pub uid: u32,
     /// The server's words.
     pub reason: String,
+    /// The message's `Date:` header, as the plan shows it.
+    #[serde(default)]
+    pub date: String,
+    /// The message's `From:` header, as the plan shows it.
+    #[serde(default)]
+    pub from: String,
+    /// The message's `Subject:` header, decoded.
+    #[serde(default)]
+    pub subject: String,
+    /// Size in bytes on the source (RFC822.SIZE).
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// A planned source message that no longer exists on the source.
@@ -64,6 +80,10 @@ pub struct AccountReport {
     /// Bare-LF messages converted to CRLF because the destination refused them.
     pub fixed_bare_lf: u64,
     pub seconds: f64,
+    /// When the work on this account ended (RFC 3339, UTC). `mailshift report` keeps the
+    /// latest entry of an account across report files; absent in reports written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
 }
 
 impl AccountReport {
@@ -85,7 +105,13 @@ impl AccountReport {
             flags_updated: 0,
             fixed_bare_lf: 0,
             seconds: 0.0,
+            finished_at: None,
         }
+    }
+
+    /// Stamps the account with the current time as its `finished_at`.
+    pub fn stamp_finished(&mut self) {
+        self.finished_at = Some(now_rfc3339());
     }
 
     /// Adds what another connection lane of the same account did.
@@ -112,6 +138,11 @@ impl AccountReport {
     }
 }
 
+/// The current time as RFC 3339 in UTC, to the millisecond (`2026-11-30T05:01:02.345Z`).
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportSummary {
     pub folders_created: u64,
@@ -128,6 +159,9 @@ pub struct ReportSummary {
 pub struct Report {
     pub format_version: u32,
     pub tool_version: String,
+    /// When the report was written (RFC 3339, UTC); absent in reports written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
     pub interrupted: bool,
     pub accounts: Vec<AccountReport>,
     pub summary: ReportSummary,
@@ -151,6 +185,7 @@ impl Report {
         Report {
             format_version: FORMAT_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_at: Some(now_rfc3339()),
             interrupted,
             accounts,
             summary,
@@ -205,18 +240,53 @@ mod tests {
             folder: "INBOX".into(),
             uid: 7,
             reason: "too big".into(),
+            date: "Mon, 1 Jan 2024 10:00:00 +0000".into(),
+            from: "a@x".into(),
+            subject: "Hello".into(),
+            size: 1234,
         });
+        a.stamp_finished();
         a.settle();
         let r = Report::new(vec![a], false);
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
-        for key in ["format_version", "tool_version", "accounts", "summary"] {
+        for key in [
+            "format_version",
+            "tool_version",
+            "created_at",
+            "accounts",
+            "summary",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         let acc = &v["accounts"][0];
         assert_eq!(acc["status"], "partial");
         assert_eq!(acc["failed"][0]["uid"], 7);
+        for key in ["folder", "reason", "date", "from", "subject", "size"] {
+            assert!(acc["failed"][0].get(key).is_some(), "{key}");
+        }
+        let finished = acc["finished_at"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(finished).is_ok(),
+            "{finished}"
+        );
         for key in ["source_user", "copied", "bytes", "pending"] {
             assert!(acc.get(key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn reports_from_before_the_timestamps_still_load() {
+        let old = r#"{"format_version":1,"tool_version":"0.1.0","interrupted":false,
+            "accounts":[{"source_user":"a","destination_user":"b","status":"partial",
+            "folders_created":0,"copied":1,"bytes":10,"already_present":0,"skipped":0,
+            "failed":[{"folder":"INBOX","uid":3,"reason":"no"}],"vanished":[],"pending":0,
+            "fixed_bare_lf":0,"seconds":0.5}],
+            "summary":{"folders_created":0,"copied":1,"bytes":10,"failed":1,"pending":0,
+            "accounts_done":0,"accounts_partial":1,"accounts_failed":0}}"#;
+        let r: Report = serde_json::from_str(old).unwrap();
+        assert_eq!(r.created_at, None);
+        assert_eq!(r.accounts[0].finished_at, None);
+        assert_eq!(r.accounts[0].failed[0].subject, "");
+        assert_eq!(r.accounts[0].failed[0].size, 0);
     }
 }

@@ -6,6 +6,7 @@ mod apply;
 mod check;
 mod cutover;
 mod plan;
+mod report;
 mod show;
 
 use anyhow::Context as _;
@@ -40,6 +41,7 @@ pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Command::Show(args) => show::run(&args, printer),
+        Command::Report(args) => report::run(&args, printer),
         Command::Plan(args) => {
             let settings = load_settings(&cli.global)?;
             runtime()?.block_on(plan::run(&settings, &args, printer))
@@ -80,6 +82,9 @@ pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         return e.hint();
     }
     if let Some(e) = e.downcast_ref::<crate::apply::ApplyError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::fleet::FleetError>() {
         return e.hint();
     }
     if let Some(e) = e.downcast_ref::<crate::state::StateError>() {

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub(crate) mod cutover;
+pub(crate) mod fleet;
 pub mod report;
 pub mod text;
 pub mod units;

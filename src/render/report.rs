@@ -103,6 +103,10 @@ mod tests {
             folder: "INBOX".into(),
             uid: 7,
             reason: "too big".into(),
+            date: String::new(),
+            from: String::new(),
+            subject: String::new(),
+            size: 0,
         });
         a.settle();
         let r = Report::new(vec![a], false);

@@ -171,6 +171,10 @@ fn sample_report() -> Report {
         folder: "INBOX".to_string(),
         uid: 7,
         reason: "[LIMIT] Message too large".to_string(),
+        date: "Fri, 01 Mar 2024 10:00:00 +0000".to_string(),
+        from: "robot@old.example".to_string(),
+        subject: "Quarterly report".to_string(),
+        size: 52_428_800,
     });
     partial.seconds = 0.25;
     partial.settle();
@@ -191,6 +195,7 @@ fn report_json() {
     let value: serde_json::Value = serde_json::from_str(&sample_report().to_json()).unwrap();
     insta::assert_json_snapshot!(value, {
         ".tool_version" => "[tool_version]",
+        ".created_at" => "[time]",
         ".**.finished_at" => "[time]",
         ".**.started_at" => "[time]",
     });
