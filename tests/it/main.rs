@@ -9,6 +9,7 @@ mod after_cutover;
 mod apply_cli;
 mod check_cli;
 mod cutover_cli;
+mod deploy_kubernetes;
 mod extras_cli;
 mod flags_cli;
 mod fleet_cli;

@@ -1,7 +1,7 @@
 //! The shard simulation of issue 10: a migration of 40 accounts run the way a Kubernetes
 //! Indexed Job runs it (deploy/kubernetes/): N = 8 shard processes, at most 3 at a time,
-//! each started with `JOB_COMPLETION_INDEX` set and its arguments expanded from the Job's
-//! `$(JOB_COMPLETION_INDEX)` templates, all sharing one config dir and state dir (the
+//! each started with `JOB_COMPLETION_INDEX` set and the Job's own arguments (read from
+//! deploy/kubernetes/) expanded from their `$(JOB_COMPLETION_INDEX)` templates, all sharing one config dir and state dir (the
 //! volume). Proves, with the test's own IMAP client and its own shard hash, that every
 //! account was migrated exactly once (by the shard it belongs to) and every message arrived
 //! exactly once; then `mailshift report` over the 8 report files shows 40 accounts done
@@ -21,19 +21,35 @@ const ACCOUNTS: usize = 40;
 const SHARDS: u64 = 8;
 const PARALLELISM: usize = 3;
 
-/// The container arguments of the Indexed Job (deploy/kubernetes/base/job-apply.yaml),
-/// with the report directory of the volume (`/reports/`) left to the caller.
-pub(crate) const JOB_ARGS: &[&str] = &[
-    "apply",
-    "--auto-approve",
-    "--shard",
-    "$(JOB_COMPLETION_INDEX)/8",
-    "--report",
-    "shard-$(JOB_COMPLETION_INDEX).json",
-];
+/// The container arguments of the Indexed Job (deploy/kubernetes/apply/job-apply.yaml, as
+/// rendered), for this test's smaller job: N = 8 instead of the Job's count, the reports in
+/// the test's dir instead of the volume's `/reports/`, and the test's config.
+fn job_args() -> Vec<String> {
+    let (args, n) = crate::deploy_kubernetes::apply_job_args();
+    let mut out = Vec::new();
+    let mut iter = args.into_iter();
+    while let Some(a) = iter.next() {
+        if a == "--config" {
+            iter.next();
+            continue;
+        }
+        out.push(
+            a.replace(
+                &format!("$(JOB_COMPLETION_INDEX)/{n}"),
+                &format!("$(JOB_COMPLETION_INDEX)/{SHARDS}"),
+            )
+            .replace("/reports/", ""),
+        );
+    }
+    assert!(
+        out.contains(&format!("$(JOB_COMPLETION_INDEX)/{SHARDS}")),
+        "the Job's --shard argument: {out:?}"
+    );
+    out
+}
 
 /// What the kubelet does to `args`: `$(VAR)` becomes the variable's value.
-fn expand(args: &[&str], index: u64) -> Vec<String> {
+fn expand(args: &[String], index: u64) -> Vec<String> {
     args.iter()
         .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", &index.to_string()))
         .collect()
@@ -46,9 +62,9 @@ fn shard_of(user: &str, n: u64) -> u64 {
     u64::from_be_bytes(d[..8].try_into().unwrap()) % n
 }
 
-fn start(s: &Scenario, index: u64) -> Child {
+fn start(s: &Scenario, args: &[String], index: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(expand(JOB_ARGS, index))
+        .args(expand(args, index))
         .current_dir(s.dir())
         .env("JOB_COMPLETION_INDEX", index.to_string())
         .env("NO_COLOR", "1")
@@ -70,7 +86,7 @@ fn output(s: &Scenario, index: u64) -> String {
 
 /// Runs the shards like the Job controller: at most `PARALLELISM` pods at once, the next
 /// index starting as soon as one ends. Returns the most that ran at once.
-fn run_indexed_job(s: &Scenario) -> usize {
+fn run_indexed_job(s: &Scenario, args: &[String]) -> usize {
     let mut queue: Vec<u64> = (0..SHARDS).rev().collect();
     let mut running: Vec<(u64, Child)> = Vec::new();
     let mut most = 0;
@@ -78,7 +94,7 @@ fn run_indexed_job(s: &Scenario) -> usize {
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < PARALLELISM {
             let Some(index) = queue.pop() else { break };
-            running.push((index, start(s, index)));
+            running.push((index, start(s, args, index)));
         }
         most = most.max(running.len());
         let mut still = Vec::new();
@@ -145,7 +161,8 @@ fn eight_shards_three_at_a_time_migrate_forty_accounts_exactly_once() {
         .collect();
     s.write_files();
 
-    let most = run_indexed_job(&s);
+    let job = job_args();
+    let most = run_indexed_job(&s, &job);
     assert_eq!(most, PARALLELISM, "3 pods at a time");
 
     // Each report holds exactly the accounts of its shard (by our own hash), each once.
@@ -242,7 +259,7 @@ fn eight_shards_three_at_a_time_migrate_forty_accounts_exactly_once() {
     );
 
     // A retried index (backoffLimitPerIndex) copies nothing: every message stays once.
-    let mut retry = start(&s, 5);
+    let mut retry = start(&s, &job, 5);
     assert!(retry.wait().unwrap().success(), "{}", output(&s, 5));
     let text = fs::read_to_string(s.path("shard-5.json")).unwrap();
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
