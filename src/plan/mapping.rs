@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::{Folder, Inventory};
 use crate::model::SpecialUse;
 use crate::mutf7;
-use crate::settings::FolderRules;
+use crate::settings::{FolderRules, ViewOnlyMessages};
 use names::{inbox_key, normalize_inbox, sanitize, well_known, NameStyle, INBOX};
 
 /// The mapping of one account: one entry per source folder, in source LIST order, and the
@@ -119,6 +119,10 @@ pub enum Rule {
     },
     /// Rule 5 (and 6).
     Default,
+    /// "After cutover": a `\All` view that is not copied whole; the messages found only
+    /// in it (Gmail's archived mail) go to the destination's archive folder
+    /// (`view-only-messages = "archive"`).
+    ViewOnly { attribute: SpecialUse },
 }
 
 /// How a special folder was recognised on one side.
@@ -225,12 +229,23 @@ pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRu
         let source_path = segments.join("/");
         // Rules match the display path: a `/` inside a source name reads as a separator.
         let rule_segments = split_rule_path(&source_path);
-        let view = view_attribute(folder);
+        let view = view_attribute(folder).filter(|_| !rules.include_views);
+        let excluded_by = rules
+            .exclude
+            .iter()
+            .find(|g| glob::matches(g, &rule_segments));
         let control = folder.name.chars().find(|c| c.is_control());
         let outcome = if let Some(character) = control {
             Disposition::UnsafeName { character }
-        } else if let Some(attribute) = view.filter(|_| !rules.include_views) {
-            Disposition::View { attribute }
+        } else if let Some(attribute) = view {
+            match excluded_by {
+                None if attribute == SpecialUse::All
+                    && rules.view_only_messages == ViewOnlyMessages::Archive =>
+                {
+                    Disposition::Mapped(archive_target(destination, &dst, &existing, attribute))
+                }
+                _ => Disposition::View { attribute },
+            }
         } else if let Some(glob) = rules
             .exclude
             .iter()
@@ -277,8 +292,51 @@ fn split_rule_path(path: &str) -> Vec<String> {
     segments
 }
 
+/// Where the messages found only in a `\All` view go: the destination folder carrying
+/// `\Archive`, else one with a well-known archive name, else `Archive` (created when a
+/// message must go in).
+fn archive_target(
+    destination: &Inventory,
+    dst: &NameStyle,
+    existing: &HashMap<String, &Folder>,
+    attribute: SpecialUse,
+) -> Target {
+    let by_attribute = pick(destination, dst, "Archive", |f, _| {
+        storage_attribute(f) == Some(SpecialUse::Archive)
+    });
+    let chosen = by_attribute.or_else(|| {
+        pick(destination, dst, "Archive", |_, segments| {
+            well_known(segments) == Some(SpecialUse::Archive)
+        })
+    });
+    let decoded = match chosen {
+        Some(f) => f.name.clone(),
+        None => dst.build(&["Archive".to_string()]),
+    };
+    let found = existing.get(&inbox_key(&decoded, dst.delimiter));
+    Target {
+        wire_name: match found {
+            Some(f) => f.wire_name.clone(),
+            None => mutf7::encode(&decoded),
+        },
+        path: dst.display(&decoded),
+        rule: Rule::ViewOnly { attribute },
+        special_use: None,
+        replaced_delimiter: false,
+        exists: found.is_some(),
+        noselect: found.is_some_and(|f| f.noselect),
+        merged_from: Vec::new(),
+        collision: false,
+    }
+}
+
+/// Whether this entry feeds its destination only with view-only messages.
+fn is_view_only(entry: &MappedFolder) -> bool {
+    matches!(&entry.outcome, Disposition::Mapped(t) if matches!(t.rule, Rule::ViewOnly { .. }))
+}
+
 /// The view attribute (`\All`, `\Flagged`) a folder carries, if any.
-fn view_attribute(folder: &Folder) -> Option<SpecialUse> {
+pub(crate) fn view_attribute(folder: &Folder) -> Option<SpecialUse> {
     folder
         .special_use
         .into_iter()
@@ -519,7 +577,10 @@ fn folders_to_create(
             continue;
         }
         let sources = &groups[t.wire_name.as_str()];
-        let any_selectable = sources.iter().any(|(e, _)| !e.source_noselect);
+        // A view's only-there messages need the folder only when there are some.
+        let any_selectable = sources
+            .iter()
+            .any(|(e, _)| !e.source_noselect && !is_view_only(e));
         if t.exists && !any_selectable {
             continue; // an existing \Noselect satisfies \Noselect sources
         }

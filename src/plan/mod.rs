@@ -44,6 +44,10 @@ pub struct SourceFolder {
     /// `None` for a `\Noselect` source folder.
     pub status: Option<FolderStatus>,
     pub subscribed: bool,
+    /// A `\All` view that feeds this folder only with the messages found in no other source
+    /// folder (Gmail's archived mail): how many those are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_there: Option<u64>,
 }
 
 /// Why a source message is not copied.
@@ -552,6 +556,9 @@ pub enum RuleKind {
     /// A missing parent created for a folder below it.
     #[serde(rename = "parent")]
     Parent,
+    /// The archive folder fed with the messages found only in a `\All` view.
+    #[serde(rename = "view-only")]
+    ViewOnly,
 }
 
 impl RuleKind {
@@ -569,8 +576,50 @@ impl RuleKind {
             mapping::Rule::SpecialUse { .. } => RuleKind::SpecialUse,
             mapping::Rule::FollowsParent { .. } => RuleKind::FollowsParent,
             mapping::Rule::Default => RuleKind::Default,
+            mapping::Rule::ViewOnly { .. } => RuleKind::ViewOnly,
         }
     }
+}
+
+/// Per source `\All` folder (wire name): a copy holding only its messages whose key is in
+/// no other source folder that is not a view (Gmail's archived mail).
+fn view_only_folders(source: &Inventory) -> HashMap<&str, crate::inventory::Folder> {
+    let is_view = |f: &crate::inventory::Folder| mapping::view_attribute(f).is_some();
+    let all_views: Vec<&crate::inventory::Folder> = source
+        .folders
+        .iter()
+        .filter(|f| mapping::view_attribute(f) == Some(SpecialUse::All))
+        .collect();
+    if all_views.is_empty() {
+        return HashMap::new();
+    }
+    let elsewhere: std::collections::HashSet<IdentityKey> = source
+        .folders
+        .iter()
+        .filter(|f| !is_view(f))
+        .flat_map(|f| f.messages.iter().map(|m| m.key))
+        .collect();
+    all_views
+        .into_iter()
+        .map(|f| {
+            let only = crate::inventory::Folder {
+                wire_name: f.wire_name.clone(),
+                name: f.name.clone(),
+                attributes: f.attributes.clone(),
+                special_use: f.special_use,
+                noselect: f.noselect,
+                subscribed: f.subscribed,
+                status: f.status,
+                messages: f
+                    .messages
+                    .iter()
+                    .filter(|m| !elsewhere.contains(&m.key))
+                    .cloned()
+                    .collect(),
+            };
+            (f.wire_name.as_str(), only)
+        })
+        .collect()
 }
 
 /// Plans one account from both sides' inventories. Pure.
@@ -582,16 +631,28 @@ pub fn plan_account(
     rules: Rules<'_>,
 ) -> AccountPlan {
     let map = mapping::map_folders(source, destination, rules.folders);
+    let view_only = view_only_folders(source);
     let mut ignored_folders = Vec::new();
     // Destination wire name -> (target, source folders), in order of first appearance.
     let mut groups: Vec<(&mapping::Target, Vec<&crate::inventory::Folder>)> = Vec::new();
     for (entry, folder) in map.entries.iter().zip(source.folders.iter()) {
         let reason = match &entry.outcome {
             mapping::Disposition::View { attribute } => {
-                format!(
-                    "a view ({}), not storage; set `include-views` to copy it",
-                    attribute.attribute()
-                )
+                let only_there = view_only
+                    .get(folder.wire_name.as_str())
+                    .map_or(0, |f| f.messages.len() as u64);
+                if *attribute == SpecialUse::All && only_there > 0 {
+                    format!(
+                        "a view ({}), not storage; {only_there} message{} found only there not copied; set `include-views` to copy it whole",
+                        attribute.attribute(),
+                        if only_there == 1 { "" } else { "s" },
+                    )
+                } else {
+                    format!(
+                        "a view ({}), not storage; set `include-views` to copy it",
+                        attribute.attribute()
+                    )
+                }
             }
             mapping::Disposition::Excluded { glob } => format!("excluded by `{glob}`"),
             mapping::Disposition::UnsafeName { character } => format!(
@@ -599,6 +660,13 @@ pub fn plan_account(
                 *character as u32
             ),
             mapping::Disposition::Mapped(target) => {
+                // A view feeds its destination only with what is found nowhere else.
+                let folder = match target.rule {
+                    mapping::Rule::ViewOnly { .. } => view_only
+                        .get(folder.wire_name.as_str())
+                        .expect("every \\All folder has its view-only part"),
+                    _ => folder,
+                };
                 match groups
                     .iter_mut()
                     .find(|(t, _)| t.wire_name == target.wire_name)
@@ -660,6 +728,10 @@ pub fn plan_account(
                     wire_name: f.wire_name.clone(),
                     status: f.status,
                     subscribed: f.subscribed,
+                    only_there: view_only
+                        .get(f.wire_name.as_str())
+                        .filter(|v| std::ptr::eq(*v, *f))
+                        .map(|v| v.messages.len() as u64),
                 })
                 .collect(),
             rule: RuleKind::of(&target.rule),

@@ -176,6 +176,12 @@ fn classic_to_modern_plan() {
     let sent = p.folders.iter().find(|f| f.destination == "Sent").unwrap();
     assert_eq!(sent.sources[0].wire_name, "INBOX.Sent Items");
     assert_eq!(sent.copy.len(), 1);
+    // The \\All view holds nothing that is not elsewhere: no archive folder, nothing listed.
+    assert!(p.ignored_folders.is_empty(), "{:?}", p.ignored_folders);
+    assert!(p.folders.iter().all(|f| f.destination != "Archive"));
+    let mut skip = f.clone();
+    skip.view_only_messages = crate::settings::ViewOnlyMessages::Skip;
+    let p = plan(&src, &dst, &skip, &m);
     assert_eq!(p.ignored_folders.len(), 1);
     assert!(
         p.ignored_folders[0].reason.contains("\\All"),

@@ -168,7 +168,10 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
             let sources: Vec<String> = f
                 .sources
                 .iter()
-                .map(|s| esc(&s.name).into_owned())
+                .map(|s| match s.only_there {
+                    Some(n) => format!("{} (only there: {})", esc(&s.name), count(n)),
+                    None => esc(&s.name).into_owned(),
+                })
                 .collect();
             let notes = folder_notes(f);
             let destination = esc(&f.destination);

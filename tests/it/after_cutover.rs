@@ -212,3 +212,89 @@ fn ledger_bytes(s: &Scenario) -> Vec<u8> {
         .path();
     std::fs::read(file).unwrap()
 }
+
+fn message(tag: &str, i: &str) -> NewMessage {
+    NewMessage::new(
+        crate::support::MessageBuilder::new()
+            .subject(&format!("{tag} {i}"))
+            .message_id(Some(&format!("<{tag}-{i}@gmail.test>")))
+            .build(),
+    )
+}
+
+#[test]
+fn mail_only_in_gmail_all_mail_arrives_in_archive_exactly_once() {
+    let all_mail = "[Gmail]/All Mail";
+    let mut s = Scenario::new()
+        .source_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Modern)
+                .special_folders(&[
+                    ("Sent", Some("\\Sent")),
+                    ("Trash", Some("\\Trash")),
+                    (all_mail, Some("\\All")),
+                ]),
+        )
+        .destination(Layout::Classic)
+        .account("gina");
+    let tag = crate::support::unique_user("gm");
+    let inbox: Vec<NewMessage> = (1..=5).map(|i| message(&tag, &format!("in{i}"))).collect();
+    let sent: Vec<NewMessage> = (1..=2).map(|i| message(&tag, &format!("s{i}"))).collect();
+    let work = vec![message(&tag, "w1")];
+    let archived: Vec<NewMessage> = (1..=6).map(|i| message(&tag, &format!("ar{i}"))).collect();
+    let mut src = s.src("gina");
+    src.create("Work");
+    src.append_many("INBOX", &inbox);
+    src.append_many("Sent", &sent);
+    src.append_many("Work", &work);
+    // All Mail: a copy of everything (as Gmail shows it) plus the archived-only mail.
+    for part in [&inbox, &sent, &work, &archived] {
+        src.append_many(all_mail, part);
+    }
+    let src_before = src.snapshot();
+
+    // "skip": listed, not copied.
+    s.set_config("[folders]\nview-only-messages = \"skip\"");
+    let r = plan_ok(&s);
+    assert!(
+        r.stdout.contains(
+            "not migrated: a view (\\All), not storage; 6 messages found only there not copied"
+        ),
+        "{r}"
+    );
+    let sizes =
+        |folder: &str, src: &mut RawImap| -> u64 { rfc822_sizes(src, folder).values().sum() };
+    let labelled = sizes("INBOX", &mut src) + sizes("Sent", &mut src) + sizes("Work", &mut src);
+    // Folders to create on the classic destination: Work.
+    assert_eq!(r.last_line(), plan_line(1, 8, labelled, 0, 0), "{r}");
+
+    // "archive" (the default): the 6 go to Archive, created.
+    s.set_config("");
+    let r = plan_ok(&s);
+    assert!(
+        r.stdout
+            .lines()
+            .map(squash)
+            .any(|l| l.starts_with(&format!("+ Archive ← {all_mail} (only there: 6)"))),
+        "{r}"
+    );
+    let all_sizes = rfc822_sizes(&mut src, all_mail);
+    let archived_bytes: u64 = all_sizes.values().rev().take(6).sum();
+    assert_eq!(
+        r.last_line(),
+        plan_line(2, 14, labelled + archived_bytes, 0, 0),
+        "{r}"
+    );
+    apply_ok(&s, &[], 14);
+    let mut dst = s.dst("gina");
+    assert_bodies(
+        &multiset(&archived),
+        &dst.fetch_all("INBOX.Archive"),
+        "Archive",
+    );
+    assert_bodies(&multiset(&inbox), &dst.fetch_all("INBOX"), "INBOX");
+    assert_bodies(&multiset(&work), &dst.fetch_all("INBOX.Work"), "Work");
+    assert_bodies(&multiset(&sent), &dst.fetch_all("INBOX.Sent Items"), "Sent");
+    assert_no_changes(&s);
+    src_before.assert_unchanged(&src.snapshot());
+}

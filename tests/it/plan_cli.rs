@@ -675,6 +675,18 @@ fn view_folders_are_listed_not_migrated_unless_included() {
     imap.append_many("INBOX.Starred", &view_msgs[..1]);
     imap.append_many("INBOX", &view_msgs[..1]);
 
+    // By default (`view-only-messages = "archive"`) the two messages found only in the
+    // \All view go to the destination's \Archive folder.
+    let r = s.run(&["plan"]);
+    assert_eq!(r.status, 0, "{r}");
+    assert!(
+        squashed_lines(&r.stdout)
+            .iter()
+            .any(|l| l == "= Archive ← INBOX.All Mail (only there: 2)"),
+        "{r}"
+    );
+    assert_eq!(r.last_line(), plan_line(0, 3, 3 * 1100, 0, 0), "{r}");
+    s.add_config("[folders]\nview-only-messages = \"skip\"\n");
     let r = s.run(&["plan"]);
     assert_eq!(r.status, 0, "{r}");
     let view_lines: Vec<String> = squashed_lines(&r.stdout)
@@ -697,7 +709,7 @@ fn view_folders_are_listed_not_migrated_unless_included() {
     // Not counted: only the INBOX message is to copy.
     assert_eq!(r.last_line(), plan_line(0, 1, 1100, 0, 0), "{r}");
 
-    s.add_config("[folders]\ninclude-views = true\n");
+    s.add_config("include-views = true\n");
     let r = s.run(&["plan"]);
     assert_eq!(r.status, 0, "{r}");
     assert!(!r.stdout.contains("not migrated"), "{r}");

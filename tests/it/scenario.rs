@@ -227,6 +227,11 @@ impl Scenario {
         self.extra_toml.push('\n');
     }
 
+    /// Replaces the extra TOML given so far.
+    pub fn set_config(&mut self, toml: &str) {
+        self.extra_toml = format!("{toml}\n");
+    }
+
     /// The server of one side; panics if it was never started or was stopped.
     pub fn server(&self, side: Side) -> &Dovecot {
         match side {

@@ -377,3 +377,77 @@ proptest! {
         prop_assert!(again.ledger_updates.is_empty());
     }
 }
+
+// ------------------------------------------------------------------------------------
+// Only in a view (Gmail's archived mail).
+
+fn gmail_source() -> Inventory {
+    Inventory::modern(vec![
+        folder("INBOX", &[], &[1, 2]),
+        folder("Work", &[], &[3]),
+        folder("[Gmail]/All Mail", &["\\All"], &[1, 2, 3, 4, 5, 5]),
+        folder("[Gmail]/Starred", &["\\Flagged"], &[4]),
+    ])
+}
+
+#[test]
+fn mail_only_in_all_mail_goes_to_the_archive_by_attribute() {
+    let dst = Inventory::modern(vec![
+        folder("INBOX", &[], &[1, 2]),
+        folder("Work", &[], &[3]),
+        folder("Old", &["\\Archive"], &[]),
+    ]);
+    let p = plan_with(&gmail_source(), &dst, &skip_skip(), None);
+    // Keys 4 and 5 (twice) are nowhere else; Starred is a view too.
+    assert_eq!(copies(&p), vec![("Old".to_string(), vec![4, 5, 5])]);
+    let archive = p.folders.iter().find(|f| f.destination == "Old").unwrap();
+    assert_eq!(archive.sources[0].only_there, Some(3));
+    assert_eq!(archive.rule, crate::plan::RuleKind::ViewOnly);
+}
+
+#[test]
+fn without_an_archive_folder_one_named_archive_is_created_only_when_needed() {
+    let dst = Inventory::classic(vec![folder("INBOX", &[], &[])]);
+    let p = plan_with(&gmail_source(), &dst, &skip_skip(), None);
+    let archive = p
+        .folders
+        .iter()
+        .find(|f| f.destination == "Archive")
+        .unwrap();
+    assert_eq!(archive.destination_wire, "INBOX.Archive");
+    assert_eq!(archive.action, crate::plan::FolderAction::Create);
+    assert_eq!(archive.copy.len(), 3);
+    // Nothing only there: no folder.
+    let src = Inventory::modern(vec![
+        folder("INBOX", &[], &[1]),
+        folder("[Gmail]/All Mail", &["\\All"], &[1]),
+    ]);
+    let p = plan_with(&src, &dst, &skip_skip(), None);
+    assert!(
+        p.folders.iter().all(|f| f.destination != "Archive"),
+        "{:?}",
+        p.folders
+    );
+    // "skip": listed with the count, not copied.
+    let mut f = folder_rules();
+    f.view_only_messages = crate::settings::ViewOnlyMessages::Skip;
+    let m = skip_skip();
+    let p = plan_account(
+        "a",
+        "b",
+        &gmail_source(),
+        &dst,
+        Rules {
+            folders: &f,
+            messages: &m,
+            ledger: None,
+        },
+    );
+    assert!(p.folders.iter().all(|f| f.destination != "Archive"));
+    let ignored = &p.ignored_folders[0];
+    assert!(
+        ignored.reason.contains("3 messages found only there"),
+        "{}",
+        ignored.reason
+    );
+}

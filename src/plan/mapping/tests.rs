@@ -297,7 +297,11 @@ fn views_skipped_unless_included() {
         folder("INBOX", &[]),
         folder("INBOX.Sent", &["\\Sent"]),
     ]);
-    let map = map_folders(&src, &dst, &rules());
+    let skip = FolderRules {
+        view_only_messages: crate::settings::ViewOnlyMessages::Skip,
+        ..rules()
+    };
+    let map = map_folders(&src, &dst, &skip);
     assert_eq!(
         outcome(&map, "[Gmail]/All Mail"),
         &Disposition::View {
@@ -315,6 +319,26 @@ fn views_skipped_unless_included() {
     assert_eq!(
         created(&map),
         [("INBOX.[Gmail]", CreateReason::Missing, true)]
+    );
+    assert!(map.creations(|_| false).is_empty());
+
+    // By default the \All view feeds `Archive` with what is only there: created only if
+    // a message must go in.
+    let map = map_folders(&src, &dst, &rules());
+    let archive = target(&map, "[Gmail]/All Mail");
+    assert_eq!(archive.wire_name, "INBOX.Archive");
+    assert_eq!(
+        archive.rule,
+        Rule::ViewOnly {
+            attribute: SpecialUse::All
+        }
+    );
+    assert_eq!(
+        created(&map),
+        [
+            ("INBOX.[Gmail]", CreateReason::Missing, true),
+            ("INBOX.Archive", CreateReason::Missing, true)
+        ]
     );
     assert!(map.creations(|_| false).is_empty());
 
