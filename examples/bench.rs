@@ -17,6 +17,7 @@
 //! bench --bin target/release/mailshift [--runs N] [--quick] [--accounts N] [--messages N]
 //!       [--parallel-accounts N]                           # written to migration.toml
 //!       [--csv-rows N]        # instead: a CSV of N rows, `check`/`plan --account` of one
+//!       [--huge N]            # instead: one account of N messages written into the maildir
 //!       [--wrap 'perf record -g -o /tmp/full.data --' [--wrap-step full|noop|delta]]
 //! ```
 //!
@@ -56,6 +57,8 @@ struct Options {
     parallel_accounts: Option<usize>,
     /// `--csv-rows N`: measure how long loading a big accounts CSV takes instead.
     csv_rows: Option<usize>,
+    /// `--huge N`: one account of N messages instead (plan, apply, no-op plan).
+    huge: Option<usize>,
 }
 
 /// The three measured steps of a run.
@@ -78,10 +81,11 @@ fn parse_args() -> Options {
         wrap_step: Step::Full,
         parallel_accounts: None,
         csv_rows: None,
+        huge: None,
     };
     let mut args = std::env::args().skip(1);
     let usage =
-        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]\n             [--csv-rows N]";
+        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]\n             [--csv-rows N] [--huge N]";
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -121,6 +125,7 @@ fn parse_args() -> Options {
                 o.parallel_accounts = Some(number(value("--parallel-accounts")))
             }
             "--csv-rows" => o.csv_rows = Some(number(value("--csv-rows"))),
+            "--huge" => o.huge = Some(number(value("--huge"))),
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0);
@@ -785,6 +790,7 @@ fn csv_bench(o: &Options, rows: usize) {
         wrap_step: Step::Other,
         parallel_accounts: o.parallel_accounts,
         csv_rows: None,
+        huge: None,
     });
     let user = &setup.accounts[0].user;
     let password = &setup.accounts[0].password;
@@ -823,8 +829,145 @@ fn csv_bench(o: &Options, rows: usize) {
     }
 }
 
+/// `--huge N`: one account of N small messages (Microsoft 365's cap is 500,000), written
+/// straight into the source Dovecot's maildir (not by APPEND, which would take long), then
+/// `plan`, `apply --auto-approve` and a no-op `plan` of it, each with its wall time, CPU and
+/// peak RSS. Issue 10's targets: plan ≤ 200 MB and ≤ 60 s, no-op plan ≤ 30 s.
+fn huge_bench(o: &Options, n: usize) {
+    use std::os::unix::fs::MetadataExt;
+    let t = Instant::now();
+    let source = Dovecot::builder()
+        .layout(Layout::Modern)
+        .mail_on_tmpfs(true)
+        .start();
+    let destination = Dovecot::builder()
+        .layout(Layout::Modern)
+        .mail_on_tmpfs(true)
+        .start();
+    let (user, password) = source.fresh_user("huge");
+    destination.add_user(&user, &password);
+    let message = |i: usize| -> Vec<u8> {
+        format!(
+            "From: Sender {s} <sender{s}@old.example>\r\nTo: {user}\r\n\
+             Subject: bulk message {i}\r\nDate: Mon, 1 Jan 2024 {h:02}:{m:02}:{sec:02} +0000\r\n\
+             Message-ID: <{i}.huge@bench.example>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain\r\n\r\nBody of message {i}.\r\n",
+            s = i % 997,
+            h = (i / 3600) % 24,
+            m = (i / 60) % 60,
+            sec = i % 60
+        )
+        .into_bytes()
+    };
+    // One message by APPEND creates the mailbox and shows where INBOX's files live.
+    let mut imap = RawImap::login(source.port(), &user, &password);
+    imap.append_many("INBOX", &[NewMessage::new(message(0))]);
+    imap.logout();
+    fn find_file(dir: &Path) -> Option<PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if let Some(f) = find_file(&path) {
+                    return Some(f);
+                }
+            } else if path.parent().is_some_and(|p| p.ends_with("cur")) {
+                return Some(path);
+            }
+        }
+        None
+    }
+    let first = find_file(&source.mail_root().join(&user))
+        .unwrap_or_else(|| die("cannot find the appended message in the source maildir"));
+    let cur = first.parent().unwrap().to_path_buf();
+    let meta = std::fs::metadata(&first).expect("stat the first message");
+    let mut bytes = meta.len();
+    for i in 1..n {
+        let body = message(i);
+        bytes += body.len() as u64;
+        let path = cur.join(format!(
+            "1700000000.M{i}P1.bench,S={},W={}:2,S",
+            body.len(),
+            body.len()
+        ));
+        std::fs::write(&path, &body).expect("write a message file");
+        std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid())).expect("chown");
+    }
+    println!(
+        "huge: {n} messages ({:.1} MB) in the source INBOX after {:.1} s",
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("mailshift-bench-huge-")
+        .tempdir()
+        .expect("temp dir");
+    std::fs::write(
+        dir.path().join("accounts.csv"),
+        format!("source_user,source_password,destination_user,destination_password\n{user},{password},{user},{password}\n"),
+    )
+    .expect("write accounts.csv");
+    std::fs::write(
+        dir.path().join("migration.toml"),
+        format!(
+            "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+             [destination]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+             [accounts]\ncsv = \"accounts.csv\"\n",
+            source.port(),
+            destination.port()
+        ),
+    )
+    .expect("write migration.toml");
+    let setup = Setup {
+        source,
+        destination,
+        accounts: vec![Account { user, password }],
+        dir,
+        messages: n,
+        bytes,
+    };
+    let report = setup.dir.path().join("report.json");
+    let report = report.to_str().expect("utf-8 temp path");
+    println!("| step | wall | tool CPU | peak RSS | Dovecot CPU src / dst | target |");
+    println!("|---|---|---|---|---|---|");
+    let steps: [(&str, &[&str], &str); 3] = [
+        (
+            "plan (first, cold server index)",
+            &["plan"],
+            "≤ 200 MB, ≤ 60 s",
+        ),
+        (
+            "apply --auto-approve",
+            &["apply", "--auto-approve", "--report", report],
+            "",
+        ),
+        ("no-op plan", &["plan"], "≤ 30 s"),
+    ];
+    for (label, args, target) in steps {
+        let out = run_tool(o, &setup, args, Step::Other);
+        let s = out.sample;
+        println!(
+            "| {label} | {:.1} s | {:.1} s | {:.1} MB | {:.1} s / {:.1} s | {target} |",
+            s.wall, s.cpu, s.rss_mb, s.source_cpu, s.destination_cpu
+        );
+        if args[0] == "apply" {
+            setup.verify("huge apply");
+            check_report(&setup, n, "huge apply");
+        }
+        if label.starts_with("no-op") {
+            let last = out.stdout.lines().last().unwrap_or("");
+            if !last.starts_with("No changes.") {
+                die(&format!("the no-op plan is not empty: `{last}`"));
+            }
+        }
+    }
+}
+
 fn main() {
     let o = parse_args();
+    if let Some(n) = o.huge {
+        huge_bench(&o, n);
+        return;
+    }
     if let Some(rows) = o.csv_rows {
         csv_bench(&o, rows);
         return;

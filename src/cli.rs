@@ -172,13 +172,14 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Report files written by `apply --report` (any number: shards, re-runs). An account
-    /// found in several is shown as its latest run left it.
+    /// found in several is shown as its latest run left it. Plan files (`plan --out`) may
+    /// be given too: a plan newer than an account's last run says whether it is complete.
     #[arg(value_name = "REPORTFILE", required = true)]
     pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// List every message not copied: account, folder, date, from, subject, size and the
-    /// server's words.
+    /// server's words (or, by a later plan, that it is still missing).
     #[arg(long)]
     pub failed: bool,
 }

@@ -1,14 +1,16 @@
-//! `mailshift report REPORTFILE...`: reads `apply --report` files (never a server, never the
-//! config) and prints one fleet view of them (`crate::fleet`, `render::fleet`).
+//! `mailshift report REPORTFILE...`: reads `apply --report` files, and plan files for
+//! completeness (never a server, never the config), and prints one fleet view of them
+//! (`crate::fleet`, `render::fleet`).
 
 use crate::cli::{ReportArgs, ReportFormat};
-use crate::fleet::{self, FleetError, Input};
+use crate::fleet::{self, Document, FleetError, Input, PlanInput};
 use crate::printer::Printer;
 use crate::render::fleet as render;
 use crate::Outcome;
 
 pub fn run(args: &ReportArgs, printer: &Printer) -> anyhow::Result<Outcome> {
     let mut inputs = Vec::with_capacity(args.files.len());
+    let mut plans = Vec::new();
     for path in &args.files {
         let name = path.display().to_string();
         let read_error = |source| FleetError::Read {
@@ -16,7 +18,13 @@ pub fn run(args: &ReportArgs, printer: &Printer) -> anyhow::Result<Outcome> {
             source,
         };
         let bytes = std::fs::read(path).map_err(read_error)?;
-        let report = fleet::parse_report(&name, &bytes)?;
+        let report = match fleet::parse_document(&name, &bytes)? {
+            Document::Report(report) => report,
+            Document::Plan(plan) => {
+                plans.push(PlanInput { name, plan });
+                continue;
+            }
+        };
         // Reports written before the timestamps existed are ordered by their file's time.
         let fallback_time = std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -31,7 +39,7 @@ pub fn run(args: &ReportArgs, printer: &Printer) -> anyhow::Result<Outcome> {
             fallback_time,
         });
     }
-    let fleet = fleet::merge(&inputs);
+    let fleet = fleet::merge_with_plans(&inputs, &plans);
     match (args.format, args.failed) {
         // Renderers escape server and message text; the printer escapes the rest.
         (ReportFormat::Text, false) => printer.out(&render::render_text(&fleet)),

@@ -8,11 +8,22 @@ use crate::fleet::{failed_rows, FailedRow, Fleet};
 use crate::render::units::{bytes, count, counted};
 use crate::report::AccountStatus;
 
-fn status_word(status: AccountStatus) -> &'static str {
+fn status_word(status: Option<AccountStatus>) -> &'static str {
     match status {
-        AccountStatus::Done => "done",
-        AccountStatus::Partial => "partial",
-        AccountStatus::Failed => "failed",
+        Some(AccountStatus::Done) => "done",
+        Some(AccountStatus::Partial) => "partial",
+        Some(AccountStatus::Failed) => "failed",
+        None => "not applied",
+    }
+}
+
+/// The `complete` column: what a plan newer than the latest run said.
+fn complete_word(a: &crate::fleet::FleetAccount) -> String {
+    match (a.complete, a.missing) {
+        (Some(true), _) => "yes".to_string(),
+        (Some(false), Some(0)) => "no: folders to create".to_string(),
+        (Some(false), Some(n)) => format!("no: {} missing", count(n)),
+        _ => "not checked".to_string(),
     }
 }
 
@@ -35,12 +46,16 @@ pub(crate) fn render_text(fleet: &Fleet) -> String {
     if !fleet.accounts.is_empty() {
         let mut table = Table::new();
         table.load_style(presets::UTF8_HORIZONTAL_ONLY);
-        table.set_header(vec![
+        let mut header = vec![
             "account", "status", "copied", "bytes", "failed", "pending", "runs", "last run",
-        ]);
+        ];
+        if fleet.plans > 0 {
+            header.push("complete");
+        }
+        table.set_header(header);
         let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
         for a in &fleet.accounts {
-            table.add_row(vec![
+            let mut row = vec![
                 Cell::new(clean(&a.source_user)),
                 Cell::new(status_word(a.status)),
                 right(count(a.copied)),
@@ -49,7 +64,11 @@ pub(crate) fn render_text(fleet: &Fleet) -> String {
                 right(count(a.pending)),
                 right(count(u64::from(a.runs))),
                 Cell::new(a.finished_at.as_deref().unwrap_or("unknown")),
-            ]);
+            ];
+            if fleet.plans > 0 {
+                row.push(Cell::new(complete_word(a)));
+            }
+            table.add_row(row);
         }
         out.push_str(&table.to_string());
         out.push('\n');
@@ -65,10 +84,28 @@ pub(crate) fn render_text(fleet: &Fleet) -> String {
         }
     }
     let s = &fleet.summary;
+    if fleet.plans > 0 {
+        out.push_str(&format!(
+            "Checked by a plan after their last run: {} complete, {} with {} missing (`--failed` lists them); {} not checked.\n",
+            count(s.accounts_complete),
+            count(s.accounts_incomplete),
+            counted(s.missing, "message", "messages"),
+            count(s.accounts - s.accounts_complete - s.accounts_incomplete),
+        ));
+    }
+    let sources = if fleet.plans > 0 {
+        format!(
+            "{} and {}",
+            counted(fleet.reports as u64, "report", "reports"),
+            counted(fleet.plans as u64, "plan", "plans")
+        )
+    } else {
+        counted(fleet.reports as u64, "report", "reports")
+    };
     out.push_str(&format!(
         "Fleet: {} in {}: {} done, {} partial, {} failed; {} ({}) copied, {} failed, {} pending.\n",
         counted(s.accounts, "account", "accounts"),
-        counted(fleet.reports as u64, "report", "reports"),
+        sources,
         count(s.accounts_done),
         count(s.accounts_partial),
         count(s.accounts_failed),
@@ -86,17 +123,23 @@ pub(crate) fn render_failed_text(fleet: &Fleet) -> String {
     let mut out = String::new();
     let rows = failed_rows(fleet);
     let mut pending_accounts = 0u64;
+    let mut pending = 0u64;
     let mut failed_accounts = 0u64;
+    let mut missing_accounts = 0u64;
     for a in &fleet.accounts {
         let mine: Vec<&FailedRow> = rows
             .iter()
             .filter(|r| r.source_user == a.source_user)
             .collect();
-        if mine.is_empty() && a.pending == 0 && a.error.is_none() {
+        // A plan newer than the run lists what is still missing, pending included.
+        let pending_here = if a.complete.is_some() { 0 } else { a.pending };
+        if mine.is_empty() && pending_here == 0 && a.error.is_none() {
             continue;
         }
-        failed_accounts += u64::from(!mine.is_empty());
-        pending_accounts += u64::from(a.pending > 0);
+        failed_accounts += u64::from(mine.iter().any(|r| r.kind == "failed"));
+        missing_accounts += u64::from(mine.iter().any(|r| r.kind == "missing"));
+        pending_accounts += u64::from(pending_here > 0);
+        pending += pending_here;
         out.push_str(&format!(
             "{} → {}  ({})\n",
             clean(&a.source_user),
@@ -110,30 +153,48 @@ pub(crate) fn render_failed_text(fleet: &Fleet) -> String {
             ));
         }
         for r in mine {
+            let why = if r.kind == "failed" {
+                format!("server: {}", clean(&r.reason))
+            } else {
+                format!(
+                    "missing on the destination (plan of {})",
+                    a.checked_at.as_deref().unwrap_or("unknown time")
+                )
+            };
             out.push_str(&format!(
-                "  {}  {}  {}  {}  ({})\n    server: {}\n",
+                "  {}  {}  {}  {}  ({})\n    {why}\n",
                 clean(&r.folder),
                 or_unknown(&r.date),
                 or_unknown(&r.from),
                 quoted_subject(&r.subject),
                 bytes(r.size),
-                clean(&r.reason)
             ));
         }
-        if a.pending > 0 {
+        if pending_here > 0 {
             out.push_str(&format!(
                 "  {} not copied yet (pending); `mailshift plan --detail --account {}` lists them\n",
-                counted(a.pending, "message", "messages"),
+                counted(pending_here, "message", "messages"),
                 clean(&a.source_user)
             ));
         }
         out.push('\n');
     }
+    let failed = rows.iter().filter(|r| r.kind == "failed").count() as u64;
+    let missing = rows.len() as u64 - failed;
+    let missing_part = if fleet.plans > 0 {
+        format!(
+            ", {} missing by a later plan in {}",
+            counted(missing, "message", "messages"),
+            counted(missing_accounts, "account", "accounts")
+        )
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "Not copied: {} failed in {}, {} pending in {}.\n",
-        counted(rows.len() as u64, "message", "messages"),
+        "Not copied: {} failed in {}{missing_part}, {} pending in {}.\n",
+        counted(failed, "message", "messages"),
         counted(failed_accounts, "account", "accounts"),
-        counted(fleet.summary.pending, "message", "messages"),
+        counted(pending, "message", "messages"),
         counted(pending_accounts, "account", "accounts"),
     ));
     out
@@ -216,6 +277,9 @@ pub(crate) fn render_csv(fleet: &Fleet) -> String {
             "finished_at",
             "report_file",
             "error",
+            "complete",
+            "missing",
+            "checked_at",
         ])?;
         for a in &fleet.accounts {
             w.write_record([
@@ -230,8 +294,11 @@ pub(crate) fn render_csv(fleet: &Fleet) -> String {
                 a.skipped.to_string(),
                 a.runs.to_string(),
                 a.finished_at.clone().unwrap_or_default(),
-                text_cell(&a.report_file),
+                text_cell(a.report_file.as_deref().unwrap_or("")),
                 text_cell(a.error.as_deref().unwrap_or("")),
+                a.complete.map_or(String::new(), |c| c.to_string()),
+                a.missing.map_or(String::new(), |n| n.to_string()),
+                a.checked_at.clone().unwrap_or_default(),
             ])?;
         }
         Ok(())
@@ -251,6 +318,7 @@ pub(crate) fn render_failed_csv(fleet: &Fleet) -> String {
             "size",
             "uid",
             "reason",
+            "kind",
         ])?;
         for r in failed_rows(fleet) {
             w.write_record([
@@ -263,6 +331,7 @@ pub(crate) fn render_failed_csv(fleet: &Fleet) -> String {
                 r.size.to_string(),
                 r.uid.to_string(),
                 text_cell(&r.reason),
+                r.kind.to_string(),
             ])?;
         }
         Ok(())
@@ -332,7 +401,7 @@ mod tests {
         let mut lines = text.split("\r\n");
         assert_eq!(
             lines.next(),
-            Some("source_user,destination_user,folder,date,from,subject,size,uid,reason")
+            Some("source_user,destination_user,folder,date,from,subject,size,uid,reason,kind")
         );
         // Read it back as a spreadsheet would.
         let mut r = csv::ReaderBuilder::new().from_reader(text.as_bytes());
@@ -354,6 +423,52 @@ mod tests {
             ("a@old", "done", "1204")
         );
         assert_eq!(&rows[2][12], "login refused hint: check the password");
+    }
+
+    #[test]
+    fn plans_add_the_complete_column_and_the_missing_messages() {
+        use crate::fleet::merge_with_plans;
+        use crate::fleet::tests::planned;
+        let reports = [input(
+            "shard-0.json",
+            vec![
+                run("a@old", 5, &[], 0, Some(T)),
+                run("b@old", 1, &[], 3, Some(T)),
+            ],
+        )];
+        let later = "2026-11-30T06:00:00Z";
+        let fleet = merge_with_plans(
+            &reports,
+            &[
+                planned("a@old", &[], later),
+                planned("b@old", &[("Work", 8, "Contract")], later),
+            ],
+        );
+        let text = render_text(&fleet);
+        for want in [
+            "complete",
+            "yes",
+            "no: 1 missing",
+            "Checked by a plan after their last run: 1 complete, 1 with 1 message missing (`--failed` lists them); 0 not checked.\n",
+            "Fleet: 2 accounts in 1 report and 2 plans:",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in\n{text}");
+        }
+        let text = render_failed_text(&fleet);
+        for want in [
+            "b@old → new-b@old  (partial)\n  Work  Tue, 2 Jan 2024 09:00:00 +0000  carol@example.com  \"Contract\"  (2.0 KiB)\n    missing on the destination (plan of 2026-11-30T06:00:00Z)\n",
+            "Not copied: 0 messages failed in 0 accounts, 1 message missing by a later plan in 1 account, 0 messages pending in 0 accounts.\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in\n{text}");
+        }
+        assert!(
+            !text.contains("pending;"),
+            "the plan supersedes pending\n{text}"
+        );
+        let csv = render_failed_csv(&fleet);
+        assert!(csv.ends_with(",8,,missing\r\n"), "{csv}");
+        let csv = render_csv(&fleet);
+        assert!(csv.contains(",true,0,2026-11-30T06:00:00Z\r\n"), "{csv}");
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn report_lists_a_refused_message_with_folder_date_from_subject_and_the_servers_
     assert_eq!(r.status, 0, "{r}");
     assert!(
         r.stdout.starts_with(
-            "source_user,destination_user,folder,date,from,subject,size,uid,reason\r\n"
+            "source_user,destination_user,folder,date,from,subject,size,uid,reason,kind\r\n"
         ),
         "{r}"
     );
@@ -131,6 +131,44 @@ fn report_lists_a_refused_message_with_folder_date_from_subject_and_the_servers_
     assert_eq!(&row[5], "Quarterly numbers, \"final\"");
     assert_eq!(&row[6], big.body.len().to_string());
     assert!(row[8].contains(SERVER_WORDS), "{r}");
+
+    // Completeness: a plan made after the run (plan times are whole seconds, so wait for
+    // the next one) says bob is complete and alice still misses the refused message.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let plan = s.run(&["plan", "--out", "p.json"]);
+    assert_eq!(plan.status, 0, "{plan}");
+    let r = s.run(&["report", "r1.json", "p.json", "--format", "json"]);
+    assert_eq!(r.status, 0, "{r}");
+    let fleet = r.json();
+    let by_user = |user: &str| {
+        fleet["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["source_user"] == user)
+            .cloned()
+            .unwrap_or_else(|| panic!("{user} in {fleet:#}"))
+    };
+    assert_eq!(by_user(bob_user)["complete"], true, "{fleet:#}");
+    assert_eq!(by_user(alice_user)["complete"], false, "{fleet:#}");
+    assert_eq!(by_user(alice_user)["missing"], 1, "{fleet:#}");
+    assert_eq!(fleet["plans"], 1, "{fleet:#}");
+    let r = s.run(&["report", "r1.json", "p.json", "--failed"]);
+    assert_eq!(r.status, 0, "{r}");
+    for want in [
+        "  Work  Tue, 02 Jan 2024 09:30:00 +0100  Carol Chen <carol@example.test>  \"Quarterly numbers, \"final\"\"",
+        SERVER_WORDS,
+        "Not copied: 1 message failed in 1 account, 0 messages missing by a later plan in 0 accounts, 0 messages pending in 0 accounts.",
+    ] {
+        assert!(r.stdout.contains(want), "{want:?} missing\n{r}");
+    }
+    let r = s.run(&["report", "r1.json", "p.json"]);
+    assert!(
+        r.stdout.contains(
+            "Checked by a plan after their last run: 1 complete, 1 with 1 message missing"
+        ),
+        "{r}"
+    );
 
     // A re-run: nothing new arrives, the big message fails again. The fleet view shows each
     // account once, as the latest run left it (copied 0), not the two runs added up.
