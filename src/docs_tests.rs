@@ -588,6 +588,55 @@ fn every_json_field_is_in_docs_json_md() {
     assert_no_problems(problems);
 }
 
+// ---------------------------------------------------------------------------------------
+// ARCHITECTURE.md "Module rules"
+
+/// The rows `| 3 | `imap` | ... |` of the layers table: (layer, module) pairs.
+fn documented_layers(page: &str) -> BTreeSet<(u8, String)> {
+    let mut out = BTreeSet::new();
+    let Some(section) = section_with(page, "Module rules") else {
+        return out;
+    };
+    for line in section.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // ["", "3", "`imap`", "the wire", ""]
+        if cells.len() < 4 || !cells[0].is_empty() {
+            continue;
+        }
+        let Ok(layer) = cells[1].parse::<u8>() else {
+            continue;
+        };
+        for module in cells[2].split(',') {
+            out.insert((layer, module.trim().trim_matches('`').to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_layers_table_in_architecture_md_is_the_one_the_layering_test_enforces() {
+    const PAGE: &str = "ARCHITECTURE.md";
+    let documented = documented_layers(&read(PAGE));
+    let enforced: BTreeSet<(u8, String)> = crate::layering::LAYERS
+        .iter()
+        .map(|(m, l)| (*l, m.to_string()))
+        .collect();
+    let mut problems = Vec::new();
+    for (layer, module) in enforced.difference(&documented) {
+        problems.push(format!(
+            "{PAGE}: module `{module}` is on layer {layer} in src/layering.rs: update the \
+             table under \"Module rules\""
+        ));
+    }
+    for (layer, module) in documented.difference(&enforced) {
+        problems.push(format!(
+            "{PAGE}: the table under \"Module rules\" puts `{module}` on layer {layer}, \
+             src/layering.rs does not"
+        ));
+    }
+    assert_no_problems(problems);
+}
+
 #[test]
 fn the_checkers_see_what_they_look_for() {
     // Without these the tests above could pass by finding nothing.
@@ -611,4 +660,13 @@ fn the_checkers_see_what_they_look_for() {
     assert!(fields.iter().any(|f| f == "source_user"), "{fields:?}");
     assert!(fields.iter().any(|f| f == "seconds"), "{fields:?}");
     assert_eq!(status_number(Outcome::Interrupted.exit_code()), 130);
+    assert_eq!(
+        documented_layers(
+            "## Module rules\n| layer | m |\n|---|---|\n| 3 | `imap` | w |\n| 6 | `a`, `b` | x |\n"
+        ),
+        [(3, "imap"), (6, "a"), (6, "b")]
+            .iter()
+            .map(|(l, m)| (*l, m.to_string()))
+            .collect()
+    );
 }

@@ -557,6 +557,7 @@ pub(crate) mod tests {
                 merged: false,
                 renamed_delimiter: false,
                 subscribe: false,
+                case_match: false,
                 copy: vec![MessageCopy {
                     source: 0,
                     uid: *uid,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Layer of each top-level module; lower numbers are imported by higher ones, never the
 /// reverse. Equal numbers may not import each other either (siblings stay independent).
-const LAYERS: &[(&str, u8)] = &[
+pub(crate) const LAYERS: &[(&str, u8)] = &[
     // The vocabulary, the codecs and the output plumbing: leaves.
     ("model", 0),
     ("mutf7", 0),

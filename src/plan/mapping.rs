@@ -89,6 +89,10 @@ pub struct Target {
     pub merged_from: Vec<String>,
     /// The merge happened because of `_` replacement: distinct source names collided.
     pub collision: bool,
+    /// The mapped name had no exact match on the destination but one that differs only in
+    /// case, which it follows (Exchange and Gmail refuse a second such folder).
+    #[serde(default)]
+    pub case_match: bool,
 }
 
 impl Target {
@@ -207,10 +211,12 @@ pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRu
     let dst = NameStyle::new(destination);
     // Destination folders by name (INBOX case-insensitive); the first listed wins.
     let mut existing: HashMap<String, &Folder> = HashMap::new();
+    // The same, by lower-cased name: "After cutover", case.
+    let mut folded: HashMap<String, &Folder> = HashMap::new();
     for f in &destination.folders {
-        existing
-            .entry(inbox_key(&f.name, dst.delimiter))
-            .or_insert(f);
+        let key = inbox_key(&f.name, dst.delimiter);
+        folded.entry(key.to_lowercase()).or_insert(f);
+        existing.entry(key).or_insert(f);
     }
     let specials = if rules.special_use {
         Specials::resolve(source, &src, destination, &dst)
@@ -255,6 +261,7 @@ pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRu
         } else {
             let (decoded, rule, replaced) =
                 choose_destination(&segments, &rule_segments, &renames, &specials, &dst);
+            let (decoded, case_match) = follow_case(&decoded, &dst, &existing, &folded);
             let found = existing.get(&inbox_key(&decoded, dst.delimiter));
             let is_inbox = decoded == INBOX;
             Disposition::Mapped(Target {
@@ -271,6 +278,7 @@ pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRu
                 noselect: found.is_some_and(|f| f.noselect) && !is_inbox,
                 merged_from: Vec::new(),
                 collision: false,
+                case_match,
             })
         };
         entries.push(MappedFolder {
@@ -327,7 +335,38 @@ fn archive_target(
         noselect: found.is_some_and(|f| f.noselect),
         merged_from: Vec::new(),
         collision: false,
+        case_match: false,
     }
+}
+
+/// A mapped destination name with each level that has no exact match, but an existing
+/// folder differing only in case, replaced by that folder's name (outermost first, so a
+/// child follows its parent's case too). Returns whether anything was replaced.
+fn follow_case(
+    decoded: &str,
+    dst: &NameStyle,
+    existing: &HashMap<String, &Folder>,
+    folded: &HashMap<String, &Folder>,
+) -> (String, bool) {
+    let joiner = dst.joiner();
+    let mut name = String::new();
+    let mut changed = false;
+    for (i, segment) in decoded.split(joiner).enumerate() {
+        let candidate = if i == 0 {
+            segment.to_string()
+        } else {
+            format!("{name}{joiner}{segment}")
+        };
+        let key = inbox_key(&candidate, dst.delimiter);
+        name = match folded.get(&key.to_lowercase()) {
+            Some(f) if !existing.contains_key(&key) => {
+                changed = true;
+                f.name.clone()
+            }
+            _ => candidate,
+        };
+    }
+    (name, changed)
 }
 
 /// Whether this entry feeds its destination only with view-only messages.

@@ -236,3 +236,49 @@ fn check_table() {
     };
     insta::assert_snapshot!(render_check(&report));
 }
+
+/// Into a Cyrus/Courier-style destination (`INBOX.` prefix, `.` separator) the plan shows
+/// each folder's real path on the server next to its display name.
+#[test]
+fn text_plan_into_a_classic_destination() {
+    let source = Inventory::modern(vec![
+        folder("INBOX", &[], vec![message(1, 1, 100, &[], "a")]),
+        folder("Archive/2019", &[], vec![message(1, 2, 200, &[], "b")]),
+    ]);
+    let destination = Inventory::classic(vec![folder("INBOX", &[], vec![])]);
+    let folders = FolderRules {
+        exclude: vec![],
+        special_use: true,
+        include_views: false,
+        rename: vec![],
+        view_only_messages: Default::default(),
+    };
+    let messages = MessageRules {
+        max_size: None,
+        copy_deleted: false,
+        flags_on_existing: FlagsOnExisting::Keep,
+        fix_bare_lf: false,
+        moved_on_destination: Default::default(),
+        deleted_on_destination: Default::default(),
+    };
+    let account = plan_account(
+        "dave@old.example",
+        "dave@new.example",
+        &source,
+        &destination,
+        Rules {
+            folders: &folders,
+            messages: &messages,
+            ledger: None,
+        },
+    );
+    let text = render_plan(
+        &PlanFile::new("0123abcd".to_string(), vec![account]),
+        TextOptions::default(),
+    );
+    assert!(
+        text.contains("`INBOX.Archive.2019` on the server"),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}

@@ -120,6 +120,9 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
     if f.renamed_delimiter {
         notes.push("delimiter in name replaced by `_`".to_string());
     }
+    if f.case_match {
+        notes.push("case".to_string());
+    }
     // Cyrus and Courier keep `Archive/2019` as `INBOX.Archive.2019`: show the real path
     // wherever it differs from the display name.
     let on_server =
@@ -131,7 +134,7 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
 }
 
 fn is_listed(f: &FolderPlan, detail: bool) -> bool {
-    detail || !f.is_noop() || f.merged || f.renamed_delimiter
+    detail || !f.is_noop() || f.merged || f.renamed_delimiter || f.case_match
 }
 
 /// One account's block.
@@ -286,6 +289,19 @@ pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
                         sizes.join(", ")
                     ));
                 }
+                let refused: Vec<String> = f
+                    .skipped
+                    .iter()
+                    .filter(|s| s.reason == SkipReason::OverAppendLimit)
+                    .map(|s| bytes(s.size))
+                    .collect();
+                if !refused.is_empty() {
+                    parts.push(format!(
+                        "{} over the destination's APPENDLIMIT ({})",
+                        count(refused.len() as u64),
+                        refused.join(", ")
+                    ));
+                }
                 let _ = writeln!(
                     out,
                     "      skipped in {}: {}",
@@ -373,6 +389,22 @@ fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
             out,
             "  deleted on the destination: not known (no ledger yet; anything missing is copied)"
         );
+    }
+    if let Some(q) = &a.quota {
+        let _ = writeln!(
+            out,
+            "  destination storage: {} free of {} (quota)",
+            bytes(q.free()),
+            bytes(q.limit)
+        );
+        if q.over_quota {
+            let _ = writeln!(
+                out,
+                "  over quota: the copy needs {}, {} is free; apply stops the account at the quota",
+                bytes(s.bytes_to_copy),
+                bytes(q.free())
+            );
+        }
     }
 }
 

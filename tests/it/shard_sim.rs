@@ -55,7 +55,7 @@ fn expand(args: &[String], index: u64) -> Vec<String> {
         .collect()
 }
 
-/// DESIGN.md §2, computed here independently of the product: sha256 of the lower-cased
+/// docs/commands.md (`--shard`), computed here independently of the product: sha256 of the lower-cased
 /// source user, first 8 bytes big-endian, mod N.
 fn shard_of(user: &str, n: u64) -> u64 {
     let d = Sha256::digest(user.to_lowercase().as_bytes());

@@ -592,6 +592,7 @@ fn flat_servers_have_one_segment_names() {
         prefix: String::new(),
         delimiter: None,
         folders,
+        limits: Default::default(),
     };
     let map = map_folders(
         &flat(vec![folder("INBOX", &[]), folder("a.b/c", &[])]),
@@ -723,6 +724,7 @@ fn inventory(spec: SideSpec) -> impl Strategy<Value = Inventory> {
             prefix: spec.prefix.to_string(),
             delimiter: spec.delimiter,
             folders,
+            limits: Default::default(),
         }
     })
 }
@@ -839,4 +841,36 @@ fn a_control_character_in_a_name_is_never_created() {
     );
     let wires: Vec<&str> = created(&map).iter().map(|c| c.0).collect();
     assert_eq!(wires, vec!["fine"]);
+}
+
+#[test]
+fn a_name_differing_only_in_case_follows_the_existing_folder() {
+    let src = Inventory::classic(vec![
+        folder("INBOX", &[]),
+        folder("INBOX.Projects", &[]),
+        folder("INBOX.Projects.2024", &[]),
+        folder("INBOX.Misc", &[]),
+    ]);
+    let dst = Inventory::modern(vec![
+        folder("INBOX", &[]),
+        folder("projects", &[]),
+        folder("Misc", &[]),
+        folder("misc", &[]),
+    ]);
+    let map = map_folders(&src, &dst, &rules());
+    let projects = target(&map, "INBOX.Projects");
+    assert_eq!(projects.wire_name, "projects");
+    assert!(projects.exists && projects.case_match);
+    // A child follows its parent's case: never a second `Projects` above it.
+    let child = target(&map, "INBOX.Projects.2024");
+    assert_eq!(child.wire_name, "projects/2024");
+    assert!(!child.exists && child.case_match);
+    assert_eq!(
+        created(&map),
+        [("projects/2024", CreateReason::Missing, false)]
+    );
+    // An exact match wins over one differing in case.
+    let misc = target(&map, "INBOX.Misc");
+    assert_eq!(misc.wire_name, "Misc");
+    assert!(!misc.case_match);
 }
