@@ -88,19 +88,6 @@ impl std::fmt::Debug for Reader {
     }
 }
 
-/// Connects, logs in and logs out: what `mailshift check` needs. Returns the capabilities
-/// after login.
-pub async fn probe(
-    server: &ServerSettings,
-    limits: &Limits,
-    creds: &Credentials,
-) -> Result<Capabilities, ImapError> {
-    let reader = Reader::connect(server, limits, creds).await?;
-    let caps = reader.capabilities().clone();
-    reader.logout().await?;
-    Ok(caps)
-}
-
 impl Reader {
     /// Connects (TLS as configured), logs in and reads the capabilities.
     pub async fn connect(
@@ -141,11 +128,6 @@ impl Reader {
     /// Capabilities after login.
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
-    }
-
-    /// `host:port` this reader talks to.
-    pub fn host(&self) -> (&str, u16) {
-        (&self.ep.host, self.ep.port)
     }
 
     /// `LIST "" "*"`, with special-use attributes. Dovecot sends them in a plain LIST; a
