@@ -649,9 +649,12 @@ fn run_tool(o: &Options, setup: &Setup, args: &[&str], step: Step) -> Outcome {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         die(&format!(
-            "`mailshift {}` failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+            "`mailshift {}` failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
+             --- source dovecot.log ---\n{}\n--- destination dovecot.log ---\n{}",
             args.join(" "),
-            out.status
+            out.status,
+            setup.source.log_tail(),
+            setup.destination.log_tail()
         ));
     }
     let times = std::fs::read_to_string(&time_file).expect("read /usr/bin/time output");
@@ -836,13 +839,18 @@ fn csv_bench(o: &Options, rows: usize) {
 fn huge_bench(o: &Options, n: usize) {
     use std::os::unix::fs::MetadataExt;
     let t = Instant::now();
+    // Dovecot's own default (256 MB per imap process) is too small for its maildir index
+    // of 500,000 messages: it dies with `Out of memory` while syncing the uidlist.
+    let big = "service imap {\n  vsz_limit = 2G\n}";
     let source = Dovecot::builder()
         .layout(Layout::Modern)
         .mail_on_tmpfs(true)
+        .extra_config(big)
         .start();
     let destination = Dovecot::builder()
         .layout(Layout::Modern)
         .mail_on_tmpfs(true)
+        .extra_config(big)
         .start();
     let (user, password) = source.fresh_user("huge");
     destination.add_user(&user, &password);
@@ -870,7 +878,10 @@ fn huge_bench(o: &Options, n: usize) {
                 if let Some(f) = find_file(&path) {
                     return Some(f);
                 }
-            } else if path.parent().is_some_and(|p| p.ends_with("cur")) {
+            } else if path
+                .parent()
+                .is_some_and(|p| p.ends_with("cur") || p.ends_with("new"))
+            {
                 return Some(path);
             }
         }
@@ -878,7 +889,8 @@ fn huge_bench(o: &Options, n: usize) {
     }
     let first = find_file(&source.mail_root().join(&user))
         .unwrap_or_else(|| die("cannot find the appended message in the source maildir"));
-    let cur = first.parent().unwrap().to_path_buf();
+    // Seen messages go into `cur` (an APPEND without flags lands in `new`).
+    let cur = first.parent().unwrap().with_file_name("cur");
     let meta = std::fs::metadata(&first).expect("stat the first message");
     let mut bytes = meta.len();
     for i in 1..n {
