@@ -61,6 +61,10 @@ pub(crate) enum ApplyError {
     /// The ledger of what the destination held could not be written.
     #[error(transparent)]
     Ledger(StateError),
+    /// The destination refused a message with `[OVERQUOTA]`: every later one would fail
+    /// too, so the account stops here.
+    #[error("the destination account is over its quota (folder `{folder}`): {words}")]
+    OverQuota { folder: String, words: String },
 }
 
 impl ApplyError {
@@ -769,6 +773,7 @@ impl Executor<'_> {
         // (destination UID, identity key) of every message that went in.
         let mut appended: Vec<(u32, IdentityKey)> = Vec::new();
         let mut delivered: Vec<&MessageCopy> = Vec::new();
+        let mut over_quota: Option<String> = None;
         let mut uids_known = true;
         for ((m, body), result) in batch.items.iter().zip(results) {
             let result = match result {
@@ -791,6 +796,9 @@ impl Executor<'_> {
                     }
                 }
                 Err(words) => {
+                    if over_quota.is_none() && words.to_ascii_uppercase().contains("[OVERQUOTA]") {
+                        over_quota = Some(words.clone());
+                    }
                     // Shown once, in the report's `failed` lines; only logged here.
                     tracing::info!(
                         account = %account.source_user,
@@ -811,6 +819,12 @@ impl Executor<'_> {
             }
         }
         tally.record_delivered(delivered)?;
+        if let Some(words) = over_quota {
+            return Err(ApplyError::OverQuota {
+                folder: folder.destination.clone(),
+                words,
+            });
+        }
         self.warn_dropped_keywords(batch, allowed, tally);
         self.verify_keys(folder, writer, &appended).await?;
         if uids_known {
@@ -1087,6 +1101,10 @@ impl crate::diagnostics::HasHint for ApplyError {
             ApplyError::Locked { .. } => {
                 Some("wait for it to finish; two applies on one account would race".into())
             }
+            ApplyError::OverQuota { .. } => Some(
+                "free space in the destination account or raise its quota, then run apply again: what arrived stays, the rest is copied then"
+                    .into(),
+            ),
         }
     }
 }

@@ -69,6 +69,18 @@ pub(crate) struct Inventory {
     /// Hierarchy delimiter; `None` for a flat server.
     pub delimiter: Option<char>,
     pub folders: Vec<Folder>,
+    /// What the destination accepts (empty for the source).
+    #[serde(default)]
+    pub limits: StorageLimits,
+}
+
+/// What a destination says about how much it accepts, read before copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StorageLimits {
+    /// RFC 7889 `APPENDLIMIT=N` (server-wide), bytes: bigger messages cannot be appended.
+    pub append_limit: Option<u64>,
+    /// RFC 9208 `GETQUOTAROOT "INBOX"`, the STORAGE resource: (used, limit) in bytes.
+    pub storage: Option<(u64, u64)>,
 }
 
 impl Inventory {
@@ -83,6 +95,7 @@ impl Inventory {
             prefix: "INBOX.".to_string(),
             delimiter: Some('.'),
             folders,
+            limits: StorageLimits::default(),
         }
     }
 
@@ -93,6 +106,7 @@ impl Inventory {
             prefix: String::new(),
             delimiter: Some('/'),
             folders,
+            limits: StorageLimits::default(),
         }
     }
 }
@@ -221,12 +235,20 @@ pub(crate) async fn collect(
         }
         folders.push(folder);
     }
+    let limits = match side {
+        Side::Destination => StorageLimits {
+            append_limit: reader.append_limit(),
+            storage: reader.storage_quota("INBOX").await.map_err(imap)?,
+        },
+        Side::Source => StorageLimits::default(),
+    };
     // Logging out is a courtesy; the inventory is complete either way.
     let _ = reader.logout().await;
     Ok(Inventory {
         prefix,
         delimiter,
         folders,
+        limits,
     })
 }
 

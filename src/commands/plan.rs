@@ -75,7 +75,17 @@ pub(super) async fn plan_account(
         }
     };
     match try_plan_account(settings, account, caps, ledger.as_ref()).await {
-        Ok(plan) => plan,
+        Ok(plan) => {
+            if let Some(q) = plan.quota.filter(|q| q.over_quota) {
+                tracing::warn!(
+                    account = %account.source_user,
+                    "over quota: the copy needs {} bytes, the destination has {} free",
+                    plan.summary.bytes_to_copy,
+                    q.free()
+                );
+            }
+            plan
+        }
         Err(e) => {
             let (InventoryError::Imap { side, source }
             | InventoryError::Folder { side, source, .. }) = &e;

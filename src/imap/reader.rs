@@ -130,6 +130,48 @@ impl Reader {
         &self.caps
     }
 
+    /// RFC 7889: the server-wide `APPENDLIMIT=N` capability, in bytes (`None` when not
+    /// offered, or offered without a number: then the limit is per folder).
+    pub fn append_limit(&self) -> Option<u64> {
+        self.caps
+            .iter()
+            .find_map(|c| c.strip_prefix("APPENDLIMIT="))
+            .and_then(|n| n.parse().ok())
+    }
+
+    /// RFC 9208 `GETQUOTAROOT`: the `STORAGE` resource of the folder's quota roots as
+    /// (used, limit) in bytes (the protocol counts KiB), the tightest root when there are
+    /// several. `None` without QUOTA, or when no root limits storage. Read-only.
+    pub async fn storage_quota(
+        &mut self,
+        wire_name: &str,
+    ) -> Result<Option<(u64, u64)>, ImapError> {
+        if !self.caps.has("QUOTA") {
+            return Ok(None);
+        }
+        let name = self.quoted(wire_name, "GETQUOTAROOT")?;
+        self.begin()?;
+        self.raw_tags += 1;
+        let tag = format!("Q{}", self.raw_tags);
+        let result = transport::raw_command(
+            self.session.get_mut(),
+            &tag,
+            &format!("GETQUOTAROOT {name}"),
+            &self.ep,
+            self.idle,
+        )
+        .await;
+        let (untagged, done) = self.finish(result)?;
+        if !done.ok {
+            tracing::warn!(host = %self.ep.host, text = %done.text, "GETQUOTAROOT refused; the plan cannot tell whether the copy fits");
+            return Ok(None);
+        }
+        Ok(untagged
+            .iter()
+            .filter_map(|line| parse_storage_quota(&String::from_utf8_lossy(line)))
+            .min_by_key(|(used, limit)| limit.saturating_sub(*used)))
+    }
+
     /// `LIST "" "*"`, with special-use attributes. Dovecot sends them in a plain LIST; a
     /// server that offers SPECIAL-USE but did not is asked again with
     /// `RETURN (SPECIAL-USE)` (RFC 6154) and the attributes are merged.
@@ -677,5 +719,45 @@ mod tests {
             information: Some(Cow::Borrowed("[NONEXISTENT] Mailbox doesn't exist: X")),
         };
         assert_eq!(outcome_text(&o), "[NONEXISTENT] Mailbox doesn't exist: X");
+    }
+}
+
+/// `* QUOTA "root" (STORAGE 10 1024 MESSAGE 3 100)` → (used, limit) of STORAGE, in bytes.
+fn parse_storage_quota(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("* ")?;
+    let (word, rest) = rest.split_once(' ')?;
+    if !word.eq_ignore_ascii_case("QUOTA") {
+        return None;
+    }
+    let list = &rest[rest.rfind('(')? + 1..];
+    let list = list.trim_end().trim_end_matches(')');
+    let items: Vec<&str> = list.split_whitespace().collect();
+    items.chunks_exact(3).find_map(|c| {
+        let used: u64 = c[1].parse().ok()?;
+        let limit: u64 = c[2].parse().ok()?;
+        c[0].eq_ignore_ascii_case("STORAGE")
+            .then_some((used.saturating_mul(1024), limit.saturating_mul(1024)))
+    })
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::parse_storage_quota;
+
+    #[test]
+    fn storage_quota_lines() {
+        assert_eq!(
+            parse_storage_quota("* QUOTA \"User quota\" (STORAGE 10 1024)\r\n"),
+            Some((10 * 1024, 1024 * 1024))
+        );
+        assert_eq!(
+            parse_storage_quota("* QUOTA \"\" (MESSAGE 3 100 STORAGE 1 2)"),
+            Some((1024, 2048))
+        );
+        assert_eq!(parse_storage_quota("* QUOTA \"x\" (MESSAGE 3 100)"), None);
+        assert_eq!(
+            parse_storage_quota("* QUOTAROOT INBOX \"User quota\""),
+            None
+        );
     }
 }

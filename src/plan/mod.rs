@@ -61,6 +61,8 @@ pub(crate) enum SkipReason {
     /// The ledger saw more copies on the destination than it holds now: someone deleted
     /// them there (`deleted-on-destination = "skip"`).
     DeletedOnDestination,
+    /// Bigger than the destination's `APPENDLIMIT` (RFC 7889): it would be refused.
+    OverAppendLimit,
 }
 
 impl SkipReason {
@@ -70,6 +72,7 @@ impl SkipReason {
             SkipReason::Deleted => "\\Deleted on the source",
             SkipReason::OverMaxSize => "over max-size",
             SkipReason::DeletedOnDestination => "deleted on the destination (ledger)",
+            SkipReason::OverAppendLimit => "over the destination's APPENDLIMIT",
         }
     }
 }
@@ -238,7 +241,27 @@ pub(crate) struct AccountPlan {
     /// source): `apply` appends these before copying. `plan` never writes the ledger.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ledger_updates: Vec<LedgerEntry>,
+    /// The destination's storage quota (RFC 9208, the INBOX's root), when it offers QUOTA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaCheck>,
     pub summary: Summary,
+}
+
+/// Whether the copy fits in the destination's storage quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaCheck {
+    /// Bytes in use (the server counts KiB).
+    pub used: u64,
+    /// Bytes allowed.
+    pub limit: u64,
+    /// The bytes to copy exceed what is left: `apply` will stop at the quota.
+    pub over_quota: bool,
+}
+
+impl QuotaCheck {
+    pub fn free(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
 }
 
 /// How deletions on the destination were decided (ARCHITECTURE.md "After cutover").
@@ -274,6 +297,7 @@ impl AccountPlan {
             tree_after: Vec::new(),
             deletions: Deletions::default(),
             ledger_updates: Vec::new(),
+            quota: None,
             summary: Summary::default(),
         }
     }
@@ -701,6 +725,25 @@ pub(crate) fn plan_account(
             diff_folder(&src_messages, dst_messages, rules.messages),
         );
     }
+    // Messages the destination would refuse for their size are skipped, with the reason.
+    if let Some(limit) = destination.limits.append_limit {
+        for diff in diffs.values_mut() {
+            let (too_big, fit): (Vec<MessageCopy>, Vec<MessageCopy>) =
+                std::mem::take(&mut diff.copy)
+                    .into_iter()
+                    .partition(|c| c.size > limit);
+            diff.copy = fit;
+            diff.skipped
+                .extend(too_big.into_iter().map(|c| SkippedMessage {
+                    source: c.source,
+                    uid: c.uid,
+                    size: c.size,
+                    reason: SkipReason::OverAppendLimit,
+                    subject: c.subject,
+                }));
+            diff.skipped.sort_by_key(|s| (s.source, s.uid));
+        }
+    }
     // After cutover: copies moved or deleted by someone on the destination.
     let order: Vec<&str> = groups.iter().map(|(t, _)| t.wire_name.as_str()).collect();
     let settled = account_wide::settle(&groups, &order, &mut diffs, source, destination, rules);
@@ -798,6 +841,11 @@ pub(crate) fn plan_account(
     tree_after.sort_by_cached_key(|p| tree_order(p));
 
     let summary = summarize(&folders);
+    let quota = destination.limits.storage.map(|(used, limit)| QuotaCheck {
+        used,
+        limit,
+        over_quota: summary.bytes_to_copy > limit.saturating_sub(used),
+    });
     AccountPlan {
         source_user: source_user.to_string(),
         destination_user: destination_user.to_string(),
@@ -809,6 +857,7 @@ pub(crate) fn plan_account(
         tree_after,
         deletions: settled.deletions,
         ledger_updates: settled.ledger_updates,
+        quota,
         summary,
     }
 }

@@ -265,3 +265,32 @@ fn flags_on_existing_add_pairs_and_never_removes() {
     );
     assert!(d.copy.is_empty());
 }
+
+#[test]
+fn appendlimit_skips_and_quota_flags_before_copying() {
+    let (f, m) = rules();
+    let src = Inventory::modern(vec![folder(
+        "INBOX",
+        &[],
+        vec![
+            msg(1, 1, 100, &[]),
+            msg(2, 2, 5000, &[]),
+            msg(3, 3, 300, &[]),
+        ],
+    )]);
+    let mut dst = Inventory::modern(vec![folder("INBOX", &[], vec![])]);
+    dst.limits.append_limit = Some(1000);
+    dst.limits.storage = Some((700, 1024));
+    let p = plan(&src, &dst, &f, &m);
+    assert_eq!(p.summary.messages_to_copy, 2);
+    assert_eq!(p.summary.skipped, 1);
+    assert_eq!(p.folders[0].skipped[0].reason, SkipReason::OverAppendLimit);
+    let q = p.quota.unwrap();
+    assert_eq!(q.free(), 324);
+    assert!(q.over_quota, "400 bytes to copy, 324 free");
+    dst.limits.storage = Some((0, 1024));
+    assert!(!plan(&src, &dst, &f, &m).quota.unwrap().over_quota);
+    dst.limits = Default::default();
+    let p = plan(&src, &dst, &f, &m);
+    assert_eq!((p.summary.messages_to_copy, p.quota), (3, None));
+}

@@ -289,6 +289,19 @@ pub(crate) fn render_account(out: &mut String, a: &AccountPlan, options: TextOpt
                         sizes.join(", ")
                     ));
                 }
+                let refused: Vec<String> = f
+                    .skipped
+                    .iter()
+                    .filter(|s| s.reason == SkipReason::OverAppendLimit)
+                    .map(|s| bytes(s.size))
+                    .collect();
+                if !refused.is_empty() {
+                    parts.push(format!(
+                        "{} over the destination's APPENDLIMIT ({})",
+                        count(refused.len() as u64),
+                        refused.join(", ")
+                    ));
+                }
                 let _ = writeln!(
                     out,
                     "      skipped in {}: {}",
@@ -376,6 +389,22 @@ fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
             out,
             "  deleted on the destination: not known (no ledger yet; anything missing is copied)"
         );
+    }
+    if let Some(q) = &a.quota {
+        let _ = writeln!(
+            out,
+            "  destination storage: {} free of {} (quota)",
+            bytes(q.free()),
+            bytes(q.limit)
+        );
+        if q.over_quota {
+            let _ = writeln!(
+                out,
+                "  over quota: the copy needs {}, {} is free; apply stops the account at the quota",
+                bytes(s.bytes_to_copy),
+                bytes(q.free())
+            );
+        }
     }
 }
 

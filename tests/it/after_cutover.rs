@@ -350,3 +350,93 @@ fn a_folder_differing_only_in_case_is_used_never_doubled() {
     assert_no_changes(&s);
     src_before.assert_unchanged(&src.snapshot());
 }
+
+const QUOTA_CONFIG: &str = "mail_plugins = $mail_plugins quota
+protocol imap {
+  mail_plugins = $mail_plugins quota imap_quota
+  imap_capability = +APPENDLIMIT=204800
+}
+plugin {
+  quota = count:User quota
+  quota_rule = *:storage=1M
+  quota_max_mail_size = 200k
+  quota_vsizes = yes
+}";
+
+#[test]
+fn appendlimit_and_quota_are_known_before_copying_and_stop_the_account() {
+    let s = Scenario::new()
+        .source(Layout::Classic)
+        .destination_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Modern)
+                .extra_config(QUOTA_CONFIG),
+        )
+        .account("quinn");
+    let tag = crate::support::unique_user("quota");
+    let fits: Vec<NewMessage> = (0..12)
+        .map(|i| {
+            NewMessage::new(
+                crate::support::MessageBuilder::new()
+                    .subject(&format!("{tag} {i}"))
+                    .pad_to(100_000)
+                    .build(),
+            )
+        })
+        .collect();
+    let huge = NewMessage::new(
+        crate::support::MessageBuilder::new()
+            .subject(&format!("{tag} huge"))
+            .pad_to(250_000)
+            .build(),
+    );
+    let mut src = s.src("quinn");
+    src.append_many("INBOX", &fits);
+    src.append_many("INBOX", std::slice::from_ref(&huge));
+    let src_before = src.snapshot();
+
+    let r = plan_ok(&s);
+    let sizes = rfc822_sizes(&mut src, "INBOX");
+    let fit_bytes: u64 = sizes.values().take(12).sum();
+    assert_eq!(r.last_line(), plan_line(0, 12, fit_bytes, 0, 1), "{r}");
+    assert!(
+        r.stdout.contains("1 over the destination's APPENDLIMIT"),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains("destination storage: 1.0 MiB free of 1.0 MiB (quota)"),
+        "{r}"
+    );
+    assert!(r.stdout.contains("  over quota: the copy needs"), "{r}");
+    let json = s.run(&["plan", "--format", "json"]).json();
+    assert_eq!(json["accounts"][0]["quota"]["over_quota"], true, "{json:#}");
+
+    let (run, report) = crate::apply_cli::apply(&s, &[]);
+    assert_eq!(run.status, 1, "{run}");
+    let account = &report["accounts"][0];
+    let error = account["error"].as_str().unwrap_or_default();
+    assert!(error.contains("over its quota"), "{report:#}");
+    assert!(
+        error.contains("OVERQUOTA"),
+        "the server's words: {report:#}"
+    );
+    // What arrived is a subset of the source, each message once.
+    let mut dst = s.dst("quinn");
+    let arrived = dst.fetch_all("INBOX");
+    assert!(
+        !arrived.is_empty() && arrived.len() < 12,
+        "{}",
+        arrived.len()
+    );
+    let want = multiset(&fits);
+    let mut seen = BTreeMap::new();
+    for m in &arrived {
+        *seen.entry(m.body.clone()).or_insert(0) += 1;
+    }
+    for (body, n) in &seen {
+        assert_eq!(*n, 1, "copied twice");
+        assert!(want.contains_key(body), "not a source message");
+    }
+    src_before.assert_unchanged(&src.snapshot());
+}

@@ -219,6 +219,7 @@ mod tests {
             prefix: prefix.to_string(),
             delimiter,
             folders: Vec::new(),
+            limits: Default::default(),
         })
     }
 

@@ -592,6 +592,7 @@ fn flat_servers_have_one_segment_names() {
         prefix: String::new(),
         delimiter: None,
         folders,
+        limits: Default::default(),
     };
     let map = map_folders(
         &flat(vec![folder("INBOX", &[]), folder("a.b/c", &[])]),
@@ -723,6 +724,7 @@ fn inventory(spec: SideSpec) -> impl Strategy<Value = Inventory> {
             prefix: spec.prefix.to_string(),
             delimiter: spec.delimiter,
             folders,
+            limits: Default::default(),
         }
     })
 }
