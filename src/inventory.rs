@@ -76,7 +76,7 @@ pub(crate) struct Inventory {
 
 /// What a destination says about how much it accepts, read before copying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct StorageLimits {
+pub(crate) struct StorageLimits {
     /// RFC 7889 `APPENDLIMIT=N` (server-wide), bytes: bigger messages cannot be appended.
     pub append_limit: Option<u64>,
     /// RFC 9208 `GETQUOTAROOT "INBOX"`, the STORAGE resource: (used, limit) in bytes.

@@ -249,7 +249,7 @@ pub(crate) struct AccountPlan {
 
 /// Whether the copy fits in the destination's storage quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuotaCheck {
+pub(crate) struct QuotaCheck {
     /// Bytes in use (the server counts KiB).
     pub used: u64,
     /// Bytes allowed.
@@ -259,7 +259,7 @@ pub struct QuotaCheck {
 }
 
 impl QuotaCheck {
-    pub fn free(&self) -> u64 {
+    pub(crate) fn free(&self) -> u64 {
         self.limit.saturating_sub(self.used)
     }
 }
