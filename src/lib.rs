@@ -4,6 +4,7 @@
 pub(crate) mod apply;
 pub mod cli;
 pub(crate) mod commands;
+pub(crate) mod cutover;
 pub mod diagnostics;
 #[cfg(test)]
 mod docs_tests;

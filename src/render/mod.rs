@@ -2,6 +2,7 @@
 //! formats data for output.
 
 pub(crate) mod check;
+pub(crate) mod cutover;
 pub(crate) mod fleet;
 pub(crate) mod report;
 pub(crate) mod text;
