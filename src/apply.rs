@@ -1257,6 +1257,12 @@ mod tests {
             open.filter(&flags),
             vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
         );
+        // The first APPEND tries every keyword (servers may under-report); only a refusal
+        // falls back to `filter`.
+        assert_eq!(
+            f.optimistic(&flags),
+            vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
+        );
     }
 
     #[test]
