@@ -99,6 +99,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Render a saved plan file.
     Show(ShowArgs),
+    /// DNS/MX readiness per mail domain and mail still arriving at the source (read-only).
+    ///
+    /// Exit status 0 when every domain is switched and propagated and no new mail reached
+    /// the source since the last final pass, 2 while waiting, 1 on errors.
+    Cutover(CutoverArgs),
     /// One fleet view of `apply --report` files (shards, re-runs): per account the latest
     /// run's status, copied / failed / pending, and the totals. Read-only.
     Report(ReportArgs),
@@ -177,6 +182,12 @@ pub struct ReportArgs {
     /// server's words (or, by a later plan, that it is still missing).
     #[arg(long)]
     pub failed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -455,6 +455,10 @@ const JSON_TYPES: &[(&str, &str)] = &[
     ("FailedMessage", "src/report.rs"),
     ("VanishedMessage", "src/report.rs"),
     ("ReportSummary", "src/report.rs"),
+    ("CutoverReport", "src/cutover.rs"),
+    ("CutoverDomain", "src/cutover.rs"),
+    ("MxHost", "src/cutover.rs"),
+    ("CutoverAccount", "src/cutover.rs"),
 ];
 
 /// The serialised field names of `struct name { ... }` in `file`, in declaration order,

@@ -31,6 +31,8 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("report", 6),
     // What runs remember (the ledger), read by plan commands, written by apply.
     ("state", 6),
+    // Cutover decisions and their observations (DNS, state files); no IMAP.
+    ("cutover", 6),
     // Merging report files into the fleet view (pure).
     ("fleet", 7),
     // Formatting.

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub(crate) mod cutover;
 pub mod diagnostics;
 #[cfg(test)]
 mod docs_tests;

@@ -17,6 +17,10 @@ pub struct PlanFile {
     pub tool_version: String,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// When the inventory behind this plan began reading the servers (RFC 3339, UTC):
+    /// `cutover` counts mail that reached the source after it as not yet copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_started_at: Option<String>,
     /// Digest of the config file and account list (never of secrets).
     pub config_digest: String,
     pub accounts: Vec<AccountPlan>,
@@ -33,6 +37,7 @@ impl PlanFile {
             format_version: FORMAT_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            inventory_started_at: None,
             config_digest,
             accounts,
             summary,

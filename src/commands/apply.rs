@@ -88,6 +88,22 @@ pub async fn run(
         .collect::<Vec<_>>()
         .await;
     watcher.abort();
+    // Each account this apply finished is a final pass for `cutover`.
+    if let Some(started) = plan
+        .inventory_started_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
+        for ((_, account_plan), report) in work.iter().zip(&reports) {
+            if report.status == crate::report::AccountStatus::Done && account_plan.error.is_none() {
+                super::cutover::record_final_pass(
+                    settings,
+                    account_plan,
+                    started.with_timezone(&chrono::Utc),
+                );
+            }
+        }
+    }
     let interrupted = cancel.is_cancelled();
     let report = Report::new(reports, interrupted);
     if let Some(path) = &args.report {

@@ -4,6 +4,7 @@
 
 mod apply;
 mod check;
+mod cutover;
 mod plan;
 mod report;
 mod show;
@@ -49,6 +50,10 @@ pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Outcome> {
             let settings = load_settings(&cli.global)?;
             runtime()?.block_on(check::run(&settings, &args, printer))
         }
+        Command::Cutover(args) => {
+            let settings = load_settings(&cli.global)?;
+            runtime()?.block_on(cutover::run(&settings, &args, printer))
+        }
         Command::Apply(args) => {
             let settings = load_settings(&cli.global)?;
             runtime()?.block_on(apply::run(&settings, &args, printer))
@@ -83,6 +88,15 @@ pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         return e.hint();
     }
     if let Some(e) = e.downcast_ref::<crate::state::StateError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<cutover::CutoverError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::cutover::dns::DnsError>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::cutover::state::StateError>() {
         return e.hint();
     }
     None

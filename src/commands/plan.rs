@@ -39,6 +39,8 @@ pub async fn run(
 
 /// Plans every selected account, `parallel-accounts` at a time, results in CSV order.
 pub async fn plan_all(settings: &Settings) -> PlanFile {
+    // Whole seconds, rounded down, like the plan's other times.
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let caps = ConnectionCaps::new(settings);
     let parallel = settings.limits.parallel_accounts.max(1);
     let accounts: Vec<AccountPlan> = stream::iter(settings.accounts.iter())
@@ -46,7 +48,9 @@ pub async fn plan_all(settings: &Settings) -> PlanFile {
         .buffered(parallel)
         .collect()
         .await;
-    PlanFile::new(settings.config_digest.clone(), accounts)
+    let mut plan = PlanFile::new(settings.config_digest.clone(), accounts);
+    plan.inventory_started_at = Some(started);
+    plan
 }
 
 /// Inventories both sides of one account and plans it; a failure becomes the account's

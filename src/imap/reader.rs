@@ -55,6 +55,14 @@ pub struct BodiesOutcome {
     pub server_text: Option<String>,
 }
 
+/// A message found by [`Reader::arrived_after`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    pub uid: u32,
+    /// INTERNALDATE: when the server received the message.
+    pub internal_date: chrono::DateTime<chrono::Utc>,
+}
+
 /// The metadata items of the inventory FETCH (ARCHITECTURE.md "Message identity").
 pub(super) const META_ITEMS: &str =
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)])";
@@ -488,6 +496,80 @@ impl Reader {
         let mut missing: Vec<u32> = wanted.difference(&received).copied().collect();
         missing.sort_unstable();
         Ok(missing)
+    }
+
+    /// Messages of the examined folder whose INTERNALDATE is at or after `after`
+    /// (INTERNALDATE has whole seconds: a message of the same second counts):
+    /// `UID SEARCH SINCE <day before>` (SEARCH compares dates only, in the server's time
+    /// zone, so the day before is a safe superset), then `UID FETCH (UID INTERNALDATE)` of
+    /// the candidates, compared to the second. Read-only like every other command here.
+    pub async fn arrived_after(
+        &mut self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Arrival>, ImapError> {
+        self.selected_folder("UID SEARCH")?;
+        let day = (after - chrono::Duration::days(1)).format("%d-%b-%Y");
+        let display = format!("UID SEARCH SINCE {day}");
+        let mut candidates: Vec<u32> = Vec::new();
+        self.run(&display, &display, |r| {
+            if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
+                candidates.extend(uids.iter().copied());
+            }
+        })
+        .await?
+        .ok_or_protocol(&self.ep, &display)?;
+        let mut arrivals = Vec::new();
+        let mut seen = HashSet::new();
+        for set in uid_sets(&candidates, MAX_UID_SET) {
+            let display = "UID FETCH (UID INTERNALDATE)";
+            self.run(
+                &format!("UID FETCH {set} (UID INTERNALDATE)"),
+                display,
+                |r| {
+                    let Response::Fetch(_, attrs) = r else { return };
+                    let mut uid = None;
+                    let mut date = None;
+                    for attr in attrs {
+                        match attr {
+                            AttributeValue::Uid(u) => uid = Some(*u),
+                            AttributeValue::InternalDate(d) => {
+                                date = internal_date_to_rfc3339(d)
+                                    .and_then(|d| chrono::DateTime::parse_from_rfc3339(&d).ok())
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let (Some(uid), Some(date)) = (uid, date) {
+                        let internal_date = date.with_timezone(&chrono::Utc);
+                        if internal_date >= after && seen.insert(uid) {
+                            arrivals.push(Arrival { uid, internal_date });
+                        }
+                    }
+                },
+            )
+            .await?
+            .ok_or_protocol(&self.ep, display)?;
+        }
+        arrivals.sort_by_key(|a| (a.internal_date, a.uid));
+        Ok(arrivals)
+    }
+
+    /// UIDs of the examined folder at or above `first` (`UID SEARCH UID first:*`, which
+    /// always matches the highest UID, hence the filter).
+    pub async fn uids_from(&mut self, first: u32) -> Result<Vec<u32>, ImapError> {
+        self.selected_folder("UID SEARCH")?;
+        let display = format!("UID SEARCH UID {first}:*");
+        let mut uids: Vec<u32> = Vec::new();
+        self.run(&display, &display, |r| {
+            if let Response::MailboxData(MailboxDatum::Search(found)) = r {
+                uids.extend(found.iter().copied().filter(|&u| u >= first));
+            }
+        })
+        .await?
+        .ok_or_protocol(&self.ep, &display)?;
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
     }
 
     /// `LOGOUT`. Errors are reported but the connection is gone either way.

@@ -2,6 +2,7 @@
 //! formats data for output.
 
 pub mod check;
+pub(crate) mod cutover;
 pub(crate) mod fleet;
 pub mod report;
 pub mod text;

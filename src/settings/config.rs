@@ -6,7 +6,7 @@
 //! Errors carry the file, the line (from the TOML span) and the key.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,9 +21,9 @@ use super::error::Problem;
 use super::select::{self, Selection};
 use super::size::parse_size;
 use super::{
-    secret, Account, AdminLogin, AuthMethod, DeletedOnDestination, FlagsOnExisting, FolderRules,
-    Limits, MessageRules, MovedOnDestination, SecretSource, Security, ServerSettings, Settings,
-    SettingsError, TlsRoots, ViewOnlyMessages,
+    secret, Account, AdminLogin, AuthMethod, CutoverSettings, DeletedOnDestination,
+    FlagsOnExisting, FolderRules, Limits, MessageRules, MovedOnDestination, SecretSource, Security,
+    ServerSettings, Settings, SettingsError, TlsRoots, ViewOnlyMessages,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -44,20 +44,23 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    cutover: RawCutover,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawState {
-    dir: PathBuf,
+    dir: Option<Spanned<PathBuf>>,
 }
 
-impl Default for RawState {
-    fn default() -> Self {
-        RawState {
-            dir: PathBuf::from(".mailshift"),
-        }
-    }
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCutover {
+    #[serde(default)]
+    new_mx: Vec<Spanned<String>>,
+    #[serde(default)]
+    nameservers: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -582,6 +585,85 @@ fn check_server(
     })
 }
 
+/// The default `[state] dir`, relative to the config file.
+const DEFAULT_STATE_DIR: &str = ".mailshift";
+
+fn check_state(cfg: &ConfigFile<'_>, raw: RawState) -> Result<PathBuf, SettingsError> {
+    match raw.dir {
+        None => Ok(cfg.dir.join(DEFAULT_STATE_DIR)),
+        Some(d) if d.get_ref().as_os_str().is_empty() => Err(cfg.error_at(
+            Some(d.span().start),
+            "`dir` in `[state]` is empty".to_string(),
+        )),
+        Some(d) => Ok(cfg.dir.join(d.get_ref())),
+    }
+}
+
+/// `[cutover]`: MX names normalised (lower case, no trailing dot); nameservers as socket
+/// addresses (port 53 when none is given).
+fn check_cutover(cfg: &ConfigFile<'_>, raw: RawCutover) -> Result<CutoverSettings, SettingsError> {
+    let mut new_mx = Vec::new();
+    for mx in raw.new_mx {
+        let name = mx
+            .get_ref()
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if name.is_empty()
+            || name.contains("://")
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c == ':' || c == '/')
+        {
+            return Err(cfg.error_at(
+                Some(mx.span().start),
+                Problem {
+                    message: format!(
+                        "`new-mx` in `[cutover]`: `{}` is not a host name",
+                        mx.get_ref()
+                    ),
+                    hint: Some(
+                        "list the new provider's MX host names, e.g. `new-mx = \
+                         [\"mx1.new.example\"]`"
+                            .to_string(),
+                    ),
+                },
+            ));
+        }
+        if !new_mx.contains(&name) {
+            new_mx.push(name);
+        }
+    }
+    let mut nameservers = Vec::new();
+    for ns in raw.nameservers {
+        let text = ns.get_ref().trim();
+        let addr = text
+            .parse::<SocketAddr>()
+            .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+        match addr {
+            Ok(a) => nameservers.push(a),
+            Err(_) => {
+                return Err(cfg.error_at(
+                    Some(ns.span().start),
+                    Problem {
+                        message: format!(
+                            "`nameservers` in `[cutover]`: `{text}` is not an IP address with \
+                             an optional port"
+                        ),
+                        hint: Some(
+                            "e.g. `nameservers = [\"192.0.2.53\", \"127.0.0.1:5353\"]`".to_string(),
+                        ),
+                    },
+                ))
+            }
+        }
+    }
+    Ok(CutoverSettings {
+        new_mx,
+        nameservers,
+    })
+}
+
 fn check_folders(cfg: &ConfigFile<'_>, raw: RawFolders) -> Result<FolderRules, SettingsError> {
     let mut exclude = Vec::new();
     for e in raw.exclude {
@@ -666,6 +748,8 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
     let source = check_server(&cfg, "source", raw.source, &mut warnings)?;
     let destination = check_server(&cfg, "destination", raw.destination, &mut warnings)?;
     let folders = check_folders(&cfg, raw.folders)?;
+    let state_dir = check_state(&cfg, raw.state)?;
+    let cutover = check_cutover(&cfg, raw.cutover)?;
 
     let csv_at = raw.accounts.csv.span().start;
     let csv_path = dir.join(raw.accounts.csv.get_ref());
@@ -728,7 +812,8 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             connect_timeout: raw.limits.connect_timeout.0,
             idle_timeout: raw.limits.idle_timeout.0,
         },
-        state_dir: dir.join(&raw.state.dir),
+        state_dir,
+        cutover,
         accounts,
         config_digest: digest,
         warnings,

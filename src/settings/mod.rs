@@ -153,6 +153,15 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
+/// `[cutover]`.
+#[derive(Debug, Clone, Default)]
+pub struct CutoverSettings {
+    /// MX host names of the new provider: lower case, no trailing dot.
+    pub new_mx: Vec<String>,
+    /// DNS servers to ask instead of the system's (tests, split-horizon DNS).
+    pub nameservers: Vec<std::net::SocketAddr>,
+}
+
 /// One CSV row, validated.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -186,9 +195,10 @@ pub struct Settings {
     pub folders: FolderRules,
     pub messages: MessageRules,
     pub limits: Limits,
-    /// `[state] dir`, resolved against the config file's directory: the ledger of what
-    /// each destination account held (no secrets).
+    /// `[state] dir`, resolved against the config file's directory: the ledger and the
+    /// cutover observations (no secrets).
     pub state_dir: PathBuf,
+    pub cutover: CutoverSettings,
     /// Selected accounts (after `--account` / `--shard`), in CSV order.
     pub accounts: Vec<Account>,
     /// SHA-256 (hex) over the config file bytes and the (source_user, destination_user)

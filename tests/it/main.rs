@@ -8,6 +8,7 @@ mod admin_cli;
 mod after_cutover;
 mod apply_cli;
 mod check_cli;
+mod cutover_cli;
 mod deploy_kubernetes;
 mod extras_cli;
 mod flags_cli;

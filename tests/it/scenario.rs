@@ -192,6 +192,29 @@ impl Scenario {
         self
     }
 
+    /// Like [`Scenario::account`], with e-mail addresses as user names on both servers
+    /// (`alice-PID-N@domain`), as `cutover` needs a mail domain.
+    pub fn account_in(mut self, name: &str, domain: &str) -> Scenario {
+        assert!(
+            !self.accounts.iter().any(|a| a.name == name),
+            "account `{name}` twice"
+        );
+        let user = format!("{}@{domain}", crate::support::unique_user(name));
+        let password = format!("{user}-pw");
+        self.server(Side::Source).add_user(&user, &password);
+        self.server(Side::Destination).add_user(&user, &password);
+        self.accounts.push(Account {
+            name: name.to_string(),
+            csv_source_password: password.clone(),
+            csv_destination_password: password.clone(),
+            source_user: user.clone(),
+            source_password: password.clone(),
+            destination_user: user,
+            destination_password: password,
+        });
+        self
+    }
+
     /// Extra TOML appended to `migration.toml` (whole tables, e.g. `[folders]\n...`).
     pub fn config(mut self, toml: &str) -> Scenario {
         self.add_config(toml);

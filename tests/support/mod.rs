@@ -17,11 +17,13 @@
 //! ```
 #![allow(dead_code, unused_imports)]
 
+mod dns;
 mod dovecot;
 mod fault_proxy;
 mod message;
 mod raw_imap;
 
+pub use dns::DnsServer;
 pub use dovecot::{unique_user, DoveadmMessage, Dovecot, DovecotBuilder, Layout};
 pub use fault_proxy::{
     Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Rewrite, Trigger,

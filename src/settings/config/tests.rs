@@ -717,6 +717,8 @@ fn the_shipped_example_parses() {
         format!("{:?}", minimal.messages)
     );
     assert_eq!(s.source.max_connections, minimal.source.max_connections);
+    assert_eq!(s.state_dir, path.parent().unwrap().join(".mailshift"));
+    assert_eq!(format!("{:?}", s.cutover), format!("{:?}", minimal.cutover));
 }
 
 #[test]
@@ -732,4 +734,61 @@ fn line_and_context_helpers() {
     assert_eq!(table_context(text, 6).as_deref(), Some("source.admin"));
     assert_eq!(key_on_line(text, 3).as_deref(), Some("host"));
     assert_eq!(key_on_line(text, 2), None);
+}
+
+#[test]
+fn state_and_cutover_keys() {
+    let s = load_ok(BASE, CSV);
+    assert!(s.state_dir.ends_with("sub/.mailshift"), "{:?}", s.state_dir);
+    assert!(s.cutover.new_mx.is_empty() && s.cutover.nameservers.is_empty());
+
+    let config = format!(
+        "{BASE}\n[state]\ndir = \"../state\"\n\n[cutover]\nnew-mx = [\"MX1.New.Example.\", \
+         \"mx2.new.example\", \"mx1.new.example\"]\nnameservers = [\"127.0.0.1:5353\", \
+         \"192.0.2.53\", \"[::1]:53\"]\n"
+    );
+    let s = load_ok(&config, CSV);
+    assert!(s.state_dir.ends_with("sub/../state"), "{:?}", s.state_dir);
+    assert_eq!(s.cutover.new_mx, ["mx1.new.example", "mx2.new.example"]);
+    let ns: Vec<String> = s
+        .cutover
+        .nameservers
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(ns, ["127.0.0.1:5353", "192.0.2.53:53", "[::1]:53"]);
+}
+
+#[test]
+fn bad_cutover_and_state_keys_name_the_line_and_key() {
+    let cases = [
+        (
+            "[cutover]\nnameservers = [\"dns.example\"]\n",
+            "line 11: `nameservers` in `[cutover]`: `dns.example` is not an IP address with an optional port",
+        ),
+        (
+            "[cutover]\nnew-mx = [\"smtp://mx.example\"]\n",
+            "line 11: `new-mx` in `[cutover]`: `smtp://mx.example` is not a host name",
+        ),
+        (
+            "[cutover]\nnew-mx = [\"\"]\n",
+            "line 11: `new-mx` in `[cutover]`: `` is not a host name",
+        ),
+        (
+            "[cutover]\nnew_mx = [\"mx.example\"]\n",
+            "line 11: unknown field `new_mx` in `[cutover]`",
+        ),
+        (
+            "[state]\ndir = \"\"\n",
+            "line 11: `dir` in `[state]` is empty",
+        ),
+        (
+            "[state]\npath = \"x\"\n",
+            "line 11: unknown field `path` in `[state]`",
+        ),
+    ];
+    for (extra, want) in cases {
+        let e = try_load(&format!("{BASE}\n{extra}"), CSV, &Selection::default()).unwrap_err();
+        assert!(e.contains(want), "{extra:?}:\n{e}");
+    }
 }
