@@ -12,6 +12,9 @@ use crate::render::check::{capability_rows, render, AccountCheck, CheckReport, S
 use crate::settings::{Account, Settings};
 use crate::Outcome;
 
+/// Capabilities as announced after login, upper-cased.
+type Atoms = Vec<String>;
+
 /// Connects, logs in and out on one side; the capabilities after login.
 async fn login(
     settings: &Settings,
@@ -62,7 +65,7 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let caps = ConnectionCaps::new(settings);
     let parallel = settings.limits.parallel_accounts.max(1);
-    let checked: Vec<(AccountCheck, Option<Vec<String>>, Option<Vec<String>>)> =
+    let checked: Vec<(AccountCheck, Option<Atoms>, Option<Atoms>)> =
         stream::iter(settings.accounts.iter())
             .map(|account| {
                 let caps = &caps;
