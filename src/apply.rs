@@ -672,7 +672,10 @@ impl Executor<'_> {
             .items
             .iter()
             .map(|(m, body)| AppendItem {
-                flags: allowed.filter(&m.flags),
+                // Keywords the folder does not claim to store are tried anyway: some
+                // servers under-report PERMANENTFLAGS (pymap, some Exchange versions) and
+                // store them. A refusal is retried without them (`retry_without_keywords`).
+                flags: allowed.optimistic(&m.flags),
                 internal_date: m.internal_date.clone(),
                 body: std::borrow::Cow::Borrowed(body.as_slice()),
             })
@@ -776,17 +779,36 @@ impl Executor<'_> {
         let mut over_quota: Option<String> = None;
         let mut uids_known = true;
         for ((m, body), result) in batch.items.iter().zip(results) {
+            let mut dropped_keywords = false;
             let result = match result {
                 Ok(uid) => Ok((uid, false)),
-                Err(words) => match self.retry_with_crlf(writer, folder, m, body, allowed).await {
-                    Some(Ok(uid)) => Ok((uid, true)),
-                    _ => Err(words),
+                Err(words) => match self
+                    .retry_without_keywords(writer, folder, m, body, allowed)
+                    .await
+                {
+                    Some(Ok(uid)) => {
+                        dropped_keywords = true;
+                        self.warn_dropped_keywords(m, allowed, tally);
+                        Ok((uid, false))
+                    }
+                    _ => match self.retry_with_crlf(writer, folder, m, body, allowed).await {
+                        Some(Ok(uid)) => {
+                            dropped_keywords =
+                                allowed.filter(&m.flags) != allowed.optimistic(&m.flags);
+                            if dropped_keywords {
+                                self.warn_dropped_keywords(m, allowed, tally);
+                            }
+                            Ok((uid, true))
+                        }
+                        _ => Err(words),
+                    },
                 },
             };
             match result {
                 Ok((uid, fixed)) => {
                     tally.report.copied += 1;
                     tally.report.fixed_bare_lf += u64::from(fixed);
+                    tally.report.keywords_dropped += u64::from(dropped_keywords);
                     tally.report.bytes += body.len() as u64;
                     tally.progress.advance(1, body.len() as u64);
                     delivered.push(m);
@@ -825,7 +847,6 @@ impl Executor<'_> {
                 words,
             });
         }
-        self.warn_dropped_keywords(batch, allowed, tally);
         self.verify_keys(folder, writer, &appended).await?;
         if uids_known {
             if let Some(uid) = appended.iter().map(|(uid, _)| *uid).max() {
@@ -906,13 +927,38 @@ impl Executor<'_> {
         }
     }
 
-    fn warn_dropped_keywords(
+    /// The destination refused a message that carried keywords it does not list as
+    /// storable: appends it again with only what PERMANENTFLAGS allows. `None` when there
+    /// was nothing to drop (then the refusal is about something else).
+    async fn retry_without_keywords(
         &self,
-        batch: &Fetched<'_>,
+        writer: &mut Writer,
+        folder: &FolderPlan,
+        m: &MessageCopy,
+        body: &[u8],
         allowed: &FlagFilter,
-        tally: &mut Tally<'_>,
-    ) {
-        for (m, _) in &batch.items {
+    ) -> Option<AppendResult> {
+        let strict = allowed.filter(&m.flags);
+        if strict == allowed.optimistic(&m.flags) {
+            return None;
+        }
+        let item = AppendItem {
+            flags: strict,
+            internal_date: m.internal_date.clone(),
+            body: body.into(),
+        };
+        match writer
+            .append_batch(&folder.destination_wire, std::slice::from_ref(&item))
+            .await
+        {
+            Ok(mut results) => results.pop(),
+            Err(_) => None,
+        }
+    }
+
+    /// One warning per keyword and account, for a message copied without it.
+    fn warn_dropped_keywords(&self, m: &MessageCopy, allowed: &FlagFilter, tally: &Tally<'_>) {
+        {
             for flag in &m.flags {
                 if !allowed.allows(flag)
                     && tally
@@ -1066,6 +1112,16 @@ impl FlagFilter {
     pub(crate) fn filter(&self, flags: &[String]) -> Vec<String> {
         flags.iter().filter(|f| self.allows(f)).cloned().collect()
     }
+
+    /// Every flag but `\Recent`: what an APPEND tries first (a server may store keywords it
+    /// does not announce).
+    pub fn optimistic(&self, flags: &[String]) -> Vec<String> {
+        flags
+            .iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .cloned()
+            .collect()
+    }
 }
 
 fn has_bare_lf(body: &[u8]) -> bool {
@@ -1203,6 +1259,12 @@ mod tests {
         let open = FlagFilter::new(&[], true);
         assert_eq!(
             open.filter(&flags),
+            vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
+        );
+        // The first APPEND tries every keyword (servers may under-report); only a refusal
+        // falls back to `filter`.
+        assert_eq!(
+            f.optimistic(&flags),
             vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
         );
     }

@@ -79,6 +79,10 @@ pub(crate) struct AccountReport {
     pub flags_updated: u64,
     /// Bare-LF messages converted to CRLF because the destination refused them.
     pub fixed_bare_lf: u64,
+    /// Messages copied without some of their keywords: the destination refused the APPEND
+    /// with them (and did not list them, or `\*`, in PERMANENTFLAGS).
+    #[serde(default)]
+    pub keywords_dropped: u64,
     pub seconds: f64,
     /// When the work on this account ended (RFC 3339, UTC). `mailshift report` keeps the
     /// latest entry of an account across report files; absent in reports written before it.
@@ -104,6 +108,7 @@ impl AccountReport {
             pending: 0,
             flags_updated: 0,
             fixed_bare_lf: 0,
+            keywords_dropped: 0,
             seconds: 0.0,
             finished_at: None,
         }
@@ -124,6 +129,7 @@ impl AccountReport {
         self.vanished.extend(lane.vanished);
         self.flags_updated += lane.flags_updated;
         self.fixed_bare_lf += lane.fixed_bare_lf;
+        self.keywords_dropped += lane.keywords_dropped;
     }
 
     /// Sets the status from what happened.
