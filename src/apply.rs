@@ -30,13 +30,13 @@ const BATCH_MESSAGES: usize = 200;
 /// At most about this many bytes per batch (a single bigger message still goes alone).
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Default body budget: 24 MiB of fetched-but-not-yet-appended bodies in the whole run.
-pub const BODY_BUDGET_KIB: usize = 24 * 1024;
+pub(crate) const BODY_BUDGET_KIB: usize = 24 * 1024;
 /// Reconnect attempts after a dropped connection, per batch.
 const RECONNECTS: u32 = 3;
 
 /// Why an account stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     #[error("{side}")]
     Imap {
         side: Side,
@@ -84,7 +84,7 @@ impl ApplyError {
 }
 
 /// Shared by all accounts of one run.
-pub struct Executor<'a> {
+pub(crate) struct Executor<'a> {
     pub settings: &'a Settings,
     /// `max-connections` per server, shared with nothing else during an apply.
     pub caps: ConnectionCaps,
@@ -161,7 +161,11 @@ impl Tally<'_> {
 
 impl Executor<'_> {
     /// Applies one account's plan. Never fails as a whole: problems end up in the report.
-    pub async fn apply_account(&self, account: &Account, plan: &AccountPlan) -> AccountReport {
+    pub(crate) async fn apply_account(
+        &self,
+        account: &Account,
+        plan: &AccountPlan,
+    ) -> AccountReport {
         let started = Instant::now();
         let mut report = AccountReport::new(&plan.source_user, &plan.destination_user);
         report.skipped = plan.summary.skipped;
@@ -668,7 +672,10 @@ impl Executor<'_> {
             .items
             .iter()
             .map(|(m, body)| AppendItem {
-                flags: allowed.filter(&m.flags),
+                // Keywords the folder does not claim to store are tried anyway: some
+                // servers under-report PERMANENTFLAGS (pymap, some Exchange versions) and
+                // store them. A refusal is retried without them (`retry_without_keywords`).
+                flags: allowed.optimistic(&m.flags),
                 internal_date: m.internal_date.clone(),
                 body: std::borrow::Cow::Borrowed(body.as_slice()),
             })
@@ -772,17 +779,36 @@ impl Executor<'_> {
         let mut over_quota: Option<String> = None;
         let mut uids_known = true;
         for ((m, body), result) in batch.items.iter().zip(results) {
+            let mut dropped_keywords = false;
             let result = match result {
                 Ok(uid) => Ok((uid, false)),
-                Err(words) => match self.retry_with_crlf(writer, folder, m, body, allowed).await {
-                    Some(Ok(uid)) => Ok((uid, true)),
-                    _ => Err(words),
+                Err(words) => match self
+                    .retry_without_keywords(writer, folder, m, body, allowed)
+                    .await
+                {
+                    Some(Ok(uid)) => {
+                        dropped_keywords = true;
+                        self.warn_dropped_keywords(m, allowed, tally);
+                        Ok((uid, false))
+                    }
+                    _ => match self.retry_with_crlf(writer, folder, m, body, allowed).await {
+                        Some(Ok(uid)) => {
+                            dropped_keywords =
+                                allowed.filter(&m.flags) != allowed.optimistic(&m.flags);
+                            if dropped_keywords {
+                                self.warn_dropped_keywords(m, allowed, tally);
+                            }
+                            Ok((uid, true))
+                        }
+                        _ => Err(words),
+                    },
                 },
             };
             match result {
                 Ok((uid, fixed)) => {
                     tally.report.copied += 1;
                     tally.report.fixed_bare_lf += u64::from(fixed);
+                    tally.report.keywords_dropped += u64::from(dropped_keywords);
                     tally.report.bytes += body.len() as u64;
                     tally.progress.advance(1, body.len() as u64);
                     delivered.push(m);
@@ -821,7 +847,6 @@ impl Executor<'_> {
                 words,
             });
         }
-        self.warn_dropped_keywords(batch, allowed, tally);
         self.verify_keys(folder, writer, &appended).await?;
         if uids_known {
             if let Some(uid) = appended.iter().map(|(uid, _)| *uid).max() {
@@ -902,13 +927,38 @@ impl Executor<'_> {
         }
     }
 
-    fn warn_dropped_keywords(
+    /// The destination refused a message that carried keywords it does not list as
+    /// storable: appends it again with only what PERMANENTFLAGS allows. `None` when there
+    /// was nothing to drop (then the refusal is about something else).
+    async fn retry_without_keywords(
         &self,
-        batch: &Fetched<'_>,
+        writer: &mut Writer,
+        folder: &FolderPlan,
+        m: &MessageCopy,
+        body: &[u8],
         allowed: &FlagFilter,
-        tally: &mut Tally<'_>,
-    ) {
-        for (m, _) in &batch.items {
+    ) -> Option<AppendResult> {
+        let strict = allowed.filter(&m.flags);
+        if strict == allowed.optimistic(&m.flags) {
+            return None;
+        }
+        let item = AppendItem {
+            flags: strict,
+            internal_date: m.internal_date.clone(),
+            body: body.into(),
+        };
+        match writer
+            .append_batch(&folder.destination_wire, std::slice::from_ref(&item))
+            .await
+        {
+            Ok(mut results) => results.pop(),
+            Err(_) => None,
+        }
+    }
+
+    /// One warning per keyword and account, for a message copied without it.
+    fn warn_dropped_keywords(&self, m: &MessageCopy, allowed: &FlagFilter, tally: &Tally<'_>) {
+        {
             for flag in &m.flags {
                 if !allowed.allows(flag)
                     && tally
@@ -1035,13 +1085,13 @@ fn subtract_present(copies: &mut Vec<&MessageCopy>, found: Vec<IdentityKey>) -> 
 }
 
 /// Which flags the destination folder stores (from SELECT's PERMANENTFLAGS).
-pub struct FlagFilter {
+pub(crate) struct FlagFilter {
     permanent: Vec<String>,
     new_keywords: bool,
 }
 
 impl FlagFilter {
-    pub fn new(permanent: &[String], new_keywords: bool) -> FlagFilter {
+    pub(crate) fn new(permanent: &[String], new_keywords: bool) -> FlagFilter {
         FlagFilter {
             permanent: permanent.to_vec(),
             new_keywords,
@@ -1050,7 +1100,7 @@ impl FlagFilter {
 
     /// System flags always pass (except `\Recent`); keywords only when the folder can
     /// store them.
-    pub fn allows(&self, flag: &str) -> bool {
+    pub(crate) fn allows(&self, flag: &str) -> bool {
         if flag.eq_ignore_ascii_case("\\Recent") {
             return false;
         }
@@ -1059,8 +1109,18 @@ impl FlagFilter {
             || self.permanent.iter().any(|p| p.eq_ignore_ascii_case(flag))
     }
 
-    pub fn filter(&self, flags: &[String]) -> Vec<String> {
+    pub(crate) fn filter(&self, flags: &[String]) -> Vec<String> {
         flags.iter().filter(|f| self.allows(f)).cloned().collect()
+    }
+
+    /// Every flag but `\Recent`: what an APPEND tries first (a server may store keywords it
+    /// does not announce).
+    pub fn optimistic(&self, flags: &[String]) -> Vec<String> {
+        flags
+            .iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .cloned()
+            .collect()
     }
 }
 
@@ -1199,6 +1259,12 @@ mod tests {
         let open = FlagFilter::new(&[], true);
         assert_eq!(
             open.filter(&flags),
+            vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
+        );
+        // The first APPEND tries every keyword (servers may under-report); only a refusal
+        // falls back to `filter`.
+        assert_eq!(
+            f.optimistic(&flags),
             vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
         );
     }

@@ -299,7 +299,7 @@ pub(crate) fn decide_account(
     }
 }
 
-/// How a whole `cutover` run ends (DESIGN.md §2).
+/// How a whole `cutover` run ends (docs/exit-status.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// 0: every domain switched and propagated, every account drained.

@@ -449,6 +449,7 @@ const JSON_TYPES: &[(&str, &str)] = &[
     ("FlagUpdate", "src/plan/mod.rs"),
     ("IgnoredFolder", "src/plan/mod.rs"),
     ("LedgerEntry", "src/plan/account_wide.rs"),
+    ("QuotaCheck", "src/plan/mod.rs"),
     ("Summary", "src/plan/mod.rs"),
     ("Report", "src/report.rs"),
     ("AccountReport", "src/report.rs"),

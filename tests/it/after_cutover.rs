@@ -440,3 +440,40 @@ fn appendlimit_and_quota_are_known_before_copying_and_stop_the_account() {
     }
     src_before.assert_unchanged(&src.snapshot());
 }
+
+#[test]
+fn keywords_are_kept_by_a_destination_that_under_reports_permanentflags() {
+    use crate::support::{Direction, FaultProxy};
+    let mut s = Scenario::new()
+        .source(Layout::Modern)
+        .destination(Layout::Modern)
+        .account("kim");
+    let tag = crate::support::unique_user("kw");
+    let msgs: Vec<NewMessage> = (1..=3)
+        .map(|i| message(&tag, &format!("k{i}")).flags(&["\\Seen", "$Label1", "Project-X"]))
+        .collect();
+    let mut src = s.src("kim");
+    src.append_many("INBOX", &msgs);
+    let src_before = src.snapshot();
+    // Dovecot says `\*` (any keyword may be created); the proxy hides it, as pymap and some
+    // Exchange versions do, while the server still stores keywords on APPEND.
+    let proxy = FaultProxy::to(s.port(crate::scenario::Side::Destination))
+        .rewrite(Direction::ServerToClient, b" \\*)]", b")]   ")
+        .start();
+    s.set_port(crate::scenario::Side::Destination, proxy.port());
+    let report = apply_ok(&s, &[], 3);
+    assert_eq!(report["accounts"][0]["keywords_dropped"], 0, "{report:#}");
+    let mut dst = s.dst("kim");
+    let copied = dst.fetch_all("INBOX");
+    assert_eq!(copied.len(), 3);
+    for m in &copied {
+        for keyword in ["$Label1", "Project-X", "\\Seen"] {
+            assert!(
+                m.flags.iter().any(|f| f == keyword),
+                "`{keyword}` kept: {:?}",
+                m.flags
+            );
+        }
+    }
+    src_before.assert_unchanged(&src.snapshot());
+}
