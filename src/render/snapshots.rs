@@ -233,6 +233,20 @@ fn check_table() {
             },
         ],
         ok: false,
+        capabilities: crate::render::check::capability_rows(
+            Some(&["IMAP4REV1", "UIDPLUS", "NAMESPACE"].map(String::from)),
+            Some(
+                &[
+                    "UIDPLUS",
+                    "MULTIAPPEND",
+                    "LITERAL+",
+                    "APPENDLIMIT=35651584",
+                    "SPECIAL-USE",
+                    "NAMESPACE",
+                ]
+                .map(String::from),
+            ),
+        ),
     };
     insta::assert_snapshot!(render_check(&report));
 }
