@@ -1115,7 +1115,7 @@ impl FlagFilter {
 
     /// Every flag but `\Recent`: what an APPEND tries first (a server may store keywords it
     /// does not announce).
-    pub fn optimistic(&self, flags: &[String]) -> Vec<String> {
+    pub(crate) fn optimistic(&self, flags: &[String]) -> Vec<String> {
         flags
             .iter()
             .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
