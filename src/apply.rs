@@ -30,13 +30,13 @@ const BATCH_MESSAGES: usize = 200;
 /// At most about this many bytes per batch (a single bigger message still goes alone).
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Default body budget: 24 MiB of fetched-but-not-yet-appended bodies in the whole run.
-pub const BODY_BUDGET_KIB: usize = 24 * 1024;
+pub(crate) const BODY_BUDGET_KIB: usize = 24 * 1024;
 /// Reconnect attempts after a dropped connection, per batch.
 const RECONNECTS: u32 = 3;
 
 /// Why an account stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     #[error("{side}")]
     Imap {
         side: Side,
@@ -84,7 +84,7 @@ impl ApplyError {
 }
 
 /// Shared by all accounts of one run.
-pub struct Executor<'a> {
+pub(crate) struct Executor<'a> {
     pub settings: &'a Settings,
     /// `max-connections` per server, shared with nothing else during an apply.
     pub caps: ConnectionCaps,
@@ -161,7 +161,11 @@ impl Tally<'_> {
 
 impl Executor<'_> {
     /// Applies one account's plan. Never fails as a whole: problems end up in the report.
-    pub async fn apply_account(&self, account: &Account, plan: &AccountPlan) -> AccountReport {
+    pub(crate) async fn apply_account(
+        &self,
+        account: &Account,
+        plan: &AccountPlan,
+    ) -> AccountReport {
         let started = Instant::now();
         let mut report = AccountReport::new(&plan.source_user, &plan.destination_user);
         report.skipped = plan.summary.skipped;
@@ -1081,13 +1085,13 @@ fn subtract_present(copies: &mut Vec<&MessageCopy>, found: Vec<IdentityKey>) -> 
 }
 
 /// Which flags the destination folder stores (from SELECT's PERMANENTFLAGS).
-pub struct FlagFilter {
+pub(crate) struct FlagFilter {
     permanent: Vec<String>,
     new_keywords: bool,
 }
 
 impl FlagFilter {
-    pub fn new(permanent: &[String], new_keywords: bool) -> FlagFilter {
+    pub(crate) fn new(permanent: &[String], new_keywords: bool) -> FlagFilter {
         FlagFilter {
             permanent: permanent.to_vec(),
             new_keywords,
@@ -1096,7 +1100,7 @@ impl FlagFilter {
 
     /// System flags always pass (except `\Recent`); keywords only when the folder can
     /// store them.
-    pub fn allows(&self, flag: &str) -> bool {
+    pub(crate) fn allows(&self, flag: &str) -> bool {
         if flag.eq_ignore_ascii_case("\\Recent") {
             return false;
         }
@@ -1105,13 +1109,13 @@ impl FlagFilter {
             || self.permanent.iter().any(|p| p.eq_ignore_ascii_case(flag))
     }
 
-    pub fn filter(&self, flags: &[String]) -> Vec<String> {
+    pub(crate) fn filter(&self, flags: &[String]) -> Vec<String> {
         flags.iter().filter(|f| self.allows(f)).cloned().collect()
     }
 
     /// Every flag but `\Recent`: what an APPEND tries first (a server may store keywords it
     /// does not announce).
-    pub fn optimistic(&self, flags: &[String]) -> Vec<String> {
+    pub(crate) fn optimistic(&self, flags: &[String]) -> Vec<String> {
         flags
             .iter()
             .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))

@@ -22,16 +22,16 @@ use sha2::{Digest, Sha256};
 ///
 /// Serialised as a 64-character lowercase hex string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IdentityKey(pub [u8; 32]);
+pub(crate) struct IdentityKey(pub [u8; 32]);
 
 impl IdentityKey {
     /// Lowercase hex, 64 characters.
-    pub fn to_hex(&self) -> String {
+    pub(crate) fn to_hex(self) -> String {
         crate::model::hex(&self.0)
     }
 
     /// Parses 64 hex digits (either case); anything else is `None`.
-    pub fn from_hex(s: &str) -> Option<Self> {
+    pub(crate) fn from_hex(s: &str) -> Option<Self> {
         crate::model::parse_hex(s).map(IdentityKey)
     }
 }
@@ -61,7 +61,7 @@ impl<'de> Deserialize<'de> for IdentityKey {
 
 /// The identity key plus short, human-readable fields for plans and reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedHeaders {
+pub(crate) struct ParsedHeaders {
     pub key: IdentityKey,
     /// The raw Date value, unfolded and trimmed.
     pub date: String,
@@ -76,15 +76,15 @@ const DISPLAY_CAP: usize = 200;
 
 /// Field tags in the hash, so that fields cannot bleed into each other.
 mod tag {
-    pub const MESSAGE_ID: u8 = b'M';
+    pub(super) const MESSAGE_ID: u8 = b'M';
     /// Date parsed to a UTC instant (8 bytes, big-endian unix seconds).
-    pub const DATE_INSTANT: u8 = b'D';
+    pub(super) const DATE_INSTANT: u8 = b'D';
     /// Date that did not parse: whitespace-collapsed raw value.
-    pub const DATE_RAW: u8 = b'd';
-    pub const FROM: u8 = b'F';
-    pub const TO: u8 = b'T';
-    pub const CC: u8 = b'C';
-    pub const SUBJECT: u8 = b'S';
+    pub(super) const DATE_RAW: u8 = b'd';
+    pub(super) const FROM: u8 = b'F';
+    pub(super) const TO: u8 = b'T';
+    pub(super) const CC: u8 = b'C';
+    pub(super) const SUBJECT: u8 = b'S';
 }
 
 #[derive(Clone, Copy)]
@@ -337,7 +337,7 @@ fn display_addr(a: &Addr<'_>) -> String {
 
 /// Computes the identity key and display fields of one message's identity header block.
 /// Never panics, whatever the bytes.
-pub fn parse_headers(raw: &[u8]) -> ParsedHeaders {
+pub(crate) fn parse_headers(raw: &[u8]) -> ParsedHeaders {
     let fields = split_fields(raw);
     let get = |f: Field| fields[f as usize].unwrap_or(b"");
 

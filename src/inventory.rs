@@ -13,11 +13,11 @@ use crate::model::{ContentHash, FolderStatus, Side, SpecialUse};
 use crate::settings::{Limits, ServerSettings};
 
 /// Body hashes per folder wire name and UID (see [`fetch_contents`]).
-pub type ContentHashes = HashMap<String, HashMap<u32, ContentHash>>;
+pub(crate) type ContentHashes = HashMap<String, HashMap<u32, ContentHash>>;
 
 /// One message as seen by the inventory: enough to match, copy and describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageMeta {
+pub(crate) struct MessageMeta {
     pub uid: u32,
     /// Flags and keywords as the server sent them, `\Recent` removed.
     pub flags: Vec<String>,
@@ -37,7 +37,7 @@ pub struct MessageMeta {
 }
 
 impl MessageMeta {
-    pub fn is_deleted(&self) -> bool {
+    pub(crate) fn is_deleted(&self) -> bool {
         self.flags
             .iter()
             .any(|f| f.eq_ignore_ascii_case("\\Deleted"))
@@ -46,7 +46,7 @@ impl MessageMeta {
 
 /// One folder from LIST, with its status and messages when it is selectable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Folder {
+pub(crate) struct Folder {
     /// The name exactly as on the wire (modified UTF-7, LIST quoting removed): the identity.
     pub wire_name: String,
     /// Decoded UTF-8 name (falls back to the wire name if it is not valid mUTF-7).
@@ -63,7 +63,7 @@ pub struct Folder {
 
 /// An account's folder tree on one side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Inventory {
+pub(crate) struct Inventory {
     /// Personal namespace prefix, e.g. `INBOX.` or empty.
     pub prefix: String,
     /// Hierarchy delimiter; `None` for a flat server.
@@ -76,7 +76,7 @@ pub struct Inventory {
 
 /// What a destination says about how much it accepts, read before copying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct StorageLimits {
+pub(crate) struct StorageLimits {
     /// RFC 7889 `APPENDLIMIT=N` (server-wide), bytes: bigger messages cannot be appended.
     pub append_limit: Option<u64>,
     /// RFC 9208 `GETQUOTAROOT "INBOX"`, the STORAGE resource: (used, limit) in bytes.
@@ -84,7 +84,7 @@ pub struct StorageLimits {
 }
 
 impl Inventory {
-    pub fn folder(&self, wire_name: &str) -> Option<&Folder> {
+    pub(crate) fn folder(&self, wire_name: &str) -> Option<&Folder> {
         self.folders.iter().find(|f| f.wire_name == wire_name)
     }
 
@@ -113,7 +113,7 @@ impl Inventory {
 
 /// Why an inventory failed.
 #[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
+pub(crate) enum InventoryError {
     #[error("{side}")]
     Imap {
         side: Side,
@@ -140,7 +140,7 @@ fn folder_label(folder: &str, source: &ImapError) -> String {
 
 /// Guesses the personal namespace prefix from LIST when NAMESPACE is not offered:
 /// `INBOX` + delimiter when every other folder starts with it (Courier, Cyrus).
-pub fn guess_prefix(entries: &[ListEntry]) -> String {
+pub(crate) fn guess_prefix(entries: &[ListEntry]) -> String {
     let Some(delim) = entries.iter().find_map(|e| e.delimiter) else {
         return String::new();
     };
@@ -158,7 +158,7 @@ pub fn guess_prefix(entries: &[ListEntry]) -> String {
 
 /// Reads one account on one side: LIST, LSUB, NAMESPACE, then per selectable folder
 /// EXAMINE and one streamed UID FETCH of the metadata. Never writes.
-pub async fn collect(
+pub(crate) async fn collect(
     side: Side,
     server: &ServerSettings,
     limits: &Limits,
@@ -253,7 +253,7 @@ pub async fn collect(
 }
 
 /// Hashes of `BODY[TEXT]` for the given UIDs per folder, for resolving ambiguous groups.
-pub async fn fetch_contents(
+pub(crate) async fn fetch_contents(
     side: Side,
     server: &ServerSettings,
     limits: &Limits,

@@ -1,30 +1,30 @@
 //! mailshift: declarative IMAP mailbox migration. `plan` reads both servers read-only and
 //! shows what would be created; `apply` does it, never deleting, never duplicating.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub(crate) mod cutover;
 pub mod diagnostics;
 #[cfg(test)]
 mod docs_tests;
 pub(crate) mod fleet;
-pub mod identity;
+pub(crate) mod identity;
 pub mod imap;
-pub mod inventory;
+pub(crate) mod inventory;
 #[cfg(test)]
 mod layering;
-pub mod logging;
-pub mod model;
-pub mod mutf7;
-pub mod plan;
-pub mod planfile;
-pub mod printer;
-pub mod progress;
-pub mod render;
-pub mod report;
+pub(crate) mod logging;
+pub(crate) mod model;
+pub(crate) mod mutf7;
+pub(crate) mod plan;
+pub(crate) mod planfile;
+pub(crate) mod printer;
+pub(crate) mod progress;
+pub(crate) mod render;
+pub(crate) mod report;
 pub mod settings;
-pub mod state;
+pub(crate) mod state;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;

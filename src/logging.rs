@@ -48,7 +48,12 @@ fn filter(level: LevelFilter) -> Targets {
 }
 
 /// Installs the global subscriber. Fails only when the log file cannot be created.
-pub fn init(verbose: u8, quiet: bool, color: bool, log_file: Option<&Path>) -> std::io::Result<()> {
+pub(crate) fn init(
+    verbose: u8,
+    quiet: bool,
+    color: bool,
+    log_file: Option<&Path>,
+) -> std::io::Result<()> {
     let level = level_for(verbose, quiet);
     let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)

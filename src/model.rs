@@ -24,7 +24,7 @@ impl fmt::Display for Side {
 
 /// The special-use attributes (RFC 6154) mailshift maps by meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum SpecialUse {
+pub(crate) enum SpecialUse {
     Sent,
     Drafts,
     Trash,
@@ -38,7 +38,7 @@ pub enum SpecialUse {
 
 impl SpecialUse {
     /// Parses an attribute such as `\Sent` (case-insensitively; some servers send `\sent`).
-    pub fn from_attribute(attr: &str) -> Option<SpecialUse> {
+    pub(crate) fn from_attribute(attr: &str) -> Option<SpecialUse> {
         let a = attr.strip_prefix('\\')?;
         Some(match a.to_ascii_lowercase().as_str() {
             "sent" => SpecialUse::Sent,
@@ -53,7 +53,7 @@ impl SpecialUse {
     }
 
     /// The attribute as written in plans: `\Sent`.
-    pub fn attribute(self) -> &'static str {
+    pub(crate) fn attribute(self) -> &'static str {
         match self {
             SpecialUse::Sent => "\\Sent",
             SpecialUse::Drafts => "\\Drafts",
@@ -65,7 +65,7 @@ impl SpecialUse {
         }
     }
 
-    pub fn is_view(self) -> bool {
+    pub(crate) fn is_view(self) -> bool {
         matches!(self, SpecialUse::All | SpecialUse::Flagged)
     }
 }
@@ -82,16 +82,16 @@ pub struct FolderStatus {
 /// SHA-256 of a message body (`BODY[TEXT]`, line endings normalised), used only to tell
 /// apart messages that share an identity key. Serialised as 64 lowercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ContentHash(pub [u8; 32]);
+pub(crate) struct ContentHash(pub [u8; 32]);
 
 impl ContentHash {
     /// Lowercase hex, 64 characters.
-    pub fn to_hex(&self) -> String {
+    pub(crate) fn to_hex(self) -> String {
         hex(&self.0)
     }
 
     /// Parses 64 hex digits (either case); anything else is `None`.
-    pub fn from_hex(s: &str) -> Option<Self> {
+    pub(crate) fn from_hex(s: &str) -> Option<Self> {
         parse_hex(s).map(ContentHash)
     }
 }

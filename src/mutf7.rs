@@ -12,7 +12,7 @@ use thiserror::Error;
 
 /// Why a wire name is not canonical modified UTF-7. Every variant names the whole input.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum Mutf7Error {
+pub(crate) enum Mutf7Error {
     #[error("invalid modified UTF-7 name `{name}`: `&` sequence is not terminated by `-`")]
     Unterminated { name: String },
     #[error("invalid modified UTF-7 name `{name}`: `{found}` is not a modified base64 character")]
@@ -48,7 +48,7 @@ fn base64_value(c: char) -> Option<u32> {
 }
 
 /// Encodes a UTF-8 folder name as modified UTF-7. Total: every string has one encoding.
-pub fn encode(name: &str) -> String {
+pub(crate) fn encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 8);
     let mut run: Vec<u16> = Vec::new();
     for c in name.chars() {
@@ -93,7 +93,7 @@ fn flush_run(run: &mut Vec<u16>, out: &mut String) {
 
 /// Decodes a wire name, accepting only the canonical form: whenever this succeeds,
 /// `encode(&decode(w)?) == w`.
-pub fn decode(wire: &str) -> Result<String, Mutf7Error> {
+pub(crate) fn decode(wire: &str) -> Result<String, Mutf7Error> {
     let name = || wire.to_string();
     let mut out = String::with_capacity(wire.len());
     let mut chars = wire.chars().peekable();

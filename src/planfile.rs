@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{AccountPlan, Summary};
 
 /// Bumped whenever a saved plan could be misread by another version.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// The JSON document of `plan --format json`, `plan --out` and `show --format json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanFile {
+pub(crate) struct PlanFile {
     pub format_version: u32,
     pub tool_version: String,
     /// RFC 3339, UTC.
@@ -28,7 +28,7 @@ pub struct PlanFile {
 }
 
 impl PlanFile {
-    pub fn new(config_digest: String, accounts: Vec<AccountPlan>) -> PlanFile {
+    pub(crate) fn new(config_digest: String, accounts: Vec<AccountPlan>) -> PlanFile {
         let mut summary = Summary::default();
         for a in accounts.iter().filter(|a| a.error.is_none()) {
             summary.add(&a.summary);
@@ -44,20 +44,20 @@ impl PlanFile {
         }
     }
 
-    pub fn has_errors(&self) -> bool {
+    pub(crate) fn has_errors(&self) -> bool {
         self.accounts.iter().any(|a| a.error.is_some())
     }
 
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         self.summary.has_changes()
     }
 
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a plan always serializes")
     }
 
     /// Writes the plan atomically (temp file + rename), so a crash never leaves half a plan.
-    pub fn save(&self, path: &Path) -> Result<(), PlanFileError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), PlanFileError> {
         let io = |source| PlanFileError::Write {
             path: path.display().to_string(),
             source,
@@ -74,7 +74,7 @@ impl PlanFile {
     }
 
     /// Reads a plan and refuses another format version.
-    pub fn load(path: &Path) -> Result<PlanFile, PlanFileError> {
+    pub(crate) fn load(path: &Path) -> Result<PlanFile, PlanFileError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
             path: shown.clone(),
@@ -105,7 +105,7 @@ impl PlanFile {
     }
 
     /// Refuses a plan made with another config or account list.
-    pub fn check_digest(&self, path: &Path, current: &str) -> Result<(), PlanFileError> {
+    pub(crate) fn check_digest(&self, path: &Path, current: &str) -> Result<(), PlanFileError> {
         if self.config_digest != current {
             return Err(PlanFileError::Stale {
                 path: path.display().to_string(),
@@ -117,7 +117,7 @@ impl PlanFile {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PlanFileError {
+pub(crate) enum PlanFileError {
     #[error("cannot read the plan file `{path}`")]
     Read {
         path: String,

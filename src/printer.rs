@@ -108,13 +108,13 @@ fn on_stdout_error(e: io::Error) -> ! {
 
 /// Control characters other than line feed and tab, and the Unicode bidirectional
 /// overrides, shown as `\u{..}` escapes.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     escape_where(text, |c| c != '\n' && c != '\t' && needs_escape(c))
 }
 
 /// Like [`escape_controls`], and line breaks too: for one field (a subject, a folder name,
 /// a server's answer) that must stay on its line.
-pub fn escape_field(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape_field(text: &str) -> Cow<'_, str> {
     escape_where(text, needs_escape)
 }
 

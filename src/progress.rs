@@ -13,23 +13,19 @@ use crate::render::units::{bytes, count};
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     bars: Option<MultiProgress>,
 }
 
 impl Progress {
     /// Bars when `terminal`, periodic log lines otherwise.
-    pub fn new(terminal: bool) -> Progress {
+    pub(crate) fn new(terminal: bool) -> Progress {
         Progress {
             bars: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
         }
     }
 
-    pub fn hidden() -> Progress {
-        Progress { bars: None }
-    }
-
-    pub fn account(&self, name: &str, messages: u64, total_bytes: u64) -> AccountProgress {
+    pub(crate) fn account(&self, name: &str, messages: u64, total_bytes: u64) -> AccountProgress {
         let bar = self.bars.as_ref().map(|multi| {
             let bar = multi.add(ProgressBar::new(messages));
             bar.set_style(
@@ -55,7 +51,7 @@ impl Progress {
     }
 }
 
-pub struct AccountProgress {
+pub(crate) struct AccountProgress {
     name: String,
     bar: Option<ProgressBar>,
     messages: u64,
@@ -67,7 +63,7 @@ pub struct AccountProgress {
 
 impl AccountProgress {
     /// `n` more messages handled (copied, failed, vanished or found present), `b` bytes.
-    pub fn advance(&self, n: u64, b: u64) {
+    pub(crate) fn advance(&self, n: u64, b: u64) {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         let done_bytes = self.done_bytes.fetch_add(b, Ordering::Relaxed) + b;
         match &self.bar {
@@ -96,7 +92,7 @@ impl AccountProgress {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AccountStatus {
+pub(crate) enum AccountStatus {
     /// Everything planned is on the destination.
     Done,
     /// Some messages failed or are still pending (interrupted).
@@ -25,7 +25,7 @@ pub enum AccountStatus {
 /// "which messages did not arrive?" on its own; reports written before them still load
 /// (empty strings, size 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailedMessage {
+pub(crate) struct FailedMessage {
     /// Destination folder (display path).
     pub folder: String,
     /// Source UID.
@@ -48,13 +48,13 @@ pub struct FailedMessage {
 
 /// A planned source message that no longer exists on the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VanishedMessage {
+pub(crate) struct VanishedMessage {
     pub source_folder: String,
     pub uid: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccountReport {
+pub(crate) struct AccountReport {
     pub source_user: String,
     pub destination_user: String,
     pub status: AccountStatus,
@@ -91,7 +91,7 @@ pub struct AccountReport {
 }
 
 impl AccountReport {
-    pub fn new(source_user: &str, destination_user: &str) -> AccountReport {
+    pub(crate) fn new(source_user: &str, destination_user: &str) -> AccountReport {
         AccountReport {
             source_user: source_user.to_string(),
             destination_user: destination_user.to_string(),
@@ -115,12 +115,12 @@ impl AccountReport {
     }
 
     /// Stamps the account with the current time as its `finished_at`.
-    pub fn stamp_finished(&mut self) {
+    pub(crate) fn stamp_finished(&mut self) {
         self.finished_at = Some(now_rfc3339());
     }
 
     /// Adds what another connection lane of the same account did.
-    pub fn absorb(&mut self, lane: AccountReport) {
+    pub(crate) fn absorb(&mut self, lane: AccountReport) {
         self.folders_created += lane.folders_created;
         self.copied += lane.copied;
         self.bytes += lane.bytes;
@@ -133,7 +133,7 @@ impl AccountReport {
     }
 
     /// Sets the status from what happened.
-    pub fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         self.status = if self.error.is_some() {
             AccountStatus::Failed
         } else if !self.failed.is_empty() || self.pending > 0 {
@@ -150,7 +150,7 @@ fn now_rfc3339() -> String {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportSummary {
+pub(crate) struct ReportSummary {
     pub folders_created: u64,
     pub copied: u64,
     pub bytes: u64,
@@ -162,7 +162,7 @@ pub struct ReportSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub format_version: u32,
     pub tool_version: String,
     /// When the report was written (RFC 3339, UTC); absent in reports written before it.
@@ -174,7 +174,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(accounts: Vec<AccountReport>, interrupted: bool) -> Report {
+    pub(crate) fn new(accounts: Vec<AccountReport>, interrupted: bool) -> Report {
         let mut summary = ReportSummary::default();
         for a in &accounts {
             summary.folders_created += a.folders_created;
@@ -198,18 +198,18 @@ impl Report {
         }
     }
 
-    pub fn all_done(&self) -> bool {
+    pub(crate) fn all_done(&self) -> bool {
         self.accounts
             .iter()
             .all(|a| a.status == AccountStatus::Done)
     }
 
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
     }
 
     /// Writes the report atomically.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),

@@ -24,7 +24,7 @@ use crate::report::Report;
 use crate::settings::{Account, Settings};
 use crate::Outcome;
 
-pub async fn run(
+pub(super) async fn run(
     settings: &Settings,
     args: &ApplyArgs,
     printer: &Printer,

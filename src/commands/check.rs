@@ -58,7 +58,7 @@ async fn login(
     }
 }
 
-pub async fn run(
+pub(super) async fn run(
     settings: &Settings,
     args: &CheckArgs,
     printer: &Printer,

@@ -47,7 +47,7 @@ impl HasHint for CutoverError {
     }
 }
 
-pub async fn run(
+pub(super) async fn run(
     settings: &Settings,
     args: &CutoverArgs,
     printer: &Printer,

@@ -18,17 +18,17 @@ use crate::settings::{self, Selection, Settings};
 use crate::Outcome;
 
 /// Prints a text rendering on stdout: escaped, coloured when stdout has colour.
-pub fn print_text(printer: &Printer, text: &str) {
+pub(crate) fn print_text(printer: &Printer, text: &str) {
     printer.out_styled(text, crate::render::text::colorize);
 }
 
 /// Prints a JSON document (already escaped by serde_json) and a newline on stdout.
-pub fn print_json(printer: &Printer, json: &str) {
+pub(crate) fn print_json(printer: &Printer, json: &str) {
     printer.out_raw(format!("{json}\n").as_bytes());
 }
 
 /// Runs the parsed command line.
-pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Outcome> {
+pub(crate) fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Completions(args) => {
             let mut cmd = Cli::command();
@@ -71,7 +71,7 @@ pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Outcome> {
 
 /// The hint of one error in a chain: the command layer is the one place that knows every
 /// error type (src/diagnostics.rs).
-pub fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub(crate) fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use crate::diagnostics::{HasHint, Hinted};
     if let Some(e) = e.downcast_ref::<Hinted>() {
         return e.hint();
@@ -118,7 +118,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Prints a plan on stdout: the JSON document alone, or the text plan.
-pub fn print_plan(
+pub(crate) fn print_plan(
     printer: &Printer,
     plan: &crate::planfile::PlanFile,
     format: crate::cli::Format,
@@ -132,7 +132,7 @@ pub fn print_plan(
 }
 
 /// Loads and validates the config and the CSV; logs the settings' warnings.
-pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings> {
+pub(crate) fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings> {
     let selection = Selection {
         accounts: global.accounts.clone(),
         shard: global.shard,
@@ -156,14 +156,14 @@ pub fn load_settings(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings
 /// An account's error as shown inside a plan, the check table or a report: the whole
 /// chain on one line, and the hints apart (src/diagnostics.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountError {
+pub(crate) struct AccountError {
     pub text: String,
     pub hint: Option<String>,
 }
 
 impl AccountError {
     /// Any account-level error: its chain and hints.
-    pub fn of(error: &(dyn std::error::Error + 'static)) -> AccountError {
+    pub(crate) fn of(error: &(dyn std::error::Error + 'static)) -> AccountError {
         let d = crate::diagnostics::Diagnostic::of(error, hint_of);
         AccountError {
             text: d.one_line(),
@@ -173,7 +173,7 @@ impl AccountError {
 
     /// `error` (whose chain holds `imap`, the failure on `side`), plus what only this layer
     /// knows: a refused login names the CSV line to fix. Never a password.
-    pub fn of_imap(
+    pub(crate) fn of_imap(
         settings: &Settings,
         account: &crate::settings::Account,
         side: crate::model::Side,

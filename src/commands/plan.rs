@@ -16,7 +16,7 @@ use crate::settings::{Account, Settings};
 use crate::state::Ledger;
 use crate::Outcome;
 
-pub async fn run(
+pub(super) async fn run(
     settings: &Settings,
     args: &PlanArgs,
     printer: &Printer,
@@ -38,7 +38,7 @@ pub async fn run(
 }
 
 /// Plans every selected account, `parallel-accounts` at a time, results in CSV order.
-pub async fn plan_all(settings: &Settings) -> PlanFile {
+pub(super) async fn plan_all(settings: &Settings) -> PlanFile {
     // Whole seconds, rounded down, like the plan's other times.
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let caps = ConnectionCaps::new(settings);
@@ -55,7 +55,7 @@ pub async fn plan_all(settings: &Settings) -> PlanFile {
 
 /// Inventories both sides of one account and plans it; a failure becomes the account's
 /// error (the other accounts go on).
-pub async fn plan_account(
+pub(super) async fn plan_account(
     settings: &Settings,
     account: &Account,
     caps: &ConnectionCaps,

@@ -8,7 +8,7 @@ use crate::printer::Printer;
 use crate::render::fleet as render;
 use crate::Outcome;
 
-pub fn run(args: &ReportArgs, printer: &Printer) -> anyhow::Result<Outcome> {
+pub(super) fn run(args: &ReportArgs, printer: &Printer) -> anyhow::Result<Outcome> {
     let mut inputs = Vec::with_capacity(args.files.len());
     let mut plans = Vec::new();
     for path in &args.files {

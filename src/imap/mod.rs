@@ -15,7 +15,7 @@ mod writer;
 pub use auth::Credentials;
 pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
-pub use reader::{probe, Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
+pub use reader::{Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
 pub use transport::Capabilities;
 pub use writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
 

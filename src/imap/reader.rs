@@ -96,19 +96,6 @@ impl std::fmt::Debug for Reader {
     }
 }
 
-/// Connects, logs in and logs out: what `mailshift check` needs. Returns the capabilities
-/// after login.
-pub async fn probe(
-    server: &ServerSettings,
-    limits: &Limits,
-    creds: &Credentials,
-) -> Result<Capabilities, ImapError> {
-    let reader = Reader::connect(server, limits, creds).await?;
-    let caps = reader.capabilities().clone();
-    reader.logout().await?;
-    Ok(caps)
-}
-
 impl Reader {
     /// Connects (TLS as configured), logs in and reads the capabilities.
     pub async fn connect(
@@ -191,11 +178,6 @@ impl Reader {
             .iter()
             .filter_map(|line| parse_storage_quota(&String::from_utf8_lossy(line)))
             .min_by_key(|(used, limit)| limit.saturating_sub(*used)))
-    }
-
-    /// `host:port` this reader talks to.
-    pub fn host(&self) -> (&str, u16) {
-        (&self.ep.host, self.ep.port)
     }
 
     /// `LIST "" "*"`, with special-use attributes. Dovecot sends them in a plain LIST; a

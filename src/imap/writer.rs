@@ -119,11 +119,6 @@ impl Writer {
         self.conn.capabilities()
     }
 
-    /// `host:port` this writer talks to.
-    pub fn host(&self) -> (&str, u16) {
-        self.conn.host()
-    }
-
     /// `CREATE`. A folder that already exists is a success: `[ALREADYEXISTS]` (RFC 5530)
     /// or, for servers without that code, a LIST that shows it.
     pub async fn create(&mut self, wire_name: &str) -> Result<Created, ImapError> {

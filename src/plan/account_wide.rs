@@ -17,11 +17,11 @@ use crate::settings::{DeletedOnDestination, MovedOnDestination};
 
 /// Per identity key, the most copies a destination account was ever seen to hold (the
 /// ledger, read by the caller from `[state] dir`).
-pub type HeldCounts = HashMap<IdentityKey, u32>;
+pub(crate) type HeldCounts = HashMap<IdentityKey, u32>;
 
 /// One ledger record: the account held `count` copies of `key`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
+pub(crate) struct LedgerEntry {
     pub key: IdentityKey,
     pub count: u32,
 }

@@ -33,7 +33,7 @@ use names::{inbox_key, normalize_inbox, sanitize, well_known, NameStyle, INBOX};
 /// The mapping of one account: one entry per source folder, in source LIST order, and the
 /// destination folders to create, parents first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FolderMap {
+pub(crate) struct FolderMap {
     pub entries: Vec<MappedFolder>,
     /// Destination folders that do not exist (or exist only as `\Noselect`) and that the
     /// mapping needs, parents before children. Filter with [`FolderMap::creations`].
@@ -42,7 +42,7 @@ pub struct FolderMap {
 
 /// One source folder and what happens to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MappedFolder {
+pub(crate) struct MappedFolder {
     /// Wire name on the source (modified UTF-7): its identity.
     pub source_wire: String,
     /// Decoded path, source prefix stripped, `/` separator (what rules and globs see).
@@ -55,7 +55,7 @@ pub struct MappedFolder {
 /// What happens to a source folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Disposition {
+pub(crate) enum Disposition {
     /// Rule 1: a view (`\All` or `\Flagged`), skipped because `include-views` is off.
     View { attribute: SpecialUse },
     /// Rule 2: dropped by this `exclude` glob (the first that matched).
@@ -69,7 +69,7 @@ pub enum Disposition {
 
 /// The destination folder a source folder maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Target {
+pub(crate) struct Target {
     /// Wire name on the destination: modified UTF-7, with its prefix and delimiter.
     pub wire_name: String,
     /// Decoded display path on the destination (prefix stripped, `/` separator).
@@ -96,7 +96,7 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn is_merge(&self) -> bool {
+    pub(crate) fn is_merge(&self) -> bool {
         self.merged_from.len() >= 2
     }
 }
@@ -104,7 +104,7 @@ impl Target {
 /// Which rule chose a destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Rule {
+pub(crate) enum Rule {
     /// Rule 3: the `[folders.rename]` entry `from = to` (longest matching prefix).
     Rename { from: String, to: String },
     /// Rule 4: the source folder's special use found a destination folder.
@@ -132,7 +132,7 @@ pub enum Rule {
 /// How a special folder was recognised on one side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Evidence {
+pub(crate) enum Evidence {
     /// It carries the special-use attribute.
     Attribute,
     /// No folder on that side carries the attribute; its name is a well-known one.
@@ -141,7 +141,7 @@ pub enum Evidence {
 
 /// A destination folder the plan may create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FolderToCreate {
+pub(crate) struct FolderToCreate {
     /// Wire name on the destination (modified UTF-7, prefix and delimiter included).
     pub wire_name: String,
     /// Decoded display path (prefix stripped, `/` separator).
@@ -161,7 +161,7 @@ pub struct FolderToCreate {
 /// Why a destination folder is in `to_create`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CreateReason {
+pub(crate) enum CreateReason {
     /// Source folders map to it and it does not exist.
     Missing,
     /// A folder to create lies below it and it does not exist.
@@ -172,7 +172,8 @@ pub enum CreateReason {
 
 impl FolderMap {
     /// The mapping of the source folder with this wire name, if it is mapped.
-    pub fn target(&self, source_wire: &str) -> Option<&Target> {
+    #[cfg(test)]
+    pub(crate) fn target(&self, source_wire: &str) -> Option<&Target> {
         self.entries
             .iter()
             .find(|e| e.source_wire == source_wire)
@@ -185,7 +186,10 @@ impl FolderMap {
     /// The folders to actually create, parents first: every unconditional entry, every
     /// `only_if_needed` entry for which `receives_messages(wire_name)` is true, and every
     /// parent of a kept entry.
-    pub fn creations(&self, receives_messages: impl Fn(&str) -> bool) -> Vec<&FolderToCreate> {
+    pub(crate) fn creations(
+        &self,
+        receives_messages: impl Fn(&str) -> bool,
+    ) -> Vec<&FolderToCreate> {
         let mut needed: HashSet<&str> = HashSet::new();
         let mut kept: Vec<&FolderToCreate> = Vec::new();
         for f in self.to_create.iter().rev() {
@@ -206,7 +210,11 @@ impl FolderMap {
 
 /// Maps every source folder to its destination (ARCHITECTURE.md "Folder mapping", rules
 /// 1–6) and lists the destination folders to create. Deterministic; no I/O.
-pub fn map_folders(source: &Inventory, destination: &Inventory, rules: &FolderRules) -> FolderMap {
+pub(crate) fn map_folders(
+    source: &Inventory,
+    destination: &Inventory,
+    rules: &FolderRules,
+) -> FolderMap {
     let src = NameStyle::new(source);
     let dst = NameStyle::new(destination);
     // Destination folders by name (INBOX case-insensitive); the first listed wins.

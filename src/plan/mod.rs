@@ -4,7 +4,7 @@
 //! folder (ARCHITECTURE.md "Matching"). Its action types have no delete variant: a plan can only add.
 
 mod account_wide;
-pub mod mapping;
+pub(crate) mod mapping;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,7 +14,7 @@ use crate::identity::IdentityKey;
 use crate::inventory::{Inventory, MessageMeta};
 use crate::model::{ContentHash, FolderStatus, SpecialUse};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
-pub use account_wide::{HeldCounts, LedgerEntry};
+pub(crate) use account_wide::{HeldCounts, LedgerEntry};
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -27,7 +27,7 @@ fn is_zero_u32(n: &u32) -> bool {
 /// What happens to one destination folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum FolderAction {
+pub(crate) enum FolderAction {
     /// It exists on the destination already.
     Exists,
     /// It will be created (before any message is appended to it).
@@ -36,7 +36,7 @@ pub enum FolderAction {
 
 /// A source folder that feeds a destination folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceFolder {
+pub(crate) struct SourceFolder {
     /// Decoded name as the source lists it (prefix and delimiter included), for display.
     pub name: String,
     /// Wire name (modified UTF-7): the folder's identity on the source.
@@ -53,7 +53,7 @@ pub struct SourceFolder {
 /// Why a source message is not copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     /// Flagged `\Deleted` on the source (and `copy-deleted` is off).
     Deleted,
     /// Bigger than `max-size`.
@@ -67,7 +67,7 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// For `--detail`.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             SkipReason::Deleted => "\\Deleted on the source",
             SkipReason::OverMaxSize => "over max-size",
@@ -79,7 +79,7 @@ impl SkipReason {
 
 /// One source message the plan copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageCopy {
+pub(crate) struct MessageCopy {
     /// Index into the folder plan's `sources`.
     pub source: usize,
     pub uid: u32,
@@ -99,7 +99,7 @@ pub struct MessageCopy {
 
 /// Flags the source has and the destination's copy lacks (`flags-on-existing = "add"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlagUpdate {
+pub(crate) struct FlagUpdate {
     /// The destination message's UID.
     pub uid: u32,
     /// Flags to add; nothing is ever removed.
@@ -108,7 +108,7 @@ pub struct FlagUpdate {
 
 /// One source message left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SkippedMessage {
+pub(crate) struct SkippedMessage {
     pub source: usize,
     pub uid: u32,
     pub size: u64,
@@ -118,7 +118,7 @@ pub struct SkippedMessage {
 
 /// Everything the plan decides for one destination folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FolderPlan {
+pub(crate) struct FolderPlan {
     /// Display path on the destination (decoded, `/`-separated, prefix stripped).
     pub destination: String,
     /// Wire name (modified UTF-7, with prefix and delimiter) on the destination.
@@ -160,18 +160,18 @@ pub struct FolderPlan {
 
 impl FolderPlan {
     /// Nothing to create and nothing to copy.
-    pub fn is_noop(&self) -> bool {
+    pub(crate) fn is_noop(&self) -> bool {
         self.action == FolderAction::Exists && self.copy.is_empty() && self.flag_updates.is_empty()
     }
 
-    pub fn bytes_to_copy(&self) -> u64 {
+    pub(crate) fn bytes_to_copy(&self) -> u64 {
         self.copy.iter().map(|m| m.size).sum()
     }
 }
 
 /// A source folder that is not migrated, and why (listed, not counted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IgnoredFolder {
+pub(crate) struct IgnoredFolder {
     pub source: String,
     pub source_wire: String,
     /// e.g. `view (\All)` or ``excluded by `Spam/**` ``.
@@ -181,7 +181,7 @@ pub struct IgnoredFolder {
 
 /// Totals, per account and for the whole plan. Field names are a fixed contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub folders_to_create: u64,
     pub messages_to_copy: u64,
     pub bytes_to_copy: u64,
@@ -199,7 +199,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn add(&mut self, other: &Summary) {
+    pub(crate) fn add(&mut self, other: &Summary) {
         self.folders_to_create += other.folders_to_create;
         self.messages_to_copy += other.messages_to_copy;
         self.bytes_to_copy += other.bytes_to_copy;
@@ -210,14 +210,14 @@ impl Summary {
         self.deleted_on_destination += other.deleted_on_destination;
     }
 
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         self.folders_to_create > 0 || self.messages_to_copy > 0 || self.flags_to_add > 0
     }
 }
 
 /// The plan of one account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountPlan {
+pub(crate) struct AccountPlan {
     pub source_user: String,
     pub destination_user: String,
     /// Set when the account could not be planned; then everything else is empty.
@@ -249,7 +249,7 @@ pub struct AccountPlan {
 
 /// Whether the copy fits in the destination's storage quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuotaCheck {
+pub(crate) struct QuotaCheck {
     /// Bytes in use (the server counts KiB).
     pub used: u64,
     /// Bytes allowed.
@@ -259,7 +259,7 @@ pub struct QuotaCheck {
 }
 
 impl QuotaCheck {
-    pub fn free(&self) -> u64 {
+    pub(crate) fn free(&self) -> u64 {
         self.limit.saturating_sub(self.used)
     }
 }
@@ -267,7 +267,7 @@ impl QuotaCheck {
 /// How deletions on the destination were decided (ARCHITECTURE.md "After cutover").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Deletions {
+pub(crate) enum Deletions {
     /// The account's ledger was read: copies deleted there are not copied again.
     Known,
     /// No ledger (first run, or the state directory was lost): every missing copy is
@@ -280,7 +280,7 @@ pub enum Deletions {
 }
 
 impl AccountPlan {
-    pub fn failed(
+    pub(crate) fn failed(
         source_user: &str,
         destination_user: &str,
         error: String,
@@ -302,14 +302,14 @@ impl AccountPlan {
         }
     }
 
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         self.summary.has_changes()
     }
 }
 
 /// The rules the planner needs from the settings.
 #[derive(Debug, Clone, Copy)]
-pub struct Rules<'a> {
+pub(crate) struct Rules<'a> {
     pub folders: &'a FolderRules,
     pub messages: &'a MessageRules,
     /// The destination account's ledger: the most copies of each key it was ever seen to
@@ -323,7 +323,7 @@ pub struct Rules<'a> {
 /// For each key, `sum(count_src) - count_dst` messages are copied when positive. When a key
 /// has fewer copies than needed, the highest UIDs are chosen: an interrupted earlier apply
 /// copied in ascending UID order, so the low ones are the ones already there.
-pub fn diff_folder(
+pub(crate) fn diff_folder(
     sources: &[&[MessageMeta]],
     destination: &[MessageMeta],
     rules: &MessageRules,
@@ -448,7 +448,7 @@ pub fn diff_folder(
 
 /// The result of [`diff_folder`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FolderDiff {
+pub(crate) struct FolderDiff {
     pub copy: Vec<MessageCopy>,
     pub already_present: u64,
     /// Of `already_present`: satisfied by a copy in another destination folder.
@@ -461,7 +461,7 @@ pub struct FolderDiff {
 }
 
 /// Sums an account's folder plans into its summary.
-pub fn summarize(folders: &[FolderPlan]) -> Summary {
+pub(crate) fn summarize(folders: &[FolderPlan]) -> Summary {
     let mut s = Summary::default();
     for f in folders {
         if f.action == FolderAction::Create {
@@ -485,20 +485,20 @@ pub fn summarize(folders: &[FolderPlan]) -> Summary {
 /// Messages whose bodies must be compared to resolve ambiguous groups: per side, the
 /// folder wire name and the UIDs. Empty when the plan has no ambiguous group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContentRequests {
+pub(crate) struct ContentRequests {
     pub source: BTreeMap<String, Vec<u32>>,
     pub destination: BTreeMap<String, Vec<u32>>,
 }
 
 impl ContentRequests {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.source.is_empty() && self.destination.is_empty()
     }
 }
 
 /// Which bodies to fetch so that a second planning pass can match the ambiguous groups
 /// of `plan` by content (ARCHITECTURE.md "Matching", ambiguous groups).
-pub fn content_requests(
+pub(crate) fn content_requests(
     plan: &AccountPlan,
     source: &Inventory,
     destination: &Inventory,
@@ -528,7 +528,7 @@ pub fn content_requests(
 }
 
 /// Records content hashes fetched for [`content_requests`] in an inventory.
-pub fn set_contents(inventory: &mut Inventory, hashes: &crate::inventory::ContentHashes) {
+pub(crate) fn set_contents(inventory: &mut Inventory, hashes: &crate::inventory::ContentHashes) {
     for folder in &mut inventory.folders {
         let Some(by_uid) = hashes.get(&folder.wire_name) else {
             continue;
@@ -542,7 +542,7 @@ pub fn set_contents(inventory: &mut Inventory, hashes: &crate::inventory::Conten
 }
 
 /// A destination folder's display path: prefix stripped, `/` separator, decoded.
-pub fn display_path(inventory: &Inventory, decoded_name: &str) -> String {
+pub(crate) fn display_path(inventory: &Inventory, decoded_name: &str) -> String {
     let rest = if decoded_name.eq_ignore_ascii_case("INBOX") {
         return "INBOX".to_string();
     } else {
@@ -569,7 +569,7 @@ fn tree_order(path: &str) -> (bool, Vec<String>) {
 /// (`"default"`, `"special-use"`, `"well-known name"`, `"rename"`, `"follows parent"`,
 /// `"parent"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RuleKind {
+pub(crate) enum RuleKind {
     #[serde(rename = "default")]
     Default,
     #[serde(rename = "special-use")]
@@ -650,7 +650,7 @@ fn view_only_folders(source: &Inventory) -> HashMap<&str, crate::inventory::Fold
 }
 
 /// Plans one account from both sides' inventories. Pure.
-pub fn plan_account(
+pub(crate) fn plan_account(
     source_user: &str,
     destination_user: &str,
     source: &Inventory,

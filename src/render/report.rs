@@ -8,7 +8,7 @@ use crate::render::units::{bytes, count, counted};
 use crate::report::{AccountStatus, Report};
 
 /// The table and the closing line, for people.
-pub fn report(report: &Report) -> String {
+pub(crate) fn report(report: &Report) -> String {
     let mut table = Table::new();
     table.load_style(presets::UTF8_HORIZONTAL_ONLY);
     table.set_header(vec![

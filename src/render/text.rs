@@ -17,13 +17,13 @@ use crate::printer::escape_field as esc;
 
 /// Options for rendering.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TextOptions {
+pub(crate) struct TextOptions {
     /// List every message to copy.
     pub detail: bool,
 }
 
 /// The whole plan as text, ending with the `Plan:` (or `No changes.`) line and a newline.
-pub fn render_plan(plan: &PlanFile, options: TextOptions) -> String {
+pub(crate) fn render_plan(plan: &PlanFile, options: TextOptions) -> String {
     let mut out = String::new();
     for account in &plan.accounts {
         render_account(&mut out, account, options);
@@ -40,7 +40,7 @@ pub fn render_plan(plan: &PlanFile, options: TextOptions) -> String {
 
 /// ANSI colours for a terminal: additions green, merges yellow, errors red, the closing
 /// line bold. Applied to the rendered text, so colourless output is never affected.
-pub fn colorize(text: &str) -> String {
+pub(crate) fn colorize(text: &str) -> String {
     const GREEN: &str = "\x1b[32m";
     const YELLOW: &str = "\x1b[33m";
     const RED: &str = "\x1b[31m";
@@ -79,7 +79,7 @@ pub fn colorize(text: &str) -> String {
 
 /// `Plan: 1 folder to create, 1,216 messages (85.3 MiB) to copy; 10,443 already present, 4 skipped.`
 /// or `No changes. The destination has every message.`
-pub fn summary_line(s: &Summary, any_error: bool) -> String {
+pub(crate) fn summary_line(s: &Summary, any_error: bool) -> String {
     if s.folders_to_create == 0 && s.messages_to_copy == 0 && s.flags_to_add == 0 && !any_error {
         return "No changes. The destination has every message.".to_string();
     }
@@ -138,7 +138,7 @@ fn is_listed(f: &FolderPlan, detail: bool) -> bool {
 }
 
 /// One account's block.
-pub fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
+pub(crate) fn render_account(out: &mut String, a: &AccountPlan, options: TextOptions) {
     let _ = writeln!(
         out,
         "{} → {}",
@@ -417,7 +417,7 @@ fn nonempty<'a>(s: &'a str, fallback: &'a str) -> &'a str {
 }
 
 /// The destination folder tree before → after, as a line diff.
-pub fn tree_diff(before: &[String], after: &[String]) -> String {
+pub(crate) fn tree_diff(before: &[String], after: &[String]) -> String {
     let before = before.join("\n") + "\n";
     let after = after.join("\n") + "\n";
     let diff = TextDiff::from_lines(&before, &after);
@@ -439,7 +439,7 @@ pub fn tree_diff(before: &[String], after: &[String]) -> String {
 }
 
 /// Per-account summary table.
-pub fn account_table(accounts: &[AccountPlan]) -> String {
+pub(crate) fn account_table(accounts: &[AccountPlan]) -> String {
     let mut table = Table::new();
     table.load_style(presets::UTF8_HORIZONTAL_ONLY);
     table.set_header(vec![

@@ -2,7 +2,7 @@
 //! byte sizes in binary units, and singular/plural words.
 
 /// `1204` → `1,204`.
-pub fn count(n: u64) -> String {
+pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -15,7 +15,7 @@ pub fn count(n: u64) -> String {
 }
 
 /// Binary units with one decimal: `999 B`, `512.0 KiB`, `85.3 MiB`, `1.2 GiB`.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
         return format!("{n} B");
@@ -35,7 +35,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// The word for `n` things: `plural(1, "folder", "folders")` → `folder`.
-pub fn plural<'a>(n: u64, singular: &'a str, plural: &'a str) -> &'a str {
+pub(crate) fn plural<'a>(n: u64, singular: &'a str, plural: &'a str) -> &'a str {
     if n == 1 {
         singular
     } else {
@@ -44,7 +44,7 @@ pub fn plural<'a>(n: u64, singular: &'a str, plural: &'a str) -> &'a str {
 }
 
 /// A count with its word: `counted(1204, "message", "messages")` → `1,204 messages`.
-pub fn counted(n: u64, singular: &str, plural_form: &str) -> String {
+pub(crate) fn counted(n: u64, singular: &str, plural_form: &str) -> String {
     format!("{} {}", count(n), plural(n, singular, plural_form))
 }
 

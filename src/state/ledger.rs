@@ -25,7 +25,7 @@ const HEADER: &str = "mailshift ledger v1";
 
 /// Why the ledger could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     #[error("cannot read the ledger `{path}`")]
     Read {
         path: String,
@@ -142,12 +142,12 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, StateError> {
 }
 
 /// Reading a ledger (what `plan` does; it never writes one).
-pub struct Ledger;
+pub(crate) struct Ledger;
 
 impl Ledger {
     /// The destination account's ledger, or `None` when it has none yet (first run, or
     /// the state directory was lost: nothing is known about deletions).
-    pub fn read(
+    pub(crate) fn read(
         dir: &Path,
         server: &ServerSettings,
         user: &str,
@@ -182,7 +182,7 @@ fn warn_damaged(path: &Path, parsed: &Parsed) {
 /// Appends to one destination account's ledger during `apply`. Records only what raises a
 /// key's value, so the file grows with what the account gained, not with each run.
 #[derive(Debug)]
-pub struct LedgerWriter {
+pub(crate) struct LedgerWriter {
     path: PathBuf,
     file: File,
     known: HeldCounts,
@@ -193,7 +193,7 @@ pub struct LedgerWriter {
 
 impl LedgerWriter {
     /// Opens (creating the directory and file when needed) the account's ledger.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         server: &ServerSettings,
         user: &str,
@@ -242,7 +242,7 @@ impl LedgerWriter {
     }
 
     /// Records what the account holds now (the plan's `ledger_updates`), synced.
-    pub fn record_present(&mut self, entries: &[LedgerEntry]) -> Result<(), StateError> {
+    pub(crate) fn record_present(&mut self, entries: &[LedgerEntry]) -> Result<(), StateError> {
         for e in entries {
             self.raise(e.key, e.count);
         }
@@ -252,7 +252,7 @@ impl LedgerWriter {
     /// One more copy of `key` arrived; `base` is the plan's count for the key before this
     /// run's copies (see `MessageCopy::ledger_base`). Buffered until
     /// [`LedgerWriter::flush`].
-    pub fn delivered(&mut self, key: IdentityKey, base: u32) {
+    pub(crate) fn delivered(&mut self, key: IdentityKey, base: u32) {
         let n = self.delivered.entry(key).or_insert(0);
         *n += 1;
         let count = base.saturating_add(*n);
@@ -268,7 +268,7 @@ impl LedgerWriter {
     }
 
     /// Appends the buffered records in one write and syncs them.
-    pub fn flush(&mut self) -> Result<(), StateError> {
+    pub(crate) fn flush(&mut self) -> Result<(), StateError> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -283,7 +283,8 @@ impl LedgerWriter {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

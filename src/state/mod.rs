@@ -5,4 +5,4 @@
 
 mod ledger;
 
-pub use ledger::{Ledger, LedgerWriter, StateError};
+pub(crate) use ledger::{Ledger, LedgerWriter, StateError};

@@ -32,14 +32,14 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Which server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Source,
     Destination,
 }
 
 /// One migrated account: its users and real passwords on both servers, and what the CSV says.
 #[derive(Clone, Debug)]
-pub struct Account {
+pub(crate) struct Account {
     /// The short name the test uses (`alice`).
     pub name: String,
     pub source_user: String,
@@ -53,7 +53,7 @@ pub struct Account {
 
 /// The end of one run of the binary.
 #[derive(Clone)]
-pub struct CmdResult {
+pub(crate) struct CmdResult {
     /// Exit status; -1 when killed by a signal.
     pub status: i32,
     pub stdout: String,
@@ -63,19 +63,19 @@ pub struct CmdResult {
 
 impl CmdResult {
     /// The last line of stdout (the `Plan:` / `No changes.` line in text mode).
-    pub fn last_line(&self) -> &str {
+    pub(crate) fn last_line(&self) -> &str {
         self.stdout.lines().last().unwrap_or("")
     }
 
     /// stdout parsed as one JSON document (fails on anything else on stdout).
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{self}"))
     }
 
     /// stdout and stderr together.
-    pub fn all_output(&self) -> String {
+    pub(crate) fn all_output(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 }
@@ -97,7 +97,7 @@ impl fmt::Debug for CmdResult {
 }
 
 /// Two servers, some accounts, a config dir.
-pub struct Scenario {
+pub(crate) struct Scenario {
     source: Option<Dovecot>,
     destination: Option<Dovecot>,
     /// Ports are kept apart from the servers, so a stopped server stays in the config.
@@ -116,7 +116,7 @@ impl Default for Scenario {
 
 impl Scenario {
     /// An empty scenario: no servers yet, a fresh temp dir.
-    pub fn new() -> Scenario {
+    pub(crate) fn new() -> Scenario {
         Scenario {
             source: None,
             destination: None,
@@ -132,17 +132,17 @@ impl Scenario {
     }
 
     /// Start a source Dovecot with this layout (default special folders).
-    pub fn source(self, layout: Layout) -> Scenario {
+    pub(crate) fn source(self, layout: Layout) -> Scenario {
         self.source_server(Dovecot::start(layout))
     }
 
     /// Start the source from a customised builder (special folders, extra config, ...).
-    pub fn source_with(self, builder: DovecotBuilder) -> Scenario {
+    pub(crate) fn source_with(self, builder: DovecotBuilder) -> Scenario {
         self.source_server(builder.start())
     }
 
     /// Use an already running Dovecot as the source.
-    pub fn source_server(mut self, dc: Dovecot) -> Scenario {
+    pub(crate) fn source_server(mut self, dc: Dovecot) -> Scenario {
         assert!(
             self.accounts.is_empty(),
             "set the servers before the accounts"
@@ -153,15 +153,15 @@ impl Scenario {
     }
 
     /// Start a destination Dovecot with this layout.
-    pub fn destination(self, layout: Layout) -> Scenario {
+    pub(crate) fn destination(self, layout: Layout) -> Scenario {
         self.destination_server(Dovecot::start(layout))
     }
 
-    pub fn destination_with(self, builder: DovecotBuilder) -> Scenario {
+    pub(crate) fn destination_with(self, builder: DovecotBuilder) -> Scenario {
         self.destination_server(builder.start())
     }
 
-    pub fn destination_server(mut self, dc: Dovecot) -> Scenario {
+    pub(crate) fn destination_server(mut self, dc: Dovecot) -> Scenario {
         assert!(
             self.accounts.is_empty(),
             "set the servers before the accounts"
@@ -172,7 +172,7 @@ impl Scenario {
     }
 
     /// A fresh user on each server (unique names and passwords), in the CSV as given.
-    pub fn account(mut self, name: &str) -> Scenario {
+    pub(crate) fn account(mut self, name: &str) -> Scenario {
         assert!(
             !self.accounts.iter().any(|a| a.name == name),
             "account `{name}` twice"
@@ -194,7 +194,7 @@ impl Scenario {
 
     /// Like [`Scenario::account`], with e-mail addresses as user names on both servers
     /// (`alice-PID-N@domain`), as `cutover` needs a mail domain.
-    pub fn account_in(mut self, name: &str, domain: &str) -> Scenario {
+    pub(crate) fn account_in(mut self, name: &str, domain: &str) -> Scenario {
         assert!(
             !self.accounts.iter().any(|a| a.name == name),
             "account `{name}` twice"
@@ -216,24 +216,24 @@ impl Scenario {
     }
 
     /// Extra TOML appended to `migration.toml` (whole tables, e.g. `[folders]\n...`).
-    pub fn config(mut self, toml: &str) -> Scenario {
+    pub(crate) fn config(mut self, toml: &str) -> Scenario {
         self.add_config(toml);
         self
     }
 
     /// Like [`Scenario::config`], for a scenario already in use.
-    pub fn add_config(&mut self, toml: &str) {
+    pub(crate) fn add_config(&mut self, toml: &str) {
         self.extra_toml.push_str(toml);
         self.extra_toml.push('\n');
     }
 
     /// Replaces the extra TOML given so far.
-    pub fn set_config(&mut self, toml: &str) {
+    pub(crate) fn set_config(&mut self, toml: &str) {
         self.extra_toml = format!("{toml}\n");
     }
 
     /// The server of one side; panics if it was never started or was stopped.
-    pub fn server(&self, side: Side) -> &Dovecot {
+    pub(crate) fn server(&self, side: Side) -> &Dovecot {
         match side {
             Side::Source => self.source.as_ref(),
             Side::Destination => self.destination.as_ref(),
@@ -241,16 +241,16 @@ impl Scenario {
         .unwrap_or_else(|| panic!("no {side:?} server in this scenario (not started or stopped)"))
     }
 
-    pub fn source_dovecot(&self) -> &Dovecot {
+    pub(crate) fn source_dovecot(&self) -> &Dovecot {
         self.server(Side::Source)
     }
 
-    pub fn destination_dovecot(&self) -> &Dovecot {
+    pub(crate) fn destination_dovecot(&self) -> &Dovecot {
         self.server(Side::Destination)
     }
 
     /// Port of a side as written into the config (still known after a stop).
-    pub fn port(&self, side: Side) -> u16 {
+    pub(crate) fn port(&self, side: Side) -> u16 {
         match side {
             Side::Source => self.source_port,
             Side::Destination => self.destination_port,
@@ -259,7 +259,7 @@ impl Scenario {
     }
 
     /// Kill one server (its port stays in the config: connections are then refused).
-    pub fn stop(&mut self, side: Side) {
+    pub(crate) fn stop(&mut self, side: Side) {
         let dc = match side {
             Side::Source => self.source.take(),
             Side::Destination => self.destination.take(),
@@ -268,19 +268,19 @@ impl Scenario {
     }
 
     /// Change the config's port of one side (e.g. to a port nobody listens on).
-    pub fn set_port(&mut self, side: Side, port: u16) {
+    pub(crate) fn set_port(&mut self, side: Side, port: u16) {
         match side {
             Side::Source => self.source_port = Some(port),
             Side::Destination => self.destination_port = Some(port),
         }
     }
 
-    pub fn accounts(&self) -> &[Account] {
+    pub(crate) fn accounts(&self) -> &[Account] {
         &self.accounts
     }
 
     #[track_caller]
-    pub fn acct(&self, name: &str) -> &Account {
+    pub(crate) fn acct(&self, name: &str) -> &Account {
         self.accounts
             .iter()
             .find(|a| a.name == name)
@@ -288,7 +288,7 @@ impl Scenario {
     }
 
     /// Put another (e.g. wrong) password into the CSV; the server keeps the real one.
-    pub fn set_csv_password(&mut self, side: Side, name: &str, password: &str) {
+    pub(crate) fn set_csv_password(&mut self, side: Side, name: &str, password: &str) {
         let a = self
             .accounts
             .iter_mut()
@@ -301,7 +301,7 @@ impl Scenario {
     }
 
     /// A new logged-in raw connection for one account and side.
-    pub fn imap(&self, side: Side, name: &str) -> RawImap {
+    pub(crate) fn imap(&self, side: Side, name: &str) -> RawImap {
         let a = self.acct(name);
         let (user, pw) = match side {
             Side::Source => (&a.source_user, &a.source_password),
@@ -311,31 +311,31 @@ impl Scenario {
     }
 
     /// Raw connection to the source for `name`.
-    pub fn src(&self, name: &str) -> RawImap {
+    pub(crate) fn src(&self, name: &str) -> RawImap {
         self.imap(Side::Source, name)
     }
 
     /// Raw connection to the destination for `name`.
-    pub fn dst(&self, name: &str) -> RawImap {
+    pub(crate) fn dst(&self, name: &str) -> RawImap {
         self.imap(Side::Destination, name)
     }
 
     /// The layout of one side.
-    pub fn layout(&self, side: Side) -> Layout {
+    pub(crate) fn layout(&self, side: Side) -> Layout {
         self.server(side).layout()
     }
 
     /// The scenario's working dir (holds `migration.toml`, `accounts.csv`).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
 
     /// The config as it will be written.
-    pub fn config_text(&self) -> String {
+    pub(crate) fn config_text(&self) -> String {
         let server = |table: &str, port: u16| {
             format!("[{table}]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\n\n")
         };
@@ -348,7 +348,7 @@ impl Scenario {
     }
 
     /// The CSV as it will be written (fields quoted, so any password works).
-    pub fn csv_text(&self) -> String {
+    pub(crate) fn csv_text(&self) -> String {
         let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         let mut out =
             String::from("source_user,source_password,destination_user,destination_password\n");
@@ -365,13 +365,13 @@ impl Scenario {
     }
 
     /// Write `migration.toml` and `accounts.csv` into the dir.
-    pub fn write_files(&self) {
+    pub(crate) fn write_files(&self) {
         fs::write(self.path("migration.toml"), self.config_text()).expect("write migration.toml");
         fs::write(self.path("accounts.csv"), self.csv_text()).expect("write accounts.csv");
     }
 
     /// Write the files, run `mailshift ARGS` in the dir and wait for it.
-    pub fn run(&self, args: &[&str]) -> CmdResult {
+    pub(crate) fn run(&self, args: &[&str]) -> CmdResult {
         self.write_files();
         run_mailshift(self.dir.path(), args)
     }
@@ -379,7 +379,7 @@ impl Scenario {
 
 /// Run the real binary with `args` in `dir` (stdin closed, no colours, no RUST_LOG).
 /// Output goes to files, so a chatty run cannot block on a full pipe.
-pub fn run_mailshift(dir: &Path, args: &[&str]) -> CmdResult {
+pub(crate) fn run_mailshift(dir: &Path, args: &[&str]) -> CmdResult {
     let out_path = dir.join(".stdout");
     let err_path = dir.join(".stderr");
     let stdout = fs::File::create(&out_path).expect("create the stdout file");
@@ -425,19 +425,19 @@ fn read_lossy(path: &Path) -> String {
 }
 
 /// A loopback port nobody listens on (bound, then released).
-pub fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     l.local_addr().expect("local addr").port()
 }
 
 /// Collapse runs of whitespace to one space and trim (to compare aligned plan lines).
-pub fn squash(line: &str) -> String {
+pub(crate) fn squash(line: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Binary units with one decimal, as docs/plan-output.md specifies (`0 B`, `512.0 KiB`,
 /// `85.3 MiB`): written here independently of the product's formatter.
-pub fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     if b < 1024 {
         return format!("{b} B");
     }
@@ -452,7 +452,7 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 /// Integers with `,` thousands separators.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -465,7 +465,10 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// `UID -> RFC822.SIZE` of every message in `folder`, read with EXAMINE (changes nothing).
-pub fn rfc822_sizes(imap: &mut RawImap, folder: &str) -> std::collections::BTreeMap<u32, u64> {
+pub(crate) fn rfc822_sizes(
+    imap: &mut RawImap,
+    folder: &str,
+) -> std::collections::BTreeMap<u32, u64> {
     let examine = imap.raw_command(&format!("EXAMINE {}", crate::support::quote(folder)));
     assert!(
         examine.last().is_some_and(|l| l.contains(" OK ")),
@@ -495,7 +498,13 @@ pub fn rfc822_sizes(imap: &mut RawImap, folder: &str) -> std::collections::BTree
 }
 
 /// The expected `Plan:` line (docs/plan-output.md grammar), written independently of the product.
-pub fn plan_line(folders: u64, messages: u64, bytes: u64, present: u64, skipped: u64) -> String {
+pub(crate) fn plan_line(
+    folders: u64,
+    messages: u64,
+    bytes: u64,
+    present: u64,
+    skipped: u64,
+) -> String {
     format!(
         "Plan: {} folder{} to create, {} message{} ({}) to copy; {} already present, {} skipped.",
         thousands(folders),

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// One MX record: preference and exchange host.
-pub type Mx = (u16, String);
+pub(super) type Mx = (u16, String);
 
 #[derive(Default)]
 struct Zone {
@@ -20,7 +20,7 @@ struct Zone {
     queries: u64,
 }
 
-pub struct DnsServer {
+pub(crate) struct DnsServer {
     port: u16,
     zone: Arc<Mutex<Zone>>,
     stop: Arc<AtomicBool>,
@@ -28,7 +28,7 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    pub fn start() -> DnsServer {
+    pub(crate) fn start() -> DnsServer {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port for the DNS server");
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
@@ -49,17 +49,17 @@ impl DnsServer {
         }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `127.0.0.1:PORT`, for `[cutover] nameservers`.
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// Sets (replaces) the MX records of `domain`, all with `ttl`.
-    pub fn set_mx(&self, domain: &str, records: &[(u16, &str)], ttl: u32) {
+    pub(crate) fn set_mx(&self, domain: &str, records: &[(u16, &str)], ttl: u32) {
         let records = records.iter().map(|(p, h)| (*p, h.to_string())).collect();
         self.zone
             .lock()
@@ -69,7 +69,7 @@ impl DnsServer {
     }
 
     /// How many questions it answered.
-    pub fn queries(&self) -> u64 {
+    pub(crate) fn queries(&self) -> u64 {
         self.zone.lock().unwrap().queries
     }
 }

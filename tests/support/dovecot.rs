@@ -26,7 +26,7 @@ const PORT_ATTEMPTS: usize = 10;
 
 /// How folders are named on the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// Separator `/`, no prefix, `maildir:~/Maildir:LAYOUT=fs`.
     Modern,
     /// Separator `.`, every folder under `INBOX.` (Courier/Cyrus style), `maildir:~/Maildir`.
@@ -34,7 +34,7 @@ pub enum Layout {
 }
 
 impl Layout {
-    pub fn separator(self) -> char {
+    pub(crate) fn separator(self) -> char {
         match self {
             Layout::Modern => '/',
             Layout::Classic => '.',
@@ -42,7 +42,7 @@ impl Layout {
     }
 
     /// Namespace prefix: `""` or `"INBOX."`.
-    pub fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Layout::Modern => "",
             Layout::Classic => "INBOX.",
@@ -51,7 +51,7 @@ impl Layout {
 
     /// Wire name of a folder given as a `/`-separated path of (already mUTF-7) names:
     /// `Classic.wire("a/b")` is `INBOX.a.b`; `INBOX` stays `INBOX`.
-    pub fn wire(self, path: &str) -> String {
+    pub(crate) fn wire(self, path: &str) -> String {
         if path.eq_ignore_ascii_case("INBOX") {
             return "INBOX".to_string();
         }
@@ -68,7 +68,7 @@ impl Layout {
 
     /// Folders auto-created (and subscribed) for every user, with their special-use attribute.
     /// Different names per layout, so tests exercise mapping by attribute.
-    pub fn default_special_folders(self) -> Vec<(String, Option<String>)> {
+    pub(crate) fn default_special_folders(self) -> Vec<(String, Option<String>)> {
         let list: &[(&str, &str)] = match self {
             Layout::Modern => &[
                 ("Sent", "\\Sent"),
@@ -92,7 +92,7 @@ impl Layout {
 
 /// Options for [`Dovecot`]; see [`Dovecot::builder`].
 #[derive(Clone, Debug)]
-pub struct DovecotBuilder {
+pub(crate) struct DovecotBuilder {
     layout: Layout,
     tls: bool,
     mail_on_tmpfs: bool,
@@ -102,33 +102,33 @@ pub struct DovecotBuilder {
 }
 
 impl DovecotBuilder {
-    pub fn layout(mut self, layout: Layout) -> Self {
+    pub(crate) fn layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self
     }
 
     /// Also listen on an implicit-TLS port, and offer STARTTLS on the plain port.
-    pub fn tls(mut self, tls: bool) -> Self {
+    pub(crate) fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
         self
     }
 
     /// Keep the mail under `/dev/shm` (benchmarks).
-    pub fn mail_on_tmpfs(mut self, on: bool) -> Self {
+    pub(crate) fn mail_on_tmpfs(mut self, on: bool) -> Self {
         self.mail_on_tmpfs = on;
         self
     }
 
     /// `false` keeps the special folders but drops their `special_use` attributes
     /// (a server without SPECIAL-USE: clients must fall back to names).
-    pub fn special_use_attributes(mut self, on: bool) -> Self {
+    pub(crate) fn special_use_attributes(mut self, on: bool) -> Self {
         self.special_use_attributes = on;
         self
     }
 
     /// Replace the layout's default special folders: `(name without prefix, attribute)`,
     /// e.g. `&[("Gesendet", Some("\\Sent"))]`; `&[]` for none.
-    pub fn special_folders(mut self, folders: &[(&str, Option<&str>)]) -> Self {
+    pub(crate) fn special_folders(mut self, folders: &[(&str, Option<&str>)]) -> Self {
         self.special_folders = Some(
             folders
                 .iter()
@@ -140,14 +140,14 @@ impl DovecotBuilder {
 
     /// Raw lines appended to the generated dovecot.conf (later settings win),
     /// e.g. `imap_capability = IMAP4rev1 LITERAL+` to hide extensions.
-    pub fn extra_config(mut self, conf: &str) -> Self {
+    pub(crate) fn extra_config(mut self, conf: &str) -> Self {
         self.extra_config.push_str(conf);
         self.extra_config.push('\n');
         self
     }
 
     /// Start the server and wait until it greets. Panics with the log tail on failure.
-    pub fn start(self) -> Dovecot {
+    pub(crate) fn start(self) -> Dovecot {
         let started = Instant::now();
         check_environment();
         let dir = tempfile::Builder::new()
@@ -304,7 +304,7 @@ impl DovecotBuilder {
 }
 
 /// A running private Dovecot; stopped (SIGKILL) on drop.
-pub struct Dovecot {
+pub(crate) struct Dovecot {
     child: Child,
     watchdog: Child,
     _watchdog_stdin: ChildStdin,
@@ -324,7 +324,7 @@ pub struct Dovecot {
 
 impl Dovecot {
     /// Modern layout, no TLS, mail on disk, default special folders with attributes.
-    pub fn builder() -> DovecotBuilder {
+    pub(crate) fn builder() -> DovecotBuilder {
         DovecotBuilder {
             layout: Layout::Modern,
             tls: false,
@@ -336,49 +336,49 @@ impl Dovecot {
     }
 
     /// Shorthand for `Dovecot::builder().layout(layout).start()`.
-    pub fn start(layout: Layout) -> Dovecot {
+    pub(crate) fn start(layout: Layout) -> Dovecot {
         Dovecot::builder().layout(layout).start()
     }
 
-    pub fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         self.layout
     }
 
     /// Plain IMAP port (STARTTLS offered when started with `.tls(true)`).
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// Implicit-TLS port; panics unless started with `.tls(true)`.
-    pub fn tls_port(&self) -> u16 {
+    pub(crate) fn tls_port(&self) -> u16 {
         self.tls_port
             .expect("tls_port(): this Dovecot was started without `.tls(true)`")
     }
 
     /// PEM certificate (self-signed, CN=localhost, SAN localhost + 127.0.0.1) to trust.
-    pub fn ca_pem_path(&self) -> &Path {
+    pub(crate) fn ca_pem_path(&self) -> &Path {
         self.cert_path
             .as_deref()
             .expect("ca_pem_path(): this Dovecot was started without `.tls(true)`")
     }
 
-    pub fn config_path(&self) -> &Path {
+    pub(crate) fn config_path(&self) -> &Path {
         &self.conf_path
     }
 
     /// Directory holding one home directory per user (`<root>/<user>/Maildir`).
-    pub fn mail_root(&self) -> &Path {
+    pub(crate) fn mail_root(&self) -> &Path {
         &self.mail_root
     }
 
     /// How long `start()` took.
-    pub fn start_time(&self) -> Duration {
+    pub(crate) fn start_time(&self) -> Duration {
         self.start_time
     }
 
     /// Add a user, or change a password (that takes up to a second); takes effect at once.
     /// The special folders are created at the user's first login.
-    pub fn add_user(&self, user: &str, password: &str) {
+    pub(crate) fn add_user(&self, user: &str, password: &str) {
         for (what, v) in [("user", user), ("password", password)] {
             assert!(
                 !v.is_empty() && !v.contains([':', '/', '%', '\n', '\r']) && v != "." && v != "..",
@@ -390,7 +390,7 @@ impl Dovecot {
     }
 
     /// `unique_user(base)` added with password `"<user>-pw"`; returns `(user, password)`.
-    pub fn fresh_user(&self, base: &str) -> (String, String) {
+    pub(crate) fn fresh_user(&self, base: &str) -> (String, String) {
         let user = unique_user(base);
         let password = format!("{user}-pw");
         self.add_user(&user, &password);
@@ -398,7 +398,7 @@ impl Dovecot {
     }
 
     /// Run `doveadm -c CONF ARGS...` and return its output (not checked).
-    pub fn doveadm(&self, args: &[&str]) -> Output {
+    pub(crate) fn doveadm(&self, args: &[&str]) -> Output {
         Command::new(find_program("doveadm"))
             .arg("-c")
             .arg(&self.conf_path)
@@ -411,7 +411,7 @@ impl Dovecot {
     /// Every message of `user` matching the doveadm search query `query` (e.g.
     /// `&["mailbox", "Entwürfe/A & B"]` with the UTF-8 name, or `&["ALL"]`), read
     /// with `doveadm fetch` independently of any IMAP code. Panics if doveadm fails.
-    pub fn doveadm_fetch(&self, user: &str, query: &[&str]) -> Vec<DoveadmMessage> {
+    pub(crate) fn doveadm_fetch(&self, user: &str, query: &[&str]) -> Vec<DoveadmMessage> {
         let mut args = vec![
             "fetch",
             "-u",
@@ -430,7 +430,7 @@ impl Dovecot {
     }
 
     /// The last 40 lines of dovecot.log.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         tail(&read_lossy(&self.log_path), 40)
     }
 }
@@ -456,7 +456,7 @@ impl Drop for Dovecot {
 
 /// One message as `doveadm fetch` sees it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DoveadmMessage {
+pub(crate) struct DoveadmMessage {
     /// UTF-8 name as doveadm prints it (`Entwürfe`, `INBOX.Sent Items`).
     pub mailbox: String,
     pub uid: u32,
@@ -529,7 +529,7 @@ fn parse_doveadm_fetch(out: &[u8]) -> Vec<DoveadmMessage> {
 }
 
 /// `base` plus a per-process unique suffix: `alice` -> `alice-12345-7`.
-pub fn unique_user(base: &str) -> String {
+pub(crate) fn unique_user(base: &str) -> String {
     format!("{base}-{}-{}", std::process::id(), next_id())
 }
 

@@ -24,14 +24,14 @@ use std::time::Duration;
 
 /// Which way bytes flow through the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     ClientToServer,
     ServerToClient,
 }
 
 /// What a fault does once it fires on a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultAction {
+pub(crate) enum FaultAction {
     /// Shut down both sockets of the connection (the client reads EOF / gets a reset).
     Cut,
     /// Forward nothing more in either direction, keep both sockets open.
@@ -40,7 +40,7 @@ pub enum FaultAction {
 
 /// When a fault fires.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// Once this connection has carried this many bytes in the fault's direction: exactly
     /// that many are forwarded, the rest is not.
     AfterBytes(u64),
@@ -52,7 +52,7 @@ pub enum Trigger {
 
 /// One fault: direction, trigger, action, and on how many connections it may fire.
 #[derive(Clone, Debug)]
-pub struct Fault {
+pub(crate) struct Fault {
     pub direction: Direction,
     pub trigger: Trigger,
     pub action: FaultAction,
@@ -63,7 +63,7 @@ pub struct Fault {
 
 impl Fault {
     /// Cut a connection once it has carried `bytes` in `direction`.
-    pub fn cut_after(direction: Direction, bytes: u64) -> Fault {
+    pub(crate) fn cut_after(direction: Direction, bytes: u64) -> Fault {
         Fault {
             direction,
             trigger: Trigger::AfterBytes(bytes),
@@ -73,7 +73,7 @@ impl Fault {
     }
 
     /// Stall a connection once it has carried `bytes` in `direction`.
-    pub fn stall_after(direction: Direction, bytes: u64) -> Fault {
+    pub(crate) fn stall_after(direction: Direction, bytes: u64) -> Fault {
         Fault {
             action: FaultAction::Stall,
             ..Fault::cut_after(direction, bytes)
@@ -83,7 +83,7 @@ impl Fault {
     /// Cut instead of forwarding the line holding the first occurrence of `pattern`
     /// (e.g. `b"[APPENDUID "` server→client: the server did the work, the client never
     /// hears of it).
-    pub fn cut_at(direction: Direction, pattern: &[u8]) -> Fault {
+    pub(crate) fn cut_at(direction: Direction, pattern: &[u8]) -> Fault {
         Fault {
             direction,
             trigger: Trigger::AtPattern {
@@ -96,7 +96,7 @@ impl Fault {
     }
 
     /// For a pattern trigger: fire at the `n`-th occurrence (1-based) instead of the first.
-    pub fn nth(mut self, n: usize) -> Fault {
+    pub(crate) fn nth(mut self, n: usize) -> Fault {
         assert!(n >= 1, "occurrences count from 1");
         if let Trigger::AtPattern { occurrence, .. } = &mut self.trigger {
             *occurrence = n;
@@ -108,7 +108,7 @@ impl Fault {
 
     /// Fire on at most `k` connections; later connections are forwarded untouched (so a
     /// reconnect succeeds).
-    pub fn times(mut self, k: usize) -> Fault {
+    pub(crate) fn times(mut self, k: usize) -> Fault {
         self.times = Some(k);
         self
     }
@@ -116,7 +116,7 @@ impl Fault {
 
 /// Configures a [`FaultProxy`].
 #[derive(Clone, Debug)]
-pub struct FaultProxyBuilder {
+pub(crate) struct FaultProxyBuilder {
     upstream_port: u16,
     fault: Option<Fault>,
     delay: Option<Duration>,
@@ -126,7 +126,7 @@ pub struct FaultProxyBuilder {
 /// A same-length byte substitution in one direction (a server that "edits" what it stores,
 /// as seen from the client). Matched within one read chunk only: keep patterns short.
 #[derive(Clone, Debug)]
-pub struct Rewrite {
+pub(crate) struct Rewrite {
     pub direction: Direction,
     pub from: Vec<u8>,
     pub to: Vec<u8>,
@@ -134,13 +134,13 @@ pub struct Rewrite {
 
 impl FaultProxyBuilder {
     /// The fault to inject (none: a transparent proxy).
-    pub fn fault(mut self, fault: Fault) -> Self {
+    pub(crate) fn fault(mut self, fault: Fault) -> Self {
         self.fault = Some(fault);
         self
     }
 
     /// Replace `from` by `to` (same length) in every chunk flowing in `direction`.
-    pub fn rewrite(mut self, direction: Direction, from: &[u8], to: &[u8]) -> Self {
+    pub(crate) fn rewrite(mut self, direction: Direction, from: &[u8], to: &[u8]) -> Self {
         assert_eq!(
             from.len(),
             to.len(),
@@ -155,13 +155,13 @@ impl FaultProxyBuilder {
     }
 
     /// Sleep this long before forwarding each chunk (a slow network).
-    pub fn delay(mut self, delay: Duration) -> Self {
+    pub(crate) fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
         self
     }
 
     /// Binds a free loopback port and starts accepting.
-    pub fn start(self) -> FaultProxy {
+    pub(crate) fn start(self) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let port = listener.local_addr().expect("proxy address").port();
         listener
@@ -193,7 +193,7 @@ impl FaultProxyBuilder {
 }
 
 /// A running proxy; stops (and drops every connection) on drop.
-pub struct FaultProxy {
+pub(crate) struct FaultProxy {
     port: u16,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
@@ -201,7 +201,7 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// A proxy in front of `127.0.0.1:upstream_port`.
-    pub fn to(upstream_port: u16) -> FaultProxyBuilder {
+    pub(crate) fn to(upstream_port: u16) -> FaultProxyBuilder {
         FaultProxyBuilder {
             upstream_port,
             fault: None,
@@ -211,17 +211,17 @@ impl FaultProxy {
     }
 
     /// The loopback port clients should connect to.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// How many times the fault fired (a test should check it did, or it proved nothing).
-    pub fn fired(&self) -> usize {
+    pub(crate) fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Builds a message; every field has a default, so `MessageBuilder::new().build()` is valid.
 /// By default each message gets a process-unique Message-ID.
 #[derive(Clone, Debug)]
-pub struct MessageBuilder {
+pub(crate) struct MessageBuilder {
     from: String,
     to: String,
     subject: String,
@@ -23,7 +23,7 @@ impl Default for MessageBuilder {
 }
 
 impl MessageBuilder {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         MessageBuilder {
@@ -38,41 +38,41 @@ impl MessageBuilder {
         }
     }
 
-    pub fn from(mut self, from: &str) -> Self {
+    pub(crate) fn from(mut self, from: &str) -> Self {
         self.from = from.into();
         self
     }
 
-    pub fn to(mut self, to: &str) -> Self {
+    pub(crate) fn to(mut self, to: &str) -> Self {
         self.to = to.into();
         self
     }
 
-    pub fn subject(mut self, subject: &str) -> Self {
+    pub(crate) fn subject(mut self, subject: &str) -> Self {
         self.subject = subject.into();
         self
     }
 
     /// The `Date:` header (RFC 5322 form), e.g. `Tue, 02 Jan 2024 10:00:00 +0100`.
-    pub fn date(mut self, date: &str) -> Self {
+    pub(crate) fn date(mut self, date: &str) -> Self {
         self.date = date.into();
         self
     }
 
     /// `Some("<id@host>")` sets the Message-ID; `None` leaves the header out.
-    pub fn message_id(mut self, id: Option<&str>) -> Self {
+    pub(crate) fn message_id(mut self, id: Option<&str>) -> Self {
         self.message_id = id.map(str::to_string);
         self
     }
 
     /// An extra raw header line without CRLF, e.g. `X-Tag: 1`.
-    pub fn header(mut self, line: &str) -> Self {
+    pub(crate) fn header(mut self, line: &str) -> Self {
         self.headers.push(line.into());
         self
     }
 
     /// The body; bare LF line ends become CRLF, and a final CRLF is added if missing.
-    pub fn body(mut self, body: impl AsRef<[u8]>) -> Self {
+    pub(crate) fn body(mut self, body: impl AsRef<[u8]>) -> Self {
         self.body = to_crlf(body.as_ref());
         if !self.body.ends_with(b"\r\n") {
             self.body.extend_from_slice(b"\r\n");
@@ -81,19 +81,19 @@ impl MessageBuilder {
     }
 
     /// The body exactly as given (for bare-LF, NUL or unterminated-line tests).
-    pub fn body_raw(mut self, body: impl AsRef<[u8]>) -> Self {
+    pub(crate) fn body_raw(mut self, body: impl AsRef<[u8]>) -> Self {
         self.body = body.as_ref().to_vec();
         self
     }
 
     /// Append lines of `x` so the message is exactly `size` bytes (when that is at least
     /// 3 bytes more than without padding; never shrinks).
-    pub fn pad_to(mut self, size: usize) -> Self {
+    pub(crate) fn pad_to(mut self, size: usize) -> Self {
         self.pad_to = Some(size);
         self
     }
 
-    pub fn build(&self) -> Vec<u8> {
+    pub(crate) fn build(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.pad_to.unwrap_or(0).max(512));
         let mut line = |l: &str| {
             out.extend_from_slice(l.as_bytes());
@@ -130,7 +130,7 @@ impl MessageBuilder {
 }
 
 /// Bare `\n` -> `\r\n`; existing `\r\n` kept.
-pub fn to_crlf(text: &[u8]) -> Vec<u8> {
+pub(crate) fn to_crlf(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + text.len() / 32);
     for (i, &b) in text.iter().enumerate() {
         if b == b'\n' && (i == 0 || text[i - 1] != b'\r') {

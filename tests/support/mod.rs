@@ -23,16 +23,18 @@ mod fault_proxy;
 mod message;
 mod raw_imap;
 
-pub use dns::DnsServer;
-pub use dovecot::{unique_user, DoveadmMessage, Dovecot, DovecotBuilder, Layout};
-pub use fault_proxy::{
+pub(crate) use dns::DnsServer;
+pub(crate) use dovecot::{unique_user, DoveadmMessage, Dovecot, DovecotBuilder, Layout};
+pub(crate) use fault_proxy::{
     Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Rewrite, Trigger,
 };
-pub use message::{to_crlf, MessageBuilder};
-pub use raw_imap::{quote, FolderSnapshot, MailboxSnapshot, NewMessage, RawImap, RawMessage};
+pub(crate) use message::{to_crlf, MessageBuilder};
+pub(crate) use raw_imap::{
+    quote, FolderSnapshot, MailboxSnapshot, NewMessage, RawImap, RawMessage,
+};
 
 /// Debug form of a message body: length, a hash, and the start as text.
-pub struct BodyDigest<'a>(pub &'a [u8]);
+pub(crate) struct BodyDigest<'a>(pub &'a [u8]);
 
 impl std::fmt::Debug for BodyDigest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

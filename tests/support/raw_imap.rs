@@ -17,7 +17,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 const MULTIAPPEND_CHUNK: usize = 500;
 
 /// One logged-in plain-text IMAP connection to 127.0.0.1.
-pub struct RawImap {
+pub(crate) struct RawImap {
     reader: BufReader<TcpStream>,
     next_tag: u32,
 }
@@ -33,7 +33,7 @@ struct Reply {
 
 /// A message to append: flags, optional INTERNALDATE, raw bytes.
 #[derive(Clone, Debug, Default)]
-pub struct NewMessage {
+pub(crate) struct NewMessage {
     pub flags: Vec<String>,
     /// IMAP date-time, e.g. `01-Jan-2020 10:00:00 +0000`.
     pub internal_date: Option<String>,
@@ -41,19 +41,19 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
-    pub fn new(body: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn new(body: impl Into<Vec<u8>>) -> Self {
         NewMessage {
             body: body.into(),
             ..Default::default()
         }
     }
 
-    pub fn flags(mut self, flags: &[&str]) -> Self {
+    pub(crate) fn flags(mut self, flags: &[&str]) -> Self {
         self.flags = flags.iter().map(|f| f.to_string()).collect();
         self
     }
 
-    pub fn internal_date(mut self, date: &str) -> Self {
+    pub(crate) fn internal_date(mut self, date: &str) -> Self {
         self.internal_date = Some(date.to_string());
         self
     }
@@ -61,7 +61,7 @@ impl NewMessage {
 
 /// One message as read back.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RawMessage {
+pub(crate) struct RawMessage {
     pub uid: u32,
     /// Sorted, without `\Recent`.
     pub flags: Vec<String>,
@@ -86,7 +86,7 @@ impl fmt::Debug for RawMessage {
 
 /// One selectable folder as read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FolderSnapshot {
+pub(crate) struct FolderSnapshot {
     pub uidvalidity: u32,
     /// Sorted by UID.
     pub messages: Vec<RawMessage>,
@@ -95,21 +95,21 @@ pub struct FolderSnapshot {
 /// Every selectable folder of an account (wire names), read without changing anything.
 /// Compare with `==`; [`MailboxSnapshot::assert_unchanged`] explains a difference.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct MailboxSnapshot {
+pub(crate) struct MailboxSnapshot {
     pub folders: BTreeMap<String, FolderSnapshot>,
 }
 
 impl MailboxSnapshot {
-    pub fn folder(&self, wire_name: &str) -> Option<&FolderSnapshot> {
+    pub(crate) fn folder(&self, wire_name: &str) -> Option<&FolderSnapshot> {
         self.folders.get(wire_name)
     }
 
-    pub fn message_count(&self) -> usize {
+    pub(crate) fn message_count(&self) -> usize {
         self.folders.values().map(|f| f.messages.len()).sum()
     }
 
     /// Human-readable differences from `self` to `after` (empty when equal).
-    pub fn diff(&self, after: &MailboxSnapshot) -> Vec<String> {
+    pub(crate) fn diff(&self, after: &MailboxSnapshot) -> Vec<String> {
         let mut out = Vec::new();
         let names: std::collections::BTreeSet<&String> =
             self.folders.keys().chain(after.folders.keys()).collect();
@@ -183,7 +183,7 @@ impl MailboxSnapshot {
 
     /// Panic, listing the differences (first 50), unless `after` equals `self`.
     #[track_caller]
-    pub fn assert_unchanged(&self, after: &MailboxSnapshot) {
+    pub(crate) fn assert_unchanged(&self, after: &MailboxSnapshot) {
         let diff = self.diff(after);
         if !diff.is_empty() {
             let shown: Vec<&str> = diff.iter().take(50).map(String::as_str).collect();
@@ -198,7 +198,7 @@ impl MailboxSnapshot {
 
 impl RawImap {
     /// Connect to `127.0.0.1:port` and read the greeting (not logged in).
-    pub fn connect(port: u16) -> RawImap {
+    pub(crate) fn connect(port: u16) -> RawImap {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
         stream.set_nodelay(true).expect("set_nodelay");
@@ -222,7 +222,7 @@ impl RawImap {
     }
 
     /// Connect and LOGIN; panics if the login is refused.
-    pub fn login(port: u16, user: &str, password: &str) -> RawImap {
+    pub(crate) fn login(port: u16, user: &str, password: &str) -> RawImap {
         let mut imap = RawImap::connect(port);
         let cmd = format!("LOGIN {} {}", quote(user), quote(password));
         let reply = imap.exec(cmd.as_bytes());
@@ -235,21 +235,21 @@ impl RawImap {
         imap
     }
 
-    pub fn create(&mut self, folder: &str) {
+    pub(crate) fn create(&mut self, folder: &str) {
         self.run(&format!("CREATE {}", quote(folder)));
     }
 
-    pub fn subscribe(&mut self, folder: &str) {
+    pub(crate) fn subscribe(&mut self, folder: &str) {
         self.run(&format!("SUBSCRIBE {}", quote(folder)));
     }
 
     /// `LIST "" "*"`: `(attributes, delimiter, wire name)` per folder, in server order.
-    pub fn list(&mut self) -> Vec<(Vec<String>, Option<char>, String)> {
+    pub(crate) fn list(&mut self) -> Vec<(Vec<String>, Option<char>, String)> {
         self.list_with("LIST \"\" \"*\"")
     }
 
     /// Wire names of subscribed folders (`LIST (SUBSCRIBED) "" "*"`), sorted.
-    pub fn list_subscribed(&mut self) -> Vec<String> {
+    pub(crate) fn list_subscribed(&mut self) -> Vec<String> {
         let mut names: Vec<String> = self
             .list_with("LIST (SUBSCRIBED) \"\" \"*\"")
             .into_iter()
@@ -282,7 +282,7 @@ impl RawImap {
     }
 
     /// APPEND one message; returns its UID (APPENDUID).
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         folder: &str,
         flags: &[&str],
@@ -305,7 +305,7 @@ impl RawImap {
 
     /// Append many messages fast: MULTIAPPEND commands of 500 messages with LITERAL+,
     /// all pipelined (a writer thread sends while this one reads). Returns the UIDs in order.
-    pub fn append_many(&mut self, folder: &str, messages: &[NewMessage]) -> Vec<u32> {
+    pub(crate) fn append_many(&mut self, folder: &str, messages: &[NewMessage]) -> Vec<u32> {
         let chunks: Vec<&[NewMessage]> = messages.chunks(MULTIAPPEND_CHUNK).collect();
         let tags: Vec<String> = chunks.iter().map(|_| self.tag()).collect();
         let stream = self.reader.get_ref().try_clone().expect("clone the stream");
@@ -344,12 +344,12 @@ impl RawImap {
     }
 
     /// Every message of `folder` (EXAMINE, so nothing changes), sorted by UID.
-    pub fn fetch_all(&mut self, folder: &str) -> Vec<RawMessage> {
+    pub(crate) fn fetch_all(&mut self, folder: &str) -> Vec<RawMessage> {
         self.examine_fetch(folder).1
     }
 
     /// UIDVALIDITY and every message of `folder`, via EXAMINE.
-    pub fn folder_snapshot(&mut self, folder: &str) -> FolderSnapshot {
+    pub(crate) fn folder_snapshot(&mut self, folder: &str) -> FolderSnapshot {
         let (uidvalidity, messages) = self.examine_fetch(folder);
         FolderSnapshot {
             uidvalidity,
@@ -358,7 +358,7 @@ impl RawImap {
     }
 
     /// Every selectable folder (LIST), each read with [`RawImap::folder_snapshot`].
-    pub fn snapshot(&mut self) -> MailboxSnapshot {
+    pub(crate) fn snapshot(&mut self) -> MailboxSnapshot {
         let names: Vec<String> = self
             .list()
             .into_iter()
@@ -380,22 +380,22 @@ impl RawImap {
     }
 
     /// Replace the flags of one message (SELECT, `UID STORE uid FLAGS.SILENT (...)`).
-    pub fn store_flags(&mut self, folder: &str, uid: u32, flags: &[&str]) {
+    pub(crate) fn store_flags(&mut self, folder: &str, uid: u32, flags: &[&str]) {
         self.store(folder, uid, "FLAGS.SILENT", flags);
     }
 
     /// Add flags to one message (`+FLAGS.SILENT`).
-    pub fn add_flags(&mut self, folder: &str, uid: u32, flags: &[&str]) {
+    pub(crate) fn add_flags(&mut self, folder: &str, uid: u32, flags: &[&str]) {
         self.store(folder, uid, "+FLAGS.SILENT", flags);
     }
 
     /// Remove flags from one message (`-FLAGS.SILENT`).
-    pub fn remove_flags(&mut self, folder: &str, uid: u32, flags: &[&str]) {
+    pub(crate) fn remove_flags(&mut self, folder: &str, uid: u32, flags: &[&str]) {
         self.store(folder, uid, "-FLAGS.SILENT", flags);
     }
 
     /// Expunge exactly these UIDs (`\Deleted` + `UID EXPUNGE`).
-    pub fn expunge(&mut self, folder: &str, uids: &[u32]) {
+    pub(crate) fn expunge(&mut self, folder: &str, uids: &[u32]) {
         if uids.is_empty() {
             return;
         }
@@ -408,7 +408,7 @@ impl RawImap {
 
     /// Send `command` (without tag and CRLF); returns every response line as text
     /// (untagged ones, then the tagged one including its tag). Does not check the status.
-    pub fn raw_command(&mut self, command: &str) -> Vec<String> {
+    pub(crate) fn raw_command(&mut self, command: &str) -> Vec<String> {
         let tag = self.tag();
         self.send(&tag, command.as_bytes());
         let reply = self.read_reply(&tag);
@@ -418,7 +418,7 @@ impl RawImap {
     }
 
     /// `LOGOUT` and close.
-    pub fn logout(mut self) {
+    pub(crate) fn logout(mut self) {
         let _ = self.raw_command("LOGOUT");
     }
 
@@ -627,7 +627,7 @@ fn uid_set(uids: &[u32]) -> String {
 }
 
 /// An IMAP quoted string (names here are ASCII: wire names are mUTF-7).
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -42,7 +42,7 @@ pub(crate) struct NameStyle {
 }
 
 impl NameStyle {
-    pub fn new(inventory: &Inventory) -> NameStyle {
+    pub(super) fn new(inventory: &Inventory) -> NameStyle {
         let prefix = mutf7::decode(&inventory.prefix).unwrap_or_else(|_| inventory.prefix.clone());
         NameStyle {
             prefix: inbox_key(&prefix, inventory.delimiter),
@@ -52,13 +52,13 @@ impl NameStyle {
 
     /// The character joining segments in names we build: the delimiter, or `/` on a flat
     /// server (no hierarchy: the whole joined path becomes one name there).
-    pub fn joiner(&self) -> char {
+    pub(super) fn joiner(&self) -> char {
         self.delimiter.unwrap_or('/')
     }
 
     /// A decoded folder name's path: prefix stripped (unless that leaves nothing), split on
     /// the delimiter (a flat server's name is one segment), first `INBOX` upper-cased.
-    pub fn segments(&self, decoded_name: &str) -> Vec<String> {
+    pub(super) fn segments(&self, decoded_name: &str) -> Vec<String> {
         let key = inbox_key(decoded_name, self.delimiter);
         let rest = match key.strip_prefix(self.prefix.as_str()) {
             Some(rest) if !rest.is_empty() => rest,
@@ -75,7 +75,7 @@ impl NameStyle {
     /// The decoded full name for a path below this side's prefix. A first segment `INBOX`
     /// is this side's INBOX, and its children go below it (never `INBOX.INBOX.x`: repeated
     /// leading `INBOX` segments collapse). Segments must already be sanitised.
-    pub fn build(&self, segments: &[String]) -> String {
+    pub(super) fn build(&self, segments: &[String]) -> String {
         let d = self.joiner().to_string();
         let mut segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         if segments
@@ -96,13 +96,13 @@ impl NameStyle {
     }
 
     /// Display path: decoded, prefix stripped, `/` separator.
-    pub fn display(&self, decoded_name: &str) -> String {
+    pub(super) fn display(&self, decoded_name: &str) -> String {
         self.segments(decoded_name).join("/")
     }
 
     /// Proper ancestors of a decoded name that a CREATE could need, outermost first: never
     /// the namespace root (the prefix itself) nor anything shorter.
-    pub fn ancestors(&self, decoded_name: &str) -> Vec<String> {
+    pub(super) fn ancestors(&self, decoded_name: &str) -> Vec<String> {
         let Some(d) = self.delimiter else {
             return Vec::new();
         };
