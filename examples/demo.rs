@@ -91,11 +91,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut csv =
         String::from("source_user,source_password,destination_user,destination_password\n");
+    let mut logins = Vec::new();
     for (name, count) in [("alice", 400), ("bob", 120)] {
         let (user, password) = source.fresh_user(name);
         destination.add_user(&user, &password);
         fill(&source, &destination, &user, &password, count);
         csv.push_str(&format!("{user},{password},{user},{password}\n"));
+        logins.push((user, password));
     }
     std::fs::write(dir.path().join("accounts.csv"), csv).expect("write csv");
     let config = format!(
@@ -122,6 +124,26 @@ csv = "accounts.csv"
     failed |= run(dir.path(), &["plan"]) != 0;
     failed |= run(dir.path(), &["apply", "--auto-approve"]) != 0;
     // Everything is there now: the next plan has nothing to do.
+    failed |= run(dir.path(), &["plan", "--detailed-exitcode"]) != 0;
+
+    // After the MX switch: alice works in the new mailbox (files 5 messages into a folder
+    // of her own, deletes 3), and 10 more arrive at the old server before DNS settles.
+    let (user, password) = &logins[0];
+    println!(
+        "\nMeanwhile, on the new server, {user} files 5 INBOX messages into `Filed` and deletes 3;\n10 new messages reach the old server."
+    );
+    let mut dst = RawImap::login(destination.port(), user, password);
+    dst.create("Filed");
+    dst.raw_command("SELECT INBOX");
+    dst.raw_command("UID MOVE 1:5 Filed");
+    dst.raw_command("UID STORE 6:8 +FLAGS.SILENT (\\Deleted)");
+    dst.raw_command("UID EXPUNGE 6:8");
+    let mut src = RawImap::login(source.port(), user, password);
+    let late: Vec<NewMessage> = (1000..1010).map(|i| message(i, "INBOX", false)).collect();
+    src.append_many("INBOX", &late);
+    // The final pass copies the 10, and leaves what alice did alone.
+    failed |= run(dir.path(), &["plan"]) != 0;
+    failed |= run(dir.path(), &["apply", "--auto-approve"]) != 0;
     failed |= run(dir.path(), &["plan", "--detailed-exitcode"]) != 0;
     if failed {
         std::process::exit(1);
