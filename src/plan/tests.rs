@@ -1,9 +1,7 @@
 //! Planner tables: multiset matching, skips, merges, folder creation, summaries.
 
-use super::fixtures::{folder, key, msg, rules};
+use super::fixtures::{folder, msg, rules};
 use super::*;
-use crate::inventory::Folder;
-use crate::model::FolderStatus;
 use crate::settings::FlagsOnExisting;
 
 fn plan(src: &Inventory, dst: &Inventory, f: &FolderRules, m: &MessageRules) -> AccountPlan {
