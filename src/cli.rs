@@ -109,6 +109,11 @@ pub enum Command {
     Report(ReportArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, generated from this command line's definitions.
+    ///
+    /// Install it with `mailshift man > /usr/local/share/man/man1/mailshift.1`.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Args)]

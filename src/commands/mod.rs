@@ -40,6 +40,14 @@ pub(crate) fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Success)
         }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("cannot render the man page")?;
+            printer.out_raw(&page);
+            Ok(Outcome::Success)
+        }
         Command::Show(args) => show::run(&args, printer),
         Command::Report(args) => report::run(&args, printer),
         Command::Plan(args) => {

@@ -16,6 +16,7 @@ mod fleet_cli;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
+mod man_cli;
 mod mapping_cli;
 mod output_cli;
 mod plan_cli;
