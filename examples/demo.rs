@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{Dovecot, Layout, MessageBuilder, NewMessage, RawImap};
+use support::{DnsServer, Dovecot, Layout, MessageBuilder, NewMessage, RawImap};
 
 fn message(i: usize, folder: &str, seen: bool) -> NewMessage {
     let body = MessageBuilder::new()
@@ -70,13 +70,15 @@ fn run(dir: &Path, args: &[&str]) -> u8 {
     // ExitCode has no accessor; report it the way a shell would.
     let status = if code == std::process::ExitCode::SUCCESS {
         0
+    } else if code == std::process::ExitCode::from(2) {
+        2
     } else {
         1
     };
     println!(
         "(exit status {})",
-        if status == 0 {
-            "0".to_string()
+        if status != 1 {
+            status.to_string()
         } else {
             format!("{code:?}")
         }
@@ -93,13 +95,20 @@ fn main() {
         String::from("source_user,source_password,destination_user,destination_password\n");
     let mut logins = Vec::new();
     for (name, count) in [("alice", 400), ("bob", 120)] {
-        let (user, password) = source.fresh_user(name);
+        // E-mail addresses as user names: `cutover` checks the MX records of their domain.
+        let user = format!("{}@new.example", support::unique_user(name));
+        let password = format!("{name}-demo-pw");
+        source.add_user(&user, &password);
         destination.add_user(&user, &password);
         fill(&source, &destination, &user, &password, count);
         csv.push_str(&format!("{user},{password},{user},{password}\n"));
         logins.push((user, password));
     }
     std::fs::write(dir.path().join("accounts.csv"), csv).expect("write csv");
+    // A local DNS server for `cutover`: new.example's MX still points at the old provider,
+    // with a TTL of 5 seconds (a real one would be lowered to 15 minutes or less).
+    let dns = DnsServer::start();
+    dns.set_mx("new.example", &[(10, "mx.old.example")], 5);
     let config = format!(
         r#"# Demo: an old INBOX.-prefixed server to a modern one, both on loopback.
 [source]
@@ -114,9 +123,15 @@ security = "plain"
 
 [accounts]
 csv = "accounts.csv"
+
+[cutover]
+new-mx = ["mx1.new.example"]
+# The demo's own DNS server; leave this out to use the system's.
+nameservers = ["{}"]
 "#,
         source.port(),
-        destination.port()
+        destination.port(),
+        dns.address()
     );
     std::fs::write(dir.path().join("migration.toml"), &config).expect("write config");
     println!("\nmigration.toml:\n{config}");
@@ -125,6 +140,12 @@ csv = "accounts.csv"
     failed |= run(dir.path(), &["apply", "--auto-approve"]) != 0;
     // Everything is there now: the next plan has nothing to do.
     failed |= run(dir.path(), &["plan", "--detailed-exitcode"]) != 0;
+
+    // The TTL is low: ready to switch (exit 2: waiting for the switch).
+    failed |= run(dir.path(), &["cutover"]) != 2;
+    println!("\nSwitching the MX of new.example to mx1.new.example (TTL 5 s) ...");
+    dns.set_mx("new.example", &[(10, "mx1.new.example")], 5);
+    failed |= run(dir.path(), &["cutover"]) != 2;
 
     // After the MX switch: alice works in the new mailbox (files 5 messages into a folder
     // of her own, deletes 3), and 10 more arrive at the old server before DNS settles.
@@ -141,10 +162,15 @@ csv = "accounts.csv"
     let mut src = RawImap::login(source.port(), user, password);
     let late: Vec<NewMessage> = (1000..1010).map(|i| message(i, "INBOX", false)).collect();
     src.append_many("INBOX", &late);
+    // cutover sees them arrive at the old server; the old 5 s TTL runs out meanwhile.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    failed |= run(dir.path(), &["cutover"]) != 2;
     // The final pass copies the 10, and leaves what alice did alone.
     failed |= run(dir.path(), &["plan"]) != 0;
     failed |= run(dir.path(), &["apply", "--auto-approve"]) != 0;
     failed |= run(dir.path(), &["plan", "--detailed-exitcode"]) != 0;
+    // Switched, propagated, and nothing reached the old server since the final pass.
+    failed |= run(dir.path(), &["cutover"]) != 0;
     if failed {
         std::process::exit(1);
     }

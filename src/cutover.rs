@@ -288,9 +288,10 @@ pub(crate) fn decide_account(
     let Some(pass) = last_pass else {
         return AccountState::NeedsFinalPass;
     };
-    if pass.started_at < switched_at || pass.inbox_uidvalidity != inbox.uidvalidity {
-        // A pass before the switch, or the INBOX was recreated since (its UIDs mean
-        // something else now): the pass proves nothing about today's INBOX.
+    if pass.started_at <= switched_at || pass.inbox_uidvalidity != inbox.uidvalidity {
+        // A pass before the switch (or in the same second: times are whole seconds), or
+        // the INBOX was recreated since (its UIDs mean something else now): the pass
+        // proves nothing about today's INBOX.
         return AccountState::NeedsFinalPass;
     }
     match inbox.since_final_pass.unwrap_or(0) {

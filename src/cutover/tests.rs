@@ -261,11 +261,11 @@ fn accounts() {
             AccountState::Drained,
         ),
         (
-            "a pass exactly at the switch counts",
+            "a pass in the second the switch was first seen does not count",
             switched,
             Some(pass(100, 1, 5)),
             inbox(1, Some(0)),
-            AccountState::Drained,
+            AccountState::NeedsFinalPass,
         ),
         (
             "mail since the pass",

@@ -863,4 +863,6 @@ pub(crate) fn plan_account(
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

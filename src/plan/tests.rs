@@ -1,67 +1,8 @@
 //! Planner tables: multiset matching, skips, merges, folder creation, summaries.
 
+use super::fixtures::{folder, msg, rules};
 use super::*;
-use crate::inventory::Folder;
-use crate::model::FolderStatus;
 use crate::settings::FlagsOnExisting;
-
-fn key(n: u8) -> IdentityKey {
-    IdentityKey([n; 32])
-}
-
-fn msg(uid: u32, k: u8, size: u64, flags: &[&str]) -> MessageMeta {
-    MessageMeta {
-        uid,
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        internal_date: None,
-        size,
-        key: key(k),
-        date: String::new(),
-        from: String::new(),
-        subject: String::new(),
-        content: None,
-    }
-}
-
-fn folder(wire: &str, attrs: &[&str], messages: Vec<MessageMeta>) -> Folder {
-    let attributes: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
-    Folder {
-        wire_name: wire.to_string(),
-        name: crate::mutf7::decode(wire).unwrap(),
-        special_use: attributes
-            .iter()
-            .find_map(|a| SpecialUse::from_attribute(a)),
-        noselect: attributes.iter().any(|a| a == "\\Noselect"),
-        attributes,
-        subscribed: true,
-        status: Some(FolderStatus {
-            uidvalidity: 7,
-            uidnext: Some(messages.len() as u32 + 1),
-            exists: messages.len() as u32,
-        }),
-        messages,
-    }
-}
-
-fn rules() -> (FolderRules, MessageRules) {
-    (
-        FolderRules {
-            exclude: vec![],
-            special_use: true,
-            include_views: false,
-            rename: vec![],
-            view_only_messages: Default::default(),
-        },
-        MessageRules {
-            max_size: None,
-            copy_deleted: false,
-            flags_on_existing: FlagsOnExisting::Keep,
-            fix_bare_lf: false,
-            moved_on_destination: Default::default(),
-            deleted_on_destination: Default::default(),
-        },
-    )
-}
 
 fn plan(src: &Inventory, dst: &Inventory, f: &FolderRules, m: &MessageRules) -> AccountPlan {
     plan_account(

@@ -6,49 +6,23 @@
 //! To accept an intended change: `INSTA_UPDATE=always cargo test --lib snapshots`, then
 //! review the `.snap` diff before committing.
 
-use crate::identity::IdentityKey;
-use crate::inventory::{Folder, Inventory, MessageMeta};
-use crate::model::{FolderStatus, SpecialUse};
+use crate::inventory::{Inventory, MessageMeta};
+use crate::plan::fixtures::{folder, msg, rules};
 use crate::plan::{plan_account, AccountPlan, Rules};
 use crate::planfile::PlanFile;
 use crate::render::check::{render as render_check, AccountCheck, CheckReport, SideResult};
 use crate::render::report::report as render_report;
 use crate::render::text::{render_plan, TextOptions};
 use crate::report::{AccountReport, FailedMessage, Report};
-use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
 
+/// A message with the fields `--detail` shows.
 fn message(uid: u32, key: u8, size: u64, flags: &[&str], subject: &str) -> MessageMeta {
-    MessageMeta {
-        uid,
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        internal_date: Some("2024-03-01T10:00:00+00:00".to_string()),
-        size,
-        key: IdentityKey([key; 32]),
-        date: "Fri, 01 Mar 2024 10:00:00 +0000".to_string(),
-        from: "robot@old.example".to_string(),
-        subject: subject.to_string(),
-        content: None,
-    }
-}
-
-fn folder(wire: &str, attributes: &[&str], messages: Vec<MessageMeta>) -> Folder {
-    let attributes: Vec<String> = attributes.iter().map(|a| a.to_string()).collect();
-    Folder {
-        wire_name: wire.to_string(),
-        name: crate::mutf7::decode(wire).unwrap(),
-        special_use: attributes
-            .iter()
-            .find_map(|a| SpecialUse::from_attribute(a)),
-        noselect: false,
-        attributes,
-        subscribed: true,
-        status: Some(FolderStatus {
-            uidvalidity: 7,
-            uidnext: Some(messages.len() as u32 + 1),
-            exists: messages.len() as u32,
-        }),
-        messages,
-    }
+    let mut m = msg(uid, key, size, flags);
+    m.internal_date = Some("2024-03-01T10:00:00+00:00".to_string());
+    m.date = "Fri, 01 Mar 2024 10:00:00 +0000".to_string();
+    m.from = "robot@old.example".to_string();
+    m.subject = subject.to_string();
+    m
 }
 
 /// A classic `INBOX.` source and a modern destination that already holds some mail: new
@@ -95,21 +69,9 @@ fn sample_account() -> AccountPlan {
         ),
         folder("Sent", &["\\Sent"], vec![]),
     ]);
-    let folders = FolderRules {
-        exclude: vec![],
-        special_use: true,
-        include_views: false,
-        rename: vec![("Old Archive".to_string(), "Archive".to_string())],
-        view_only_messages: Default::default(),
-    };
-    let messages = MessageRules {
-        max_size: Some(50 * 1024 * 1024),
-        copy_deleted: false,
-        flags_on_existing: FlagsOnExisting::Keep,
-        fix_bare_lf: false,
-        moved_on_destination: Default::default(),
-        deleted_on_destination: Default::default(),
-    };
+    let (mut folders, mut messages) = rules();
+    folders.rename = vec![("Old Archive".to_string(), "Archive".to_string())];
+    messages.max_size = Some(50 * 1024 * 1024);
     plan_account(
         "alice@old.example",
         "alice@new.example",
@@ -260,21 +222,7 @@ fn text_plan_into_a_classic_destination() {
         folder("Archive/2019", &[], vec![message(1, 2, 200, &[], "b")]),
     ]);
     let destination = Inventory::classic(vec![folder("INBOX", &[], vec![])]);
-    let folders = FolderRules {
-        exclude: vec![],
-        special_use: true,
-        include_views: false,
-        rename: vec![],
-        view_only_messages: Default::default(),
-    };
-    let messages = MessageRules {
-        max_size: None,
-        copy_deleted: false,
-        flags_on_existing: FlagsOnExisting::Keep,
-        fix_bare_lf: false,
-        moved_on_destination: Default::default(),
-        deleted_on_destination: Default::default(),
-    };
+    let (folders, messages) = rules();
     let account = plan_account(
         "dave@old.example",
         "dave@new.example",
