@@ -227,9 +227,8 @@ async fn check_account(
             report.arrived_after_switch = inbox.arrived_after_switch.len() as u32;
             report.last_arrival = inbox.arrived_after_switch.last().map(|(_, at)| *at);
             let state = decide_account(Some(switched_at), pass, &inbox);
-            if !matches!(state, AccountState::NeedsFinalPass) {
-                report.since_last_final_pass = inbox.since_final_pass.or(Some(0));
-            }
+            // Also for a pass before the switch: mail after it is not on the destination.
+            report.since_last_final_pass = inbox.since_final_pass;
             report.state = Some(state.code());
             (report, Some(state))
         }

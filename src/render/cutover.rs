@@ -154,9 +154,18 @@ fn account_line(a: &CutoverAccount, out: &mut String) {
         Some("not-switched") => "waiting for the switch".to_string(),
         Some("needs-final-pass") => format!(
             "{arrived}; no final pass since the switch: run `mailshift apply`{}",
-            match a.last_final_pass {
-                Some(p) => format!(" (last pass began {})", at(p)),
-                None => String::new(),
+            match (a.last_final_pass, a.since_last_final_pass) {
+                (Some(p), Some(n)) if n > 0 => format!(
+                    " ({} since the last pass, which began {})",
+                    counted(
+                        u64::from(n),
+                        "message reached the source",
+                        "messages reached the source"
+                    ),
+                    at(p)
+                ),
+                (Some(p), _) => format!(" (last pass began {})", at(p)),
+                (None, _) => String::new(),
             }
         ),
         Some("new-mail") => format!(
