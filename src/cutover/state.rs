@@ -67,20 +67,25 @@ fn domains_path(dir: &Path) -> PathBuf {
     dir.join(DOMAINS_FILE)
 }
 
+/// A state file's bytes, or `None` when it does not exist yet (nothing remembered).
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
 /// The domains' memory; empty when there is no file yet.
 pub(crate) fn load_domains(dir: &Path) -> Result<BTreeMap<String, DomainMemory>, StateError> {
     let path = domains_path(dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => {
-            return Err(StateError::Read {
-                path: path.display().to_string(),
-                source,
-            })
-        }
+    let Some(text) = read_if_present(&path)? else {
+        return Ok(BTreeMap::new());
     };
-    let file: DomainsFile = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+    let file: DomainsFile = serde_json::from_slice(&text).map_err(|e| StateError::Corrupt {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
@@ -141,15 +146,8 @@ pub(crate) fn load_final_passes(
     dir: &Path,
 ) -> Result<BTreeMap<(String, String), FinalPass>, StateError> {
     let path = dir.join(PASSES_FILE);
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => {
-            return Err(StateError::Read {
-                path: path.display().to_string(),
-                source,
-            })
-        }
+    let Some(text) = read_if_present(&path)? else {
+        return Ok(BTreeMap::new());
     };
     let mut passes = BTreeMap::new();
     for line in text.split(|&b| b == b'\n') {

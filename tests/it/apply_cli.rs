@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::scenario::{plan_line, CmdResult, Scenario};
+use crate::scenario::{plan_line, CmdResult, Scenario, SIZE_LIMIT};
 use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage, RawImap, RawMessage};
 
 const OLD_DATE: &str = "01-Jan-2001 10:00:00 +0200";
@@ -821,15 +821,6 @@ fn saved_plan_refused_when_the_destination_user_changed() {
 
 // ---------------------------------------------------------------------------------------
 // A message the destination refuses.
-
-/// Dovecot 2.3 refuses any message over 64 KiB with
-/// `NO [LIMIT] Mail size is larger than the maximum size allowed by server configuration`.
-const SIZE_LIMIT: &str = "mail_plugins = $mail_plugins quota
-plugin {
-  quota = count:User quota
-  quota_vsizes = yes
-  quota_max_mail_size = 64k
-}";
 
 fn refused_message_is_reported_and_the_rest_copied(src_layout: Layout, dst_layout: Layout) {
     let s = Scenario::new()

@@ -13,7 +13,7 @@ use std::fs;
 
 use serde_json::Value;
 
-use crate::scenario::{run_mailshift, CmdResult, Scenario, Side};
+use crate::scenario::{run_mailshift, CmdResult, Scenario, Side, SIZE_LIMIT};
 use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage};
 
 /// Replaces run-specific text with placeholders, longest first (a user name may contain
@@ -390,14 +390,6 @@ fn lock_held() {
 // ---------------------------------------------------------------------------------------
 // Messages the destination refuses: the account goes on, and each refusal is listed once,
 // with the server's words, under the report table.
-
-/// Dovecot 2.3 refuses any message over 64 KiB with `[LIMIT]`.
-const SIZE_LIMIT: &str = "mail_plugins = $mail_plugins quota
-plugin {
-  quota = count:User quota
-  quota_vsizes = yes
-  quota_max_mail_size = 64k
-}";
 
 /// A mailbox of 100 KiB: a second 60 KiB message does not fit (`[OVERQUOTA]`).
 const QUOTA: &str = "mail_plugins = $mail_plugins quota

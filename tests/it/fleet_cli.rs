@@ -8,17 +8,9 @@ use std::fs;
 
 use serde_json::Value;
 
-use crate::scenario::{CmdResult, Scenario};
+use crate::scenario::{CmdResult, Scenario, SIZE_LIMIT};
 use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage};
 
-/// Dovecot 2.3 refuses any message over 64 KiB with
-/// `NO [LIMIT] Mail size is larger than the maximum size allowed by server configuration`.
-const SIZE_LIMIT: &str = "mail_plugins = $mail_plugins quota
-plugin {
-  quota = count:User quota
-  quota_vsizes = yes
-  quota_max_mail_size = 64k
-}";
 const SERVER_WORDS: &str = "Mail size is larger than the maximum size allowed";
 
 #[track_caller]

@@ -517,6 +517,15 @@ pub(crate) fn plan_line(
     )
 }
 
+/// Dovecot 2.3 refuses any message over 64 KiB with
+/// `NO [LIMIT] Mail size is larger than the maximum size allowed by server configuration`.
+pub(crate) const SIZE_LIMIT: &str = "mail_plugins = $mail_plugins quota
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_max_mail_size = 64k
+}";
+
 #[cfg(test)]
 mod tests {
     use super::*;

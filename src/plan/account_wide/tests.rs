@@ -5,70 +5,30 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use crate::identity::IdentityKey;
-use crate::inventory::{Folder, Inventory, MessageMeta};
-use crate::model::{FolderStatus, SpecialUse};
+use crate::inventory::{Folder, Inventory};
+use crate::plan::fixtures::{self, key, msg};
 use crate::plan::{plan_account, AccountPlan, Deletions, HeldCounts, Rules, SkipReason};
-use crate::settings::{
-    DeletedOnDestination, FlagsOnExisting, FolderRules, MessageRules, MovedOnDestination,
-};
+use crate::settings::{DeletedOnDestination, MessageRules, MovedOnDestination};
 
-fn key(n: u8) -> IdentityKey {
-    IdentityKey([n; 32])
-}
-
+/// A folder holding one small message per key (subject `m{key}`).
 fn folder(wire: &str, attrs: &[&str], keys: &[u8]) -> Folder {
-    let attributes: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
-    Folder {
-        wire_name: wire.to_string(),
-        name: wire.to_string(),
-        special_use: attributes
-            .iter()
-            .find_map(|a| SpecialUse::from_attribute(a)),
-        noselect: false,
-        attributes,
-        subscribed: true,
-        status: Some(FolderStatus {
-            uidvalidity: 1,
-            uidnext: Some(keys.len() as u32 + 1),
-            exists: keys.len() as u32,
-        }),
-        messages: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| MessageMeta {
-                uid: i as u32 + 1,
-                flags: vec![],
-                internal_date: None,
-                size: 10,
-                key: key(*k),
-                date: String::new(),
-                from: String::new(),
-                subject: format!("m{k}"),
-                content: None,
-            })
-            .collect(),
-    }
-}
-
-fn folder_rules() -> FolderRules {
-    FolderRules {
-        exclude: vec![],
-        special_use: true,
-        include_views: false,
-        rename: vec![],
-        view_only_messages: Default::default(),
-    }
+    let messages = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut m = msg(i as u32 + 1, *k, 10, &[]);
+            m.subject = format!("m{k}");
+            m
+        })
+        .collect();
+    fixtures::folder(wire, attrs, messages)
 }
 
 fn message_rules(moved: MovedOnDestination, deleted: DeletedOnDestination) -> MessageRules {
-    MessageRules {
-        max_size: None,
-        copy_deleted: false,
-        flags_on_existing: FlagsOnExisting::Keep,
-        fix_bare_lf: false,
-        moved_on_destination: moved,
-        deleted_on_destination: deleted,
-    }
+    let (_, mut rules) = fixtures::rules();
+    rules.moved_on_destination = moved;
+    rules.deleted_on_destination = deleted;
+    rules
 }
 
 fn plan_with(
@@ -77,7 +37,7 @@ fn plan_with(
     m: &MessageRules,
     ledger: Option<&HeldCounts>,
 ) -> AccountPlan {
-    let f = folder_rules();
+    let (f, _) = fixtures::rules();
     plan_account(
         "a",
         "b",
@@ -429,7 +389,7 @@ fn without_an_archive_folder_one_named_archive_is_created_only_when_needed() {
         p.folders
     );
     // "skip": listed with the count, not copied.
-    let mut f = folder_rules();
+    let (mut f, _) = fixtures::rules();
     f.view_only_messages = crate::settings::ViewOnlyMessages::Skip;
     let m = skip_skip();
     let p = plan_account(
