@@ -7,6 +7,7 @@ mod error;
 
 mod namespace;
 mod reader;
+mod session;
 mod tls;
 mod transport;
 mod wire;
@@ -16,6 +17,10 @@ pub use auth::Credentials;
 pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
 pub use reader::{Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
+pub use session::{
+    classify_words, suggested_backoff, Backoff, DestinationSession, RetryPolicy, RetryStats,
+    SessionConfig, SessionError, SourceSession, Transience,
+};
 pub use transport::Capabilities;
 pub use writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
 
