@@ -571,6 +571,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_an_unchanged_status_proves_a_folder_unchanged() {
+        let then = MailboxStatus {
+            uidvalidity: Some(7),
+            uidnext: Some(10),
+            messages: Some(5),
+            highestmodseq: Some(40),
+        };
+        assert!(proves_unchanged(&then, &then));
+        assert!(flags_unchanged(&then, &then));
+        let changed = [
+            MailboxStatus {
+                uidvalidity: Some(8),
+                ..then
+            },
+            MailboxStatus {
+                uidnext: Some(11),
+                ..then
+            },
+            MailboxStatus {
+                messages: Some(4),
+                ..then
+            },
+            MailboxStatus {
+                uidnext: None,
+                ..then
+            },
+        ];
+        for now in changed {
+            assert!(!proves_unchanged(&then, &now), "{now:?}");
+            assert!(!proves_unchanged(&now, &then), "{now:?}");
+        }
+        // Flags: only an equal HIGHESTMODSEQ proves them; none (no CONDSTORE) never does.
+        let moved = MailboxStatus {
+            highestmodseq: Some(41),
+            ..then
+        };
+        assert!(proves_unchanged(&then, &moved) && !flags_unchanged(&then, &moved));
+        let none = MailboxStatus {
+            highestmodseq: None,
+            ..then
+        };
+        assert!(!flags_unchanged(&none, &none));
+    }
+
+    #[test]
     fn content_hash_ignores_line_ending_style_only() {
         assert_eq!(content_hash(b"a\r\nb\r\n"), content_hash(b"a\nb\n"));
         assert_eq!(content_hash(b"a\nb"), content_hash(b"a\nb\n\n  "));

@@ -91,8 +91,7 @@ impl Reader {
         let stream = self.session.get_mut();
         while answered < n {
             let mut wrote = false;
-            while sent < n && (in_flight == 0 || in_flight + commands[sent].len() <= WINDOW_BYTES)
-            {
+            while sent < n && (in_flight == 0 || in_flight + commands[sent].len() <= WINDOW_BYTES) {
                 let line = format!("P{} {}\r\n", first_tag + sent as u32, commands[sent]);
                 stream
                     .write_all(line.as_bytes())
@@ -105,21 +104,14 @@ impl Reader {
             if wrote {
                 stream.flush().await.map_err(|e| ep.io(&e, &doing, idle))?;
             }
-            let raw = match read_response_capped(
-                stream,
-                &ep,
-                &doing,
-                idle,
-                MAX_PIPELINED_RESPONSE,
-            )
-            .await
+            let raw = match read_response_capped(stream, &ep, &doing, idle, MAX_PIPELINED_RESPONSE)
+                .await
             {
                 Ok(raw) => raw,
                 Err(ImapError::Closed { .. }) if bye.is_some() => {
-                    return Err(ep.closed(format!(
-                        "the server said BYE: {}",
-                        bye.unwrap_or_default()
-                    )))
+                    return Err(
+                        ep.closed(format!("the server said BYE: {}", bye.unwrap_or_default()))
+                    )
                 }
                 Err(e) => return Err(e),
             };
@@ -189,12 +181,18 @@ mod tests {
 
     #[test]
     fn tagged_lines() {
-        assert!(matches!(tagged(b"P5 OK done\r\n", 5, 2), Some((0, CommandEnd::Ok))));
+        assert!(matches!(
+            tagged(b"P5 OK done\r\n", 5, 2),
+            Some((0, CommandEnd::Ok))
+        ));
         match tagged(b"P6 NO [ALREADYEXISTS] Mailbox exists\r\n", 5, 2) {
             Some((1, CommandEnd::No(text))) => assert_eq!(text, "[ALREADYEXISTS] Mailbox exists"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(tagged(b"P6 BAD x\r\n", 5, 2), Some((1, CommandEnd::Bad(_)))));
+        assert!(matches!(
+            tagged(b"P6 BAD x\r\n", 5, 2),
+            Some((1, CommandEnd::Bad(_)))
+        ));
         assert!(tagged(b"P7 OK x\r\n", 5, 2).is_none());
         assert!(tagged(b"P4 OK x\r\n", 5, 2).is_none());
         assert!(tagged(b"A1 OK x\r\n", 5, 2).is_none());
@@ -292,7 +290,9 @@ impl Reader {
                 if word.eq_ignore_ascii_case("QUOTA") {
                     if let Some(q) = parse_storage_quota(&String::from_utf8_lossy(raw)) {
                         out.storage = Some(match out.storage {
-                            Some(old) if old.1.saturating_sub(old.0) <= q.1.saturating_sub(q.0) => old,
+                            Some(old) if old.1.saturating_sub(old.0) <= q.1.saturating_sub(q.0) => {
+                                old
+                            }
                             _ => q,
                         });
                     }
@@ -330,7 +330,9 @@ impl Reader {
             })
             .await?;
         if let Some(line) = unreadable {
-            return Err(self.ep.protocol("LIST", format!("unreadable answer `{line}`")));
+            return Err(self
+                .ep
+                .protocol("LIST", format!("unreadable answer `{line}`")));
         }
         let mut ends = ends.into_iter();
         ends.next()
@@ -416,10 +418,7 @@ impl Reader {
                     // By the name in the answer; by order when the server spells it
                     // otherwise (e.g. `INBOX` for `inbox`).
                     let named = unescape_quoted(&mailbox);
-                    let at = wire_names
-                        .iter()
-                        .position(|n| *n == named)
-                        .unwrap_or(i);
+                    let at = wire_names.iter().position(|n| *n == named).unwrap_or(i);
                     found[at] = Some(mailbox_status(&status));
                 }
             })

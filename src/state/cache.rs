@@ -217,8 +217,11 @@ mod tests {
         let text = std::fs::read(&path).unwrap();
         std::fs::write(&path, &text[..text.len() / 2]).unwrap();
         assert!(read(dir.path(), &server(), "u@x", Side::Source).is_empty());
-        std::fs::write(&path, b"{\"format\":\"other\",\"tool_version\":\"0\",\"folders\":{}}")
-            .unwrap();
+        std::fs::write(
+            &path,
+            b"{\"format\":\"other\",\"tool_version\":\"0\",\"folders\":{}}",
+        )
+        .unwrap();
         assert!(read(dir.path(), &server(), "u@x", Side::Source).is_empty());
         #[cfg(unix)]
         {
