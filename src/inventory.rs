@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::{parse_headers, IdentityKey};
 use crate::imap::{Credentials, FetchItems, ImapError, ListEntry, MailboxStatus, Reader};
-use crate::model::{ContentHash, FolderStatus, Side, SpecialUse};
+use crate::model::{ContentHash, FolderStatus, Side, SpecialUse, WireName};
 use crate::settings::{Limits, ServerSettings};
 
 /// Body hashes per folder wire name and UID (see [`fetch_contents`]).
-pub(crate) type ContentHashes = HashMap<String, HashMap<u32, ContentHash>>;
+pub(crate) type ContentHashes = HashMap<WireName, HashMap<u32, ContentHash>>;
 
 /// One message as seen by the inventory: enough to match, copy and describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +48,7 @@ impl MessageMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Folder {
     /// The name exactly as on the wire (modified UTF-7, LIST quoting removed): the identity.
-    pub wire_name: String,
+    pub wire_name: WireName,
     /// Decoded UTF-8 name (falls back to the wire name if it is not valid mUTF-7).
     pub name: String,
     /// Every LIST attribute, as sent (e.g. `\HasChildren`, `\Sent`).
@@ -84,8 +84,8 @@ pub(crate) struct StorageLimits {
 }
 
 impl Inventory {
-    pub(crate) fn folder(&self, wire_name: &str) -> Option<&Folder> {
-        self.folders.iter().find(|f| f.wire_name == wire_name)
+    pub(crate) fn folder(&self, wire_name: &WireName) -> Option<&Folder> {
+        self.folders.iter().find(|f| &f.wire_name == wire_name)
     }
 
     /// `INBOX.` prefix with `.` (Courier, Cyrus, many hosters), for tests.
@@ -145,11 +145,12 @@ pub(crate) fn guess_prefix(entries: &[ListEntry]) -> String {
         return String::new();
     };
     let prefix = format!("INBOX{delim}");
-    let others: Vec<&ListEntry> = entries
-        .iter()
-        .filter(|e| !e.wire_name.eq_ignore_ascii_case("INBOX"))
-        .collect();
-    if !others.is_empty() && others.iter().all(|e| e.wire_name.starts_with(&prefix)) {
+    let others: Vec<&ListEntry> = entries.iter().filter(|e| !e.wire_name.is_inbox()).collect();
+    if !others.is_empty()
+        && others
+            .iter()
+            .all(|e| e.wire_name.as_str().starts_with(&prefix))
+    {
         prefix
     } else {
         String::new()
@@ -166,14 +167,14 @@ pub(crate) struct Snapshot {
 }
 
 /// Remembered folders of one account and side, by wire name.
-pub(crate) type Snapshots = HashMap<String, Snapshot>;
+pub(crate) type Snapshots = HashMap<WireName, Snapshot>;
 
 /// An inventory and the STATUS of each folder as it was read before the folder was (what
 /// a cache must keep beside the messages; see [`Snapshot`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Collected {
     pub inventory: Inventory,
-    pub stamps: HashMap<String, MailboxStatus>,
+    pub stamps: HashMap<WireName, MailboxStatus>,
     /// Folders whose messages came from the cache (for logs and tests).
     pub reused: usize,
 }
@@ -232,7 +233,7 @@ pub(crate) async fn collect(
         .overview(side == Side::Destination)
         .await
         .map_err(imap)?;
-    let subscribed: HashSet<&str> = overview.subscribed.iter().map(String::as_str).collect();
+    let subscribed: HashSet<&WireName> = overview.subscribed.iter().collect();
     let (prefix, ns_delimiter) = match &overview.namespace {
         Some(ns) => (ns.prefix.clone(), ns.delimiter),
         None => (guess_prefix(&overview.entries), None),
@@ -253,10 +254,10 @@ pub(crate) async fn collect(
             .attributes
             .iter()
             .find_map(|a| SpecialUse::from_attribute(a));
-        let name =
-            crate::mutf7::decode(&entry.wire_name).unwrap_or_else(|_| entry.wire_name.clone());
+        let name = crate::mutf7::decode(entry.wire_name.as_str())
+            .unwrap_or_else(|_| entry.wire_name.as_str().to_owned());
         let mut folder = Folder {
-            subscribed: subscribed.contains(entry.wire_name.as_str()),
+            subscribed: subscribed.contains(&entry.wire_name),
             wire_name: entry.wire_name.clone(),
             name,
             attributes: entry.attributes.clone(),
@@ -384,7 +385,7 @@ async fn read_folders(
     // Largest first onto the least loaded connection.
     let mut lanes: Vec<(u64, Vec<(usize, FetchItems)>)> = vec![(0, Vec::new()); others.len() + 1];
     let mut sorted = reads;
-    sorted.sort_by(|a, b| b.2.cmp(&a.2));
+    sorted.sort_by_key(|r| std::cmp::Reverse(r.2));
     for (index, items, expected) in sorted {
         let lane = lanes
             .iter_mut()
@@ -460,7 +461,7 @@ async fn read_lane(
     if lane.is_empty() {
         return Ok(Vec::new());
     }
-    let requests: Vec<(String, FetchItems)> = lane
+    let requests: Vec<(WireName, FetchItems)> = lane
         .iter()
         .map(|(i, items)| (folders[*i].wire_name.clone(), *items))
         .collect();
@@ -516,7 +517,7 @@ pub(crate) async fn fetch_contents(
     server: &ServerSettings,
     limits: &Limits,
     credentials: &Credentials,
-    requests: &BTreeMap<String, Vec<u32>>,
+    requests: &BTreeMap<WireName, Vec<u32>>,
 ) -> Result<ContentHashes, InventoryError> {
     let imap = |source| InventoryError::Imap { side, source };
     let mut out = ContentHashes::new();
@@ -529,7 +530,7 @@ pub(crate) async fn fetch_contents(
     for (wire_name, uids) in requests {
         let folder_err = |source| InventoryError::Folder {
             side,
-            folder: wire_name.clone(),
+            folder: wire_name.as_str().to_owned(),
             source,
         };
         reader.examine(wire_name).await.map_err(folder_err)?;

@@ -34,7 +34,7 @@ use super::reader::{
 };
 use super::transport::read_response_capped;
 use super::wire::{keep_flag, unescape_quoted};
-use crate::model::FolderStatus;
+use crate::model::{FolderStatus, WireName};
 
 /// Bytes of commands written ahead of their answers.
 const WINDOW_BYTES: usize = 16 * 1024;
@@ -218,10 +218,10 @@ pub struct MailboxStatus {
 pub struct Overview {
     pub entries: Vec<ListEntry>,
     /// Subscribed names (wire form, unescaped).
-    pub subscribed: Vec<String>,
+    pub subscribed: Vec<WireName>,
     pub namespace: Option<Namespace>,
     /// Per selectable folder's wire name; missing when the server would not say.
-    pub statuses: HashMap<String, MailboxStatus>,
+    pub statuses: HashMap<WireName, MailboxStatus>,
     /// RFC 9208 STORAGE of INBOX's quota roots (used, limit) in bytes, when asked for.
     pub storage: Option<(u64, u64)>,
 }
@@ -316,8 +316,10 @@ impl Reader {
                         }
                     }
                     Ok((_, Response::MailboxData(MailboxDatum::Status { mailbox, status }))) => {
-                        out.statuses
-                            .insert(unescape_quoted(&mailbox), mailbox_status(&status));
+                        out.statuses.insert(
+                            WireName::new(unescape_quoted(&mailbox)),
+                            mailbox_status(&status),
+                        );
                     }
                     _ => {
                         unreadable.get_or_insert_with(|| {
@@ -382,7 +384,7 @@ impl Reader {
             merge_attributes(&mut out.entries, extra);
         }
         // STATUS for the selectable folders LIST-STATUS said nothing about.
-        let missing: Vec<String> = out
+        let missing: Vec<WireName> = out
             .entries
             .iter()
             .filter(|e| !e.is_noselect() && !out.statuses.contains_key(&e.wire_name))
@@ -399,8 +401,8 @@ impl Reader {
     /// pipelined. A folder the server refuses STATUS for is left out.
     pub async fn statuses(
         &mut self,
-        wire_names: &[String],
-    ) -> Result<HashMap<String, MailboxStatus>, ImapError> {
+        wire_names: &[WireName],
+    ) -> Result<HashMap<WireName, MailboxStatus>, ImapError> {
         let items = self.status_items();
         let mut commands = Vec::with_capacity(wire_names.len());
         for name in wire_names {
@@ -418,7 +420,10 @@ impl Reader {
                     // By the name in the answer; by order when the server spells it
                     // otherwise (e.g. `INBOX` for `inbox`).
                     let named = unescape_quoted(&mailbox);
-                    let at = wire_names.iter().position(|n| *n == named).unwrap_or(i);
+                    let at = wire_names
+                        .iter()
+                        .position(|n| n.as_str() == named)
+                        .unwrap_or(i);
                     found[at] = Some(mailbox_status(&status));
                 }
             })
@@ -431,7 +436,7 @@ impl Reader {
                 }
                 (CommandEnd::Ok, None) => {}
                 (CommandEnd::No(text) | CommandEnd::Bad(text), _) => {
-                    tracing::debug!(host = %self.ep.host, folder = %name, %text, "STATUS refused");
+                    tracing::debug!(host = %self.ep.host, folder = name.as_str(), %text, "STATUS refused");
                 }
             }
         }
@@ -447,11 +452,11 @@ impl Reader {
     /// `on_message` got for that folder must be discarded.
     pub async fn examine_fetch_all(
         &mut self,
-        folders: &[(String, FetchItems)],
+        folders: &[(WireName, FetchItems)],
         mut on_message: impl FnMut(usize, FetchedMeta),
     ) -> Result<Vec<Result<Examined, ImapError>>, ImapError> {
         self.selected = None;
-        let wire_names: Vec<&String> = folders.iter().map(|(n, _)| n).collect();
+        let wire_names: Vec<&WireName> = folders.iter().map(|(n, _)| n).collect();
         let mut commands = Vec::with_capacity(folders.len() * 2);
         for (name, items) in folders {
             commands.push(format!("EXAMINE {}", self.quoted(name, "EXAMINE")?));
@@ -529,7 +534,7 @@ impl Reader {
                     return Err(ImapError::IncompleteFetch {
                         host: self.ep.host.clone(),
                         port: self.ep.port,
-                        folder: (*name).clone(),
+                        folder: name.as_str().to_string(),
                         expected: exists,
                         received,
                     });

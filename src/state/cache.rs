@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::ledger::account_stem;
 use crate::imap::MailboxStatus;
 use crate::inventory::{Collected, MessageMeta, Snapshot, Snapshots};
-use crate::model::{FolderStatus, Side};
+use crate::model::{FolderStatus, Side, WireName};
 use crate::settings::ServerSettings;
 
 /// The `format` of every cache file; another value is ignored.
@@ -40,14 +40,14 @@ pub(crate) fn path_for(dir: &Path, server: &ServerSettings, user: &str, side: Si
 struct FileIn {
     format: String,
     tool_version: String,
-    folders: BTreeMap<String, Snapshot>,
+    folders: BTreeMap<WireName, Snapshot>,
 }
 
 #[derive(Serialize)]
 struct FileOut<'a> {
     format: &'static str,
     tool_version: &'static str,
-    folders: BTreeMap<&'a str, SnapshotOut<'a>>,
+    folders: BTreeMap<&'a WireName, SnapshotOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -95,7 +95,7 @@ pub(crate) fn write(
     collected: &Collected,
 ) -> std::io::Result<()> {
     let path = path_for(dir, server, user, side);
-    let folders: BTreeMap<&str, SnapshotOut<'_>> = collected
+    let folders: BTreeMap<&WireName, SnapshotOut<'_>> = collected
         .inventory
         .folders
         .iter()
@@ -103,7 +103,7 @@ pub(crate) fn write(
             let stamp = collected.stamps.get(&f.wire_name)?;
             let status = f.status.as_ref()?;
             Some((
-                f.wire_name.as_str(),
+                &f.wire_name,
                 SnapshotOut {
                     stamp,
                     status,
@@ -185,7 +185,7 @@ mod tests {
         };
         let mut stamps = std::collections::HashMap::new();
         stamps.insert(
-            "INBOX".to_string(),
+            WireName::inbox(),
             MailboxStatus {
                 uidvalidity: Some(5),
                 uidnext: Some(8),
@@ -206,9 +206,9 @@ mod tests {
         let c = collected();
         write(dir.path(), &server(), "u@x", Side::Source, &c).unwrap();
         let back = read(dir.path(), &server(), "u@x", Side::Source);
-        let snap = &back["INBOX"];
+        let snap = &back[&WireName::inbox()];
         assert_eq!(snap.messages, c.inventory.folders[0].messages);
-        assert_eq!(snap.stamp, c.stamps["INBOX"]);
+        assert_eq!(snap.stamp, c.stamps[&WireName::inbox()]);
         // The other side and another user have no cache.
         assert!(read(dir.path(), &server(), "u@x", Side::Destination).is_empty());
         assert!(read(dir.path(), &server(), "v@x", Side::Source).is_empty());
