@@ -316,6 +316,15 @@ pub(crate) async fn collect(
         extra,
     )
     .await?;
+    // Servers without UIDNEXT in EXAMINE: STATUS said it.
+    for folder in &mut folders {
+        if let Some(status) = folder.status.as_mut().filter(|s| s.uidnext.is_none()) {
+            status.uidnext = overview
+                .statuses
+                .get(&folder.wire_name)
+                .and_then(|s| s.uidnext);
+        }
+    }
     let limits = match side {
         Side::Destination => StorageLimits {
             append_limit: reader.append_limit(),
