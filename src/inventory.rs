@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::{parse_headers, IdentityKey};
 use crate::imap::{Credentials, ImapError, ListEntry, Reader};
-use crate::model::{ContentHash, FolderStatus, Side, SpecialUse};
+use crate::model::{ContentHash, FolderStatus, Side, SpecialUse, WireName};
 use crate::settings::{Limits, ServerSettings};
 
 /// Body hashes per folder wire name and UID (see [`fetch_contents`]).
-pub(crate) type ContentHashes = HashMap<String, HashMap<u32, ContentHash>>;
+pub(crate) type ContentHashes = HashMap<WireName, HashMap<u32, ContentHash>>;
 
 /// One message as seen by the inventory: enough to match, copy and describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +48,7 @@ impl MessageMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Folder {
     /// The name exactly as on the wire (modified UTF-7, LIST quoting removed): the identity.
-    pub wire_name: String,
+    pub wire_name: WireName,
     /// Decoded UTF-8 name (falls back to the wire name if it is not valid mUTF-7).
     pub name: String,
     /// Every LIST attribute, as sent (e.g. `\HasChildren`, `\Sent`).
@@ -84,8 +84,8 @@ pub(crate) struct StorageLimits {
 }
 
 impl Inventory {
-    pub(crate) fn folder(&self, wire_name: &str) -> Option<&Folder> {
-        self.folders.iter().find(|f| f.wire_name == wire_name)
+    pub(crate) fn folder(&self, wire_name: &WireName) -> Option<&Folder> {
+        self.folders.iter().find(|f| &f.wire_name == wire_name)
     }
 
     /// `INBOX.` prefix with `.` (Courier, Cyrus, many hosters), for tests.
@@ -145,11 +145,12 @@ pub(crate) fn guess_prefix(entries: &[ListEntry]) -> String {
         return String::new();
     };
     let prefix = format!("INBOX{delim}");
-    let others: Vec<&ListEntry> = entries
-        .iter()
-        .filter(|e| !e.wire_name.eq_ignore_ascii_case("INBOX"))
-        .collect();
-    if !others.is_empty() && others.iter().all(|e| e.wire_name.starts_with(&prefix)) {
+    let others: Vec<&ListEntry> = entries.iter().filter(|e| !e.wire_name.is_inbox()).collect();
+    if !others.is_empty()
+        && others
+            .iter()
+            .all(|e| e.wire_name.as_str().starts_with(&prefix))
+    {
         prefix
     } else {
         String::new()
@@ -169,7 +170,7 @@ pub(crate) async fn collect(
         .await
         .map_err(imap)?;
     let entries = reader.list_all().await.map_err(imap)?;
-    let subscribed: HashSet<String> = reader
+    let subscribed: HashSet<WireName> = reader
         .subscribed()
         .await
         .map_err(imap)?
@@ -190,8 +191,8 @@ pub(crate) async fn collect(
             .attributes
             .iter()
             .find_map(|a| SpecialUse::from_attribute(a));
-        let name =
-            crate::mutf7::decode(&entry.wire_name).unwrap_or_else(|_| entry.wire_name.clone());
+        let name = crate::mutf7::decode(entry.wire_name.as_str())
+            .unwrap_or_else(|_| entry.wire_name.as_str().to_owned());
         let mut folder = Folder {
             subscribed: subscribed.contains(&entry.wire_name),
             wire_name: entry.wire_name,
@@ -238,7 +239,10 @@ pub(crate) async fn collect(
     let limits = match side {
         Side::Destination => StorageLimits {
             append_limit: reader.append_limit(),
-            storage: reader.storage_quota("INBOX").await.map_err(imap)?,
+            storage: reader
+                .storage_quota(&WireName::inbox())
+                .await
+                .map_err(imap)?,
         },
         Side::Source => StorageLimits::default(),
     };
@@ -258,7 +262,7 @@ pub(crate) async fn fetch_contents(
     server: &ServerSettings,
     limits: &Limits,
     credentials: &Credentials,
-    requests: &BTreeMap<String, Vec<u32>>,
+    requests: &BTreeMap<WireName, Vec<u32>>,
 ) -> Result<ContentHashes, InventoryError> {
     let imap = |source| InventoryError::Imap { side, source };
     let mut out = ContentHashes::new();
@@ -271,7 +275,7 @@ pub(crate) async fn fetch_contents(
     for (wire_name, uids) in requests {
         let folder_err = |source| InventoryError::Folder {
             side,
-            folder: wire_name.clone(),
+            folder: wire_name.as_str().to_owned(),
             source,
         };
         reader.examine(wire_name).await.map_err(folder_err)?;

@@ -236,7 +236,7 @@ fn the_checker_sees_a_violation() {
         Some("plan")
     );
     assert_eq!(
-        module_of(&src_dir().join("apply.rs")).as_deref(),
+        module_of(&src_dir().join("apply/batch.rs")).as_deref(),
         Some("apply")
     );
 }

@@ -12,6 +12,8 @@ mod transport;
 mod wire;
 mod writer;
 
+/// Folder names cross this module as wire names (`crate::model::WireName`).
+pub use crate::model::WireName;
 pub use auth::Credentials;
 pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;

@@ -20,14 +20,14 @@ use super::error::{Endpoint, ImapError};
 use super::namespace::{namespace_data, parse_namespace_data, Namespace};
 use super::transport::{self, Capabilities, ImapIo};
 use super::wire::{internal_date_to_rfc3339, keep_flag, quote, uid_sets, unescape_quoted};
-use crate::model::FolderStatus;
+use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
 /// One LIST answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
     /// The name as LIST returned it (modified UTF-7), quoting removed: the folder's identity.
-    pub wire_name: String,
+    pub wire_name: WireName,
     pub delimiter: Option<char>,
     /// Attributes as sent (`\HasNoChildren`, `\Noselect`, `\Sent`, ...).
     pub attributes: Vec<String>,
@@ -77,7 +77,7 @@ pub struct Reader {
     pub(super) idle: Duration,
     caps: Capabilities,
     /// The folder of the last successful EXAMINE.
-    selected: Option<String>,
+    selected: Option<WireName>,
     /// Set once the session is out of step with the server; the reason.
     broken: Option<String>,
     /// A command started and did not finish (its future was dropped): the session is dead.
@@ -152,7 +152,7 @@ impl Reader {
     /// several. `None` without QUOTA, or when no root limits storage. Read-only.
     pub async fn storage_quota(
         &mut self,
-        wire_name: &str,
+        wire_name: &WireName,
     ) -> Result<Option<(u64, u64)>, ImapError> {
         if !self.caps.has("QUOTA") {
             return Ok(None);
@@ -209,7 +209,7 @@ impl Reader {
     }
 
     /// `LSUB "" "*"`: the subscribed names (wire form, unescaped).
-    pub async fn subscribed(&mut self) -> Result<Vec<String>, ImapError> {
+    pub async fn subscribed(&mut self) -> Result<Vec<WireName>, ImapError> {
         let entries = self.list_command("LSUB \"\" \"*\"", "LSUB").await?;
         Ok(entries.into_iter().map(|e| e.wire_name).collect())
     }
@@ -223,7 +223,7 @@ impl Reader {
         self.run(command, display, |r| {
             if let Response::MailboxData(MailboxDatum::List(data)) = r {
                 entries.push(ListEntry {
-                    wire_name: unescape_quoted(&data.name),
+                    wire_name: WireName::new(unescape_quoted(&data.name)),
                     delimiter: data
                         .delimiter
                         .as_deref()
@@ -278,7 +278,7 @@ impl Reader {
 
     /// `EXAMINE` (read-only select). UIDVALIDITY is required; a missing UIDNEXT is asked
     /// for with STATUS.
-    pub async fn examine(&mut self, wire_name: &str) -> Result<FolderStatus, ImapError> {
+    pub async fn examine(&mut self, wire_name: &WireName) -> Result<FolderStatus, ImapError> {
         self.selected = None;
         let name = self.quoted(wire_name, "EXAMINE")?;
         let display = format!("EXAMINE {name}");
@@ -305,7 +305,7 @@ impl Reader {
         })?;
         let exists =
             exists.ok_or_else(|| self.ep.protocol(&display, "the server sent no EXISTS"))?;
-        self.selected = Some(wire_name.to_string());
+        self.selected = Some(wire_name.clone());
         if uidnext.is_none() {
             uidnext = self.status_uidnext(wire_name).await?;
         }
@@ -319,7 +319,7 @@ impl Reader {
     /// `STATUS name (UIDNEXT)`; `None` if the server does not say.
     pub(super) async fn status_uidnext(
         &mut self,
-        wire_name: &str,
+        wire_name: &WireName,
     ) -> Result<Option<u32>, ImapError> {
         let name = self.quoted(wire_name, "STATUS")?;
         let display = format!("STATUS {name} (UIDNEXT)");
@@ -367,7 +367,7 @@ impl Reader {
             return Err(ImapError::IncompleteFetch {
                 host: self.ep.host.clone(),
                 port: self.ep.port,
-                folder,
+                folder: folder.as_str().to_owned(),
                 expected: exists,
                 received,
             });
@@ -566,18 +566,21 @@ impl Reader {
         }
     }
 
-    fn selected_folder(&self, command: &str) -> Result<String, ImapError> {
+    fn selected_folder(&self, command: &str) -> Result<WireName, ImapError> {
         self.selected.clone().ok_or_else(|| {
             self.ep
                 .protocol(command, "no folder is examined (call `examine` first)")
         })
     }
 
-    pub(super) fn quoted(&self, wire_name: &str, command: &str) -> Result<String, ImapError> {
-        quote(wire_name).ok_or_else(|| {
+    pub(super) fn quoted(&self, wire_name: &WireName, command: &str) -> Result<String, ImapError> {
+        quote(wire_name.as_str()).ok_or_else(|| {
             self.ep.protocol(
                 command,
-                format!("the folder name {wire_name:?} contains a line break"),
+                format!(
+                    "the folder name {:?} contains a line break",
+                    wire_name.as_str()
+                ),
             )
         })
     }

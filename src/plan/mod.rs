@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::IdentityKey;
 use crate::inventory::{Inventory, MessageMeta};
-use crate::model::{ContentHash, FolderStatus, SpecialUse};
+use crate::model::{ContentHash, FolderStatus, SpecialUse, WireName};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
 pub(crate) use account_wide::{HeldCounts, LedgerEntry};
 
@@ -40,7 +40,7 @@ pub(crate) struct SourceFolder {
     /// Decoded name as the source lists it (prefix and delimiter included), for display.
     pub name: String,
     /// Wire name (modified UTF-7): the folder's identity on the source.
-    pub wire_name: String,
+    pub wire_name: WireName,
     /// `None` for a `\Noselect` source folder.
     pub status: Option<FolderStatus>,
     pub subscribed: bool,
@@ -122,7 +122,7 @@ pub(crate) struct FolderPlan {
     /// Display path on the destination (decoded, `/`-separated, prefix stripped).
     pub destination: String,
     /// Wire name (modified UTF-7, with prefix and delimiter) on the destination.
-    pub destination_wire: String,
+    pub destination_wire: WireName,
     pub action: FolderAction,
     /// Status of the destination folder at plan time (`None` when it does not exist or is
     /// `\Noselect`).
@@ -173,7 +173,7 @@ impl FolderPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IgnoredFolder {
     pub source: String,
-    pub source_wire: String,
+    pub source_wire: WireName,
     /// e.g. `view (\All)` or ``excluded by `Spam/**` ``.
     pub reason: String,
     pub messages: u64,
@@ -486,8 +486,8 @@ pub(crate) fn summarize(folders: &[FolderPlan]) -> Summary {
 /// folder wire name and the UIDs. Empty when the plan has no ambiguous group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ContentRequests {
-    pub source: BTreeMap<String, Vec<u32>>,
-    pub destination: BTreeMap<String, Vec<u32>>,
+    pub source: BTreeMap<WireName, Vec<u32>>,
+    pub destination: BTreeMap<WireName, Vec<u32>>,
 }
 
 impl ContentRequests {
@@ -506,17 +506,18 @@ pub(crate) fn content_requests(
     let mut requests = ContentRequests::default();
     for f in plan.folders.iter().filter(|f| !f.ambiguous_keys.is_empty()) {
         let keys: std::collections::HashSet<&IdentityKey> = f.ambiguous_keys.iter().collect();
-        let request = |inventory: &Inventory, wire: &str, into: &mut BTreeMap<String, Vec<u32>>| {
-            let Some(folder) = inventory.folder(wire) else {
-                return;
+        let request =
+            |inventory: &Inventory, wire: &WireName, into: &mut BTreeMap<WireName, Vec<u32>>| {
+                let Some(folder) = inventory.folder(wire) else {
+                    return;
+                };
+                let uids = folder
+                    .messages
+                    .iter()
+                    .filter(|m| keys.contains(&m.key))
+                    .map(|m| m.uid);
+                into.entry(wire.clone()).or_default().extend(uids);
             };
-            let uids = folder
-                .messages
-                .iter()
-                .filter(|m| keys.contains(&m.key))
-                .map(|m| m.uid);
-            into.entry(wire.to_string()).or_default().extend(uids);
-        };
         for s in &f.sources {
             request(source, &s.wire_name, &mut requests.source);
         }
@@ -610,7 +611,7 @@ impl RuleKind {
 
 /// Per source `\All` folder (wire name): a copy holding only its messages whose key is in
 /// no other source folder that is not a view (Gmail's archived mail).
-fn view_only_folders(source: &Inventory) -> HashMap<&str, crate::inventory::Folder> {
+fn view_only_folders(source: &Inventory) -> HashMap<&WireName, crate::inventory::Folder> {
     let is_view = |f: &crate::inventory::Folder| mapping::view_attribute(f).is_some();
     let all_views: Vec<&crate::inventory::Folder> = source
         .folders
@@ -644,7 +645,7 @@ fn view_only_folders(source: &Inventory) -> HashMap<&str, crate::inventory::Fold
                     .cloned()
                     .collect(),
             };
-            (f.wire_name.as_str(), only)
+            (&f.wire_name, only)
         })
         .collect()
 }
@@ -666,7 +667,7 @@ pub(crate) fn plan_account(
         let reason = match &entry.outcome {
             mapping::Disposition::View { attribute } => {
                 let only_there = view_only
-                    .get(folder.wire_name.as_str())
+                    .get(&folder.wire_name)
                     .map_or(0, |f| f.messages.len() as u64);
                 if *attribute == SpecialUse::All && only_there > 0 {
                     format!(
@@ -690,7 +691,7 @@ pub(crate) fn plan_account(
                 // A view feeds its destination only with what is found nowhere else.
                 let folder = match target.rule {
                     mapping::Rule::ViewOnly { .. } => view_only
-                        .get(folder.wire_name.as_str())
+                        .get(&folder.wire_name)
                         .expect("every \\All folder has its view-only part"),
                     _ => folder,
                 };
@@ -712,7 +713,7 @@ pub(crate) fn plan_account(
         });
     }
 
-    let mut diffs: HashMap<&str, FolderDiff> = HashMap::new();
+    let mut diffs: HashMap<&WireName, FolderDiff> = HashMap::new();
     for (target, folders) in &groups {
         let dst_messages: &[MessageMeta] = match destination.folder(&target.wire_name) {
             Some(f) if !f.noselect => &f.messages,
@@ -721,7 +722,7 @@ pub(crate) fn plan_account(
         let src_messages: Vec<&[MessageMeta]> =
             folders.iter().map(|f| f.messages.as_slice()).collect();
         diffs.insert(
-            target.wire_name.as_str(),
+            &target.wire_name,
             diff_folder(&src_messages, dst_messages, rules.messages),
         );
     }
@@ -745,7 +746,7 @@ pub(crate) fn plan_account(
         }
     }
     // After cutover: copies moved or deleted by someone on the destination.
-    let order: Vec<&str> = groups.iter().map(|(t, _)| t.wire_name.as_str()).collect();
+    let order: Vec<&WireName> = groups.iter().map(|(t, _)| &t.wire_name).collect();
     let settled = account_wide::settle(&groups, &order, &mut diffs, source, destination, rules);
     let creations = map.creations(|wire| diffs.get(wire).is_some_and(|d| !d.copy.is_empty()));
 
@@ -761,7 +762,7 @@ pub(crate) fn plan_account(
             // Only \Noselect sources map here and nothing must go into it: nothing to do.
             continue;
         };
-        let diff = diffs.remove(target.wire_name.as_str()).unwrap_or_default();
+        let diff = diffs.remove(&target.wire_name).unwrap_or_default();
         folders.push(FolderPlan {
             destination: target.path.clone(),
             destination_wire: target.wire_name.clone(),
@@ -775,7 +776,7 @@ pub(crate) fn plan_account(
                     status: f.status,
                     subscribed: f.subscribed,
                     only_there: view_only
-                        .get(f.wire_name.as_str())
+                        .get(&f.wire_name)
                         .filter(|v| std::ptr::eq(*v, *f))
                         .map(|v| v.messages.len() as u64),
                 })

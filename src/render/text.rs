@@ -125,8 +125,8 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
     }
     // Cyrus and Courier keep `Archive/2019` as `INBOX.Archive.2019`: show the real path
     // wherever it differs from the display name.
-    let on_server =
-        crate::mutf7::decode(&f.destination_wire).unwrap_or_else(|_| f.destination_wire.clone());
+    let on_server = crate::mutf7::decode(f.destination_wire.as_str())
+        .unwrap_or_else(|_| f.destination_wire.as_str().to_owned());
     if on_server != f.destination {
         notes.push(format!("`{}` on the server", esc(&on_server)));
     }

@@ -335,7 +335,7 @@ fn untrusted_certificate() {
 }
 
 /// The file `apply` locks for (destination host, user): the same name the executor uses
-/// (`src/apply.rs`, `DestinationLock`), so that the test can hold it like a running apply.
+/// (`src/apply/lock.rs`, `DestinationLock`), so that the test can hold it like a running apply.
 fn lock_path(host: &str, user: &str) -> std::path::PathBuf {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!(

@@ -1,0 +1,78 @@
+//! Why an account's apply stopped: one error enum for the executor, with hints for people.
+
+use crate::imap::ImapError;
+use crate::model::Side;
+use crate::state::StateError;
+
+/// Why an account stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    #[error("{side}")]
+    Imap {
+        side: Side,
+        #[source]
+        source: ImapError,
+    },
+    #[error("source folder `{folder}` changed UIDVALIDITY since the plan (was {planned}, now {now}): the saved plan is stale")]
+    StaleSource {
+        folder: String,
+        planned: u32,
+        now: u32,
+    },
+    #[error("the destination rewrites headers; a re-run would duplicate (folder `{folder}`, destination uid {uid}: its identity headers differ from the source message's)")]
+    RewritesHeaders { folder: String, uid: u32 },
+    #[error("another mailshift apply is running for destination user `{user}` on `{host}`")]
+    Locked { host: String, user: String },
+    #[error("cannot create the lock file `{path}`")]
+    LockFile {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The ledger of what the destination held could not be written.
+    #[error(transparent)]
+    Ledger(StateError),
+    /// The destination refused a message with `[OVERQUOTA]`: every later one would fail
+    /// too, so the account stops here.
+    #[error("the destination account is over its quota (folder `{folder}`): {words}")]
+    OverQuota { folder: String, words: String },
+}
+
+impl ApplyError {
+    pub(super) fn source(source: ImapError) -> ApplyError {
+        ApplyError::Imap {
+            side: Side::Source,
+            source,
+        }
+    }
+
+    pub(super) fn destination(source: ImapError) -> ApplyError {
+        ApplyError::Imap {
+            side: Side::Destination,
+            source,
+        }
+    }
+}
+
+impl crate::diagnostics::HasHint for ApplyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ApplyError::Imap { .. } | ApplyError::LockFile { .. } => None,
+            // Transparent: the chain goes on with the ledger's own cause, so its hint is
+            // answered here.
+            ApplyError::Ledger(e) => crate::diagnostics::HasHint::hint(e),
+            ApplyError::StaleSource { .. } => Some("run mailshift plan again".into()),
+            ApplyError::RewritesHeaders { .. } => Some(
+                "this server changes Message-ID, Date, From, To, Cc or Subject on APPEND; \
+                 report it with `-vv` output, and do not re-run apply on this account"
+                    .into(),
+            ),
+            ApplyError::Locked { .. } => {
+                Some("wait for it to finish; two applies on one account would race".into())
+            }
+            ApplyError::OverQuota { .. } => Some(
+                "free space in the destination account or raise its quota, then run apply again: what arrived stays, the rest is copied then"
+                    .into(),
+            ),
+        }
+    }
+}

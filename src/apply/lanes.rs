@@ -1,0 +1,118 @@
+//! Lanes: `connections-per-account` connection pairs of one account, each copying its own
+//! share of the folders, biggest folders spread first.
+
+use crate::imap::{Reader, Writer};
+use crate::plan::FolderPlan;
+
+use super::{ApplyError, Ctx, Tally};
+
+/// One connection pair of an account and the counters it adds to.
+pub(super) struct Lane<'r, 't> {
+    pub(super) ctx: Ctx<'r>,
+    /// The source connection, opened on first use and after a dropped connection.
+    pub(super) reader: Option<Reader>,
+    pub(super) writer: Writer,
+    pub(super) tally: Tally<'t>,
+}
+
+impl Lane<'_, '_> {
+    /// Copies the lane's folders one after the other over its connection pair.
+    pub(super) async fn run(&mut self, folders: &[&FolderPlan]) -> Result<(), ApplyError> {
+        for folder in folders {
+            if self.ctx.cancelled() {
+                break;
+            }
+            self.copy_folder(folder).await?;
+        }
+        Ok(())
+    }
+
+    /// Says goodbye on both connections (errors do not matter any more).
+    pub(super) async fn logout(self) {
+        if let Some(r) = self.reader {
+            let _ = r.logout().await;
+        }
+        let _ = self.writer.logout().await;
+    }
+}
+
+/// Spreads folders over `lanes` lanes, biggest first onto the least loaded lane, each lane
+/// keeping plan order. Lane 0 always exists.
+pub(super) fn split_into_lanes<'p>(
+    folders: &[&'p FolderPlan],
+    lanes: usize,
+) -> Vec<Vec<&'p FolderPlan>> {
+    let lanes = lanes.max(1);
+    let weight =
+        |f: &FolderPlan| f.bytes_to_copy() + 4096 * (f.copy.len() + f.flag_updates.len()) as u64;
+    let mut order: Vec<usize> = (0..folders.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(folders[i])));
+    let mut load = vec![0u64; lanes];
+    let mut assigned: Vec<Vec<usize>> = vec![Vec::new(); lanes];
+    for i in order {
+        let lane = (0..lanes)
+            .min_by_key(|&l| load[l])
+            .expect("at least one lane");
+        load[lane] += weight(folders[i]);
+        assigned[lane].push(i);
+    }
+    let mut result: Vec<Vec<&'p FolderPlan>> = assigned
+        .into_iter()
+        .filter(|a| !a.is_empty())
+        .map(|mut a| {
+            a.sort_unstable();
+            a.into_iter().map(|i| folders[i]).collect()
+        })
+        .collect();
+    if result.is_empty() {
+        result.push(Vec::new());
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::batch::tests::copy;
+    use crate::plan::FolderAction;
+
+    fn folder(name: &str, copies: Vec<crate::plan::MessageCopy>) -> FolderPlan {
+        FolderPlan {
+            destination: name.into(),
+            destination_wire: name.into(),
+            action: FolderAction::Exists,
+            destination_status: None,
+            sources: vec![],
+            rule: crate::plan::RuleKind::Default,
+            special_use: None,
+            merged: false,
+            renamed_delimiter: false,
+            subscribe: false,
+            case_match: false,
+            copy: copies,
+            already_present: 0,
+            moved: 0,
+            skipped: vec![],
+            ambiguous: 0,
+            ambiguous_keys: vec![],
+            flag_updates: vec![],
+        }
+    }
+
+    #[test]
+    fn lanes_balance_by_size_and_keep_plan_order() {
+        let big = folder("big", (0..10).map(|i| copy(i, 0, 1_000_000)).collect());
+        let a = folder("a", (0..3).map(|i| copy(i, 0, 1_000_000)).collect());
+        let b = folder("b", (0..4).map(|i| copy(i, 0, 1_000_000)).collect());
+        let c = folder("c", (0..2).map(|i| copy(i, 0, 1_000_000)).collect());
+        let all = [&a, &big, &b, &c];
+        let lanes = split_into_lanes(&all, 2);
+        let names: Vec<Vec<&str>> = lanes
+            .iter()
+            .map(|l| l.iter().map(|f| f.destination.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["big"], vec!["a", "b", "c"]]);
+        assert_eq!(split_into_lanes(&all, 1)[0].len(), 4);
+        assert_eq!(split_into_lanes(&[], 3), vec![Vec::<&FolderPlan>::new()]);
+    }
+}

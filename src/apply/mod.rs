@@ -1,0 +1,327 @@
+//! The executor: the only code that holds a destination [`Writer`]. It creates the planned
+//! folders (parents first) and copies the planned messages: `BODY.PEEK[]` from the source,
+//! `APPEND` to the destination with the source flags and INTERNALDATE, in batches, with
+//! fetching and appending overlapped. Before appending into a folder it re-reads whatever
+//! arrived there since the plan (or since a dropped connection), so applying the same
+//! plan twice, or two runs racing, never doubles a message.
+//!
+//! The parts: `mod.rs` runs an account (lock, ledger, stale check, folders, lanes);
+//! `lanes.rs` spreads folders over connection pairs; `folder.rs` copies one folder;
+//! `batch.rs` fetches and appends one batch; `reconcile.rs` finds out what already
+//! arrived; `flags.rs` decides which flags a folder stores; `lock.rs` is the local lock;
+//! `error.rs` says why an account stopped.
+
+mod batch;
+mod error;
+mod flags;
+mod folder;
+mod lanes;
+mod lock;
+mod reconcile;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::imap::{ConnectionCaps, Credentials, Reader, Writer};
+use crate::model::Side;
+use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
+use crate::report::AccountReport;
+use crate::settings::{Account, Settings};
+use crate::state::LedgerWriter;
+
+pub(crate) use error::ApplyError;
+use lanes::{split_into_lanes, Lane};
+use lock::DestinationLock;
+
+/// Default body budget: 24 MiB of fetched-but-not-yet-appended bodies in the whole run.
+pub(crate) const BODY_BUDGET_KIB: usize = 24 * 1024;
+/// Reconnect attempts after a dropped connection, per batch.
+const RECONNECTS: u32 = 3;
+
+/// Shared by all accounts of one run.
+pub(crate) struct Executor<'a> {
+    pub settings: &'a Settings,
+    /// `max-connections` per server, shared with nothing else during an apply.
+    pub caps: ConnectionCaps,
+    /// Message bodies in memory at once, over all accounts and lanes, in KiB (see
+    /// [`BODY_BUDGET_KIB`]): bounds peak memory whatever the parallelism.
+    pub body_budget: Arc<Semaphore>,
+    pub cancel: CancellationToken,
+    pub progress: crate::progress::Progress,
+    /// Finds the hints of an account's error (the command layer knows every error type).
+    pub hints: crate::diagnostics::HintLookup,
+}
+
+/// What every step of one account's copy needs to know: the run and the account.
+#[derive(Clone, Copy)]
+struct Ctx<'r> {
+    exec: &'r Executor<'r>,
+    account: &'r Account,
+}
+
+impl Ctx<'_> {
+    fn settings(&self) -> &Settings {
+        self.exec.settings
+    }
+
+    fn cancelled(&self) -> bool {
+        self.exec.cancel.is_cancelled()
+    }
+
+    async fn connect_source(&self) -> Result<Reader, ApplyError> {
+        let creds = Credentials::of(self.account, Side::Source);
+        Reader::connect(&self.settings().source, &self.settings().limits, &creds)
+            .await
+            .map_err(ApplyError::source)
+    }
+
+    async fn connect_destination(&self) -> Result<Writer, ApplyError> {
+        let creds = Credentials::of(self.account, Side::Destination);
+        Writer::connect(
+            &self.settings().destination,
+            &self.settings().limits,
+            &creds,
+        )
+        .await
+        .map_err(ApplyError::destination)
+    }
+}
+
+/// Counters of one account (or one lane of it) while it runs.
+struct Tally<'r> {
+    report: &'r mut AccountReport,
+    progress: &'r crate::progress::AccountProgress,
+    /// Keywords already warned about (one warning per keyword and account).
+    warned_keywords: &'r std::sync::Mutex<BTreeSet<String>>,
+    /// The account's ledger: every delivered copy is recorded, synced per batch.
+    ledger: &'r std::sync::Mutex<LedgerWriter>,
+}
+
+impl Tally<'_> {
+    /// Records delivered copies in the ledger and syncs it.
+    fn record_delivered<'m>(
+        &self,
+        copies: impl IntoIterator<Item = &'m MessageCopy>,
+    ) -> Result<(), ApplyError> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        for m in copies {
+            ledger.delivered(m.key, m.ledger_base);
+        }
+        ledger.flush().map_err(ApplyError::Ledger)
+    }
+}
+
+impl Executor<'_> {
+    /// Applies one account's plan. Never fails as a whole: problems end up in the report.
+    pub(crate) async fn apply_account(
+        &self,
+        account: &Account,
+        plan: &AccountPlan,
+    ) -> AccountReport {
+        let started = Instant::now();
+        let mut report = AccountReport::new(&plan.source_user, &plan.destination_user);
+        report.skipped = plan.summary.skipped;
+        let planned = plan.summary.messages_to_copy;
+        if let Some(e) = &plan.error {
+            report.error = Some(format!("not planned: {e}"));
+            report.stamp_finished();
+            report.hint = plan.hint.clone();
+            report.settle();
+            return report;
+        }
+        if plan.has_changes() || !plan.ledger_updates.is_empty() {
+            let result = match self.start_account(plan) {
+                Ok((lock, ledger)) if plan.has_changes() => {
+                    let progress = self.progress.account(
+                        &plan.source_user,
+                        planned,
+                        plan.summary.bytes_to_copy,
+                    );
+                    let warned = std::sync::Mutex::new(BTreeSet::new());
+                    let ledger = std::sync::Mutex::new(ledger);
+                    let mut tally = Tally {
+                        report: &mut report,
+                        progress: &progress,
+                        warned_keywords: &warned,
+                        ledger: &ledger,
+                    };
+                    let ctx = Ctx {
+                        exec: self,
+                        account,
+                    };
+                    let result = ctx.copy_account(plan, &mut tally).await;
+                    progress.finish();
+                    drop(lock);
+                    result
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                let d = crate::diagnostics::Diagnostic::of(&e, self.hints);
+                tracing::error!(account = %plan.source_user, "{}", d.one_line());
+                report.error = Some(d.one_line());
+                report.hint = d.hint_text();
+            }
+        }
+        let accounted = report.copied
+            + report.failed.len() as u64
+            + report.vanished.len() as u64
+            + report.already_present;
+        report.pending = planned.saturating_sub(accounted);
+        report.seconds = started.elapsed().as_secs_f64();
+        report.stamp_finished();
+        report.settle();
+        report
+    }
+
+    /// Takes the account's lock, opens its ledger and records what the destination held
+    /// at plan time (before anything is copied).
+    fn start_account(
+        &self,
+        plan: &AccountPlan,
+    ) -> Result<(DestinationLock, LedgerWriter), ApplyError> {
+        let lock =
+            DestinationLock::acquire(&self.settings.destination.host, &plan.destination_user)?;
+        let mut ledger = LedgerWriter::open(
+            &self.settings.state_dir,
+            &self.settings.destination,
+            &plan.destination_user,
+        )
+        .map_err(ApplyError::Ledger)?;
+        ledger
+            .record_present(&plan.ledger_updates)
+            .map_err(ApplyError::Ledger)?;
+        Ok((lock, ledger))
+    }
+}
+
+impl Ctx<'_> {
+    async fn copy_account(
+        self,
+        plan: &AccountPlan,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), ApplyError> {
+        let caps = &self.exec.caps;
+        let _src_slot = caps.of(Side::Source).acquire().await.expect("never closed");
+        let _dst_slot = caps
+            .of(Side::Destination)
+            .acquire()
+            .await
+            .expect("never closed");
+        // Refuse a stale plan before writing anything: every source folder the plan reads
+        // must still have the UIDVALIDITY the plan saw (`open_source` checks it). Checked
+        // per folder only, a saved plan would create folders and fill the folders before
+        // the stale one, and only then be refused.
+        let mut reader: Option<Reader> = None;
+        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
+            let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
+            for index in sources {
+                self.open_source(folder, index, &mut reader).await?;
+            }
+        }
+        let mut writer = self.connect_destination().await?;
+        // Folders first, parents before children (the plan is in tree order).
+        for folder in plan
+            .folders
+            .iter()
+            .filter(|f| f.action == FolderAction::Create)
+        {
+            if self.cancelled() {
+                return Ok(());
+            }
+            let created = writer
+                .create(&folder.destination_wire)
+                .await
+                .map_err(ApplyError::destination)?;
+            if folder.subscribe {
+                writer
+                    .subscribe(&folder.destination_wire)
+                    .await
+                    .map_err(ApplyError::destination)?;
+            }
+            // A saved plan applied again finds its folders there already: not created now.
+            if created == crate::imap::Created::New {
+                tally.report.folders_created += 1;
+                tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+            }
+        }
+        let work: Vec<&FolderPlan> = plan
+            .folders
+            .iter()
+            .filter(|f| !f.copy.is_empty() || !f.flag_updates.is_empty())
+            .collect();
+        // `connections-per-account` lanes, each with its own connection pair, copy
+        // different folders at once; extra lanes only while `max-connections` allows.
+        let wanted = self
+            .settings()
+            .limits
+            .connections_per_account
+            .max(1)
+            .min(work.len().max(1));
+        let mut extra_slots = Vec::new();
+        for _ in 1..wanted {
+            match (
+                caps.of(Side::Source).try_acquire(),
+                caps.of(Side::Destination).try_acquire(),
+            ) {
+                (Ok(src), Ok(dst)) => extra_slots.push((src, dst)),
+                _ => break,
+            }
+        }
+        let lanes = split_into_lanes(&work, 1 + extra_slots.len());
+        let mut lane_reports: Vec<AccountReport> = (1..lanes.len())
+            .map(|_| AccountReport::new(&plan.source_user, &plan.destination_user))
+            .collect();
+        let (progress, warned, ledger) = (tally.progress, tally.warned_keywords, tally.ledger);
+        let mut main_lane = Lane {
+            ctx: self,
+            reader,
+            writer,
+            tally: Tally {
+                report: &mut *tally.report,
+                progress,
+                warned_keywords: warned,
+                ledger,
+            },
+        };
+        let other_lanes = futures::future::join_all(lane_reports.iter_mut().zip(&lanes[1..]).map(
+            |(report, folders)| async move {
+                let writer = self.connect_destination().await?;
+                let mut lane = Lane {
+                    ctx: self,
+                    reader: None,
+                    writer,
+                    tally: Tally {
+                        report,
+                        progress,
+                        warned_keywords: warned,
+                        ledger,
+                    },
+                };
+                let result = lane.run(folders).await;
+                lane.logout().await;
+                result
+            },
+        ));
+        let (main_result, other_results) = tokio::join!(main_lane.run(&lanes[0]), other_lanes);
+        drop(extra_slots);
+        if main_result.is_ok() {
+            main_lane.logout().await;
+        } else {
+            drop(main_lane);
+        }
+        for lane in lane_reports {
+            tally.report.absorb(lane);
+        }
+        main_result?;
+        for result in other_results {
+            result?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! Reconciling with the destination: what arrived there since the plan or since a dropped
+//! connection is not sent again, and what was appended is read back (the key stability
+//! check).
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::identity::{parse_headers, IdentityKey};
+use crate::imap::{ImapError, Writer};
+use crate::plan::{FolderPlan, MessageCopy};
+
+use super::batch::Fetched;
+use super::lanes::Lane;
+use super::ApplyError;
+
+impl Lane<'_, '_> {
+    /// The batch may have (partly) arrived before the connection dropped: reads what the
+    /// destination has from UID `from` on, counts those as copied, and removes them from
+    /// the batch.
+    pub(super) async fn drop_arrived(
+        &mut self,
+        batch: &mut Fetched<'_>,
+        from: u32,
+    ) -> Result<(), ApplyError> {
+        let found = read_keys_since(&mut self.writer, from)
+            .await
+            .map_err(ApplyError::destination)?;
+        let mut copies: Vec<&MessageCopy> = batch.items.iter().map(|(m, _)| *m).collect();
+        let before = copies.len();
+        if subtract_present(&mut copies, found) == 0 {
+            return Ok(());
+        }
+        let keep: BTreeSet<(usize, u32)> = copies.iter().map(|m| (m.source, m.uid)).collect();
+        tracing::info!(
+            account = %self.ctx.account.source_user,
+            "{} of {before} messages of the interrupted batch had arrived; not sending them again",
+            before - keep.len()
+        );
+        let tally = &mut self.tally;
+        let mut arrived_copies = Vec::new();
+        batch.items.retain(|(m, body)| {
+            let arrived = !keep.contains(&(m.source, m.uid));
+            if arrived {
+                tally.report.copied += 1;
+                tally.report.bytes += body.len() as u64;
+                tally.progress.advance(1, body.len() as u64);
+                arrived_copies.push(*m);
+            }
+            !arrived
+        });
+        tally.record_delivered(arrived_copies)
+    }
+
+    /// The key stability check (ARCHITECTURE.md "Matching"): reads the identity headers of
+    /// the messages just appended back from the destination. A server that rewrites them
+    /// would make every later pass copy them again, so the account stops here.
+    pub(super) async fn verify_keys(
+        &mut self,
+        folder: &FolderPlan,
+        appended: &[(u32, IdentityKey)],
+    ) -> Result<(), ApplyError> {
+        let Some(first) = appended.iter().map(|(uid, _)| *uid).min() else {
+            return Ok(());
+        };
+        let mut stored: HashMap<u32, IdentityKey> = HashMap::with_capacity(appended.len());
+        self.writer
+            .fetch_metadata_since(first, |m| {
+                stored.insert(m.uid, parse_headers(&m.header).key);
+            })
+            .await
+            .map_err(ApplyError::destination)?;
+        for (uid, key) in appended {
+            match stored.get(uid) {
+                Some(k) if k == key => {}
+                // Expunged right away by someone else: nothing to compare.
+                None => {}
+                Some(_) => {
+                    return Err(ApplyError::RewritesHeaders {
+                        folder: folder.destination.clone(),
+                        uid: *uid,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Identity keys of the selected destination folder's messages with UID ≥ `from`.
+pub(super) async fn read_keys_since(
+    writer: &mut Writer,
+    from: u32,
+) -> Result<Vec<IdentityKey>, ImapError> {
+    let mut keys = Vec::new();
+    writer
+        .fetch_metadata_since(from, |m| keys.push(parse_headers(&m.header).key))
+        .await?;
+    Ok(keys)
+}
+
+/// Removes from `copies` one planned message per key found on the destination (lowest
+/// UIDs first: an interrupted run copied in ascending order). Returns how many.
+pub(super) fn subtract_present(copies: &mut Vec<&MessageCopy>, found: Vec<IdentityKey>) -> u64 {
+    let mut counts: HashMap<IdentityKey, u64> = HashMap::new();
+    for k in found {
+        *counts.entry(k).or_insert(0) += 1;
+    }
+    let before = copies.len();
+    copies.retain(|m| match counts.get_mut(&m.key) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            false
+        }
+        _ => true,
+    });
+    (before - copies.len()) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::batch::tests::copy;
+
+    #[test]
+    fn subtract_removes_one_per_found_key_lowest_uid_first() {
+        let a = [copy(1, 1, 10), copy(2, 1, 10), copy(3, 2, 10)];
+        let mut v: Vec<&MessageCopy> = a.iter().collect();
+        let removed = subtract_present(&mut v, vec![IdentityKey([1; 32]), IdentityKey([9; 32])]);
+        assert_eq!(removed, 1);
+        assert_eq!(v.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![2, 3]);
+    }
+}
