@@ -14,6 +14,7 @@ mod errors_cli;
 mod extras_cli;
 mod flags_cli;
 mod fleet_cli;
+mod hardening_cli;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
