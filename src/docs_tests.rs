@@ -334,16 +334,21 @@ fn every_config_key_is_in_docs_config_md() {
 
 /// Every outcome. The match below stops compiling when a variant is added: add it here
 /// and to docs/exit-status.md.
-const OUTCOMES: [Outcome; 4] = [
+const OUTCOMES: [Outcome; 5] = [
     Outcome::Success,
     Outcome::ChangesPending,
     Outcome::Failed,
     Outcome::Interrupted,
+    Outcome::Terminated,
 ];
 
 fn _every_outcome_is_listed(o: Outcome) {
     match o {
-        Outcome::Success | Outcome::ChangesPending | Outcome::Failed | Outcome::Interrupted => {}
+        Outcome::Success
+        | Outcome::ChangesPending
+        | Outcome::Failed
+        | Outcome::Interrupted
+        | Outcome::Terminated => {}
     }
 }
 

@@ -43,6 +43,8 @@ pub enum Outcome {
     Failed,
     /// 130: Ctrl-C.
     Interrupted,
+    /// 143: SIGTERM (128 + 15), e.g. from Kubernetes or systemd; handled like Ctrl-C.
+    Terminated,
 }
 
 impl Outcome {
@@ -52,6 +54,7 @@ impl Outcome {
             Outcome::ChangesPending => ExitCode::from(2),
             Outcome::Failed => ExitCode::from(1),
             Outcome::Interrupted => ExitCode::from(130),
+            Outcome::Terminated => ExitCode::from(143),
         }
     }
 }

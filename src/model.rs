@@ -70,6 +70,69 @@ impl SpecialUse {
     }
 }
 
+/// A folder's name exactly as the server has it on the wire: modified UTF-7 (RFC 3501
+/// 5.1.3), with its namespace prefix and delimiter, LIST quoting removed. This is a folder's
+/// identity (ARCHITECTURE.md "Folder mapping"); the decoded UTF-8 name is for display and
+/// rules and stays a plain `String`.
+///
+/// Serialised as the bare string, so plan files are unchanged. The API is deliberately
+/// small: no `Deref<Target = str>`, no `Display` and no `From<String>`, so a decoded display
+/// name cannot be passed where a wire name is expected, and a wire name (`&AOQ-`) cannot be
+/// printed where people expect the decoded one without an explicit [`WireName::as_str`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WireName(String);
+
+impl WireName {
+    /// Wraps a name that is already in wire form (as LIST returned it, or produced by the
+    /// modified UTF-7 encoder).
+    pub fn new(wire: impl Into<String>) -> Self {
+        WireName(wire.into())
+    }
+
+    /// The wire form, for the IMAP layer (which quotes it) and for messages that show the
+    /// server's own spelling.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `INBOX`, the one name every server has.
+    pub fn inbox() -> Self {
+        WireName("INBOX".to_string())
+    }
+
+    /// INBOX, in any case (RFC 3501: `INBOX` is case-insensitive).
+    pub(crate) fn is_inbox(&self) -> bool {
+        self.0.eq_ignore_ascii_case("INBOX")
+    }
+}
+
+/// Test-only conveniences: comparing with and building from a literal. Production code
+/// goes through [`WireName::new`] and [`WireName::as_str`], so a display name never passes
+/// for a wire name unnoticed.
+#[cfg(test)]
+mod wire_name_in_tests {
+    use super::WireName;
+
+    impl PartialEq<str> for WireName {
+        fn eq(&self, other: &str) -> bool {
+            self.0 == other
+        }
+    }
+
+    impl PartialEq<&str> for WireName {
+        fn eq(&self, other: &&str) -> bool {
+            self.0 == *other
+        }
+    }
+
+    impl From<&str> for WireName {
+        fn from(s: &str) -> Self {
+            WireName::new(s)
+        }
+    }
+}
+
 /// UIDVALIDITY / UIDNEXT / EXISTS of a folder at inventory time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderStatus {
@@ -143,6 +206,16 @@ pub(crate) fn parse_hex(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_name_serialises_as_the_bare_string() {
+        let w = WireName::new("INBOX.Entw&APw-rfe");
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(json, r#""INBOX.Entw&APw-rfe""#);
+        assert_eq!(serde_json::from_str::<WireName>(&json).unwrap(), w);
+        assert!(WireName::new("inbox").is_inbox());
+        assert!(!WireName::new("INBOX.Sent").is_inbox());
+    }
 
     #[test]
     fn content_hash_round_trips_as_hex() {

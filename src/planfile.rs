@@ -1,6 +1,7 @@
 //! The saved plan (`plan --out`, `show`, `apply PLANFILE`): one serde type for the JSON
 //! document, its format version, and the checks that refuse a stale or foreign plan.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -98,10 +99,66 @@ impl PlanFile {
                 })
             }
         }
-        serde_json::from_str(&text).map_err(|source| PlanFileError::Parse {
+        let plan: PlanFile =
+            serde_json::from_str(&text).map_err(|source| PlanFileError::Parse {
+                path: shown.clone(),
+                source,
+            })?;
+        plan.validate().map_err(|problem| PlanFileError::Invalid {
             path: shown,
-            source,
-        })
+            problem,
+        })?;
+        Ok(plan)
+    }
+
+    /// The structure a hand-edited or damaged file may have lost: every index in range,
+    /// no account, destination folder or copy listed twice (the executor trusts these: an
+    /// index out of range would panic, a copy listed twice would be copied twice).
+    fn validate(&self) -> Result<(), String> {
+        let mut accounts = HashSet::new();
+        for account in &self.accounts {
+            let who = format!("account `{}`", account.source_user);
+            if !accounts.insert(account.source_user.to_lowercase()) {
+                return Err(format!("{who} is listed twice"));
+            }
+            let mut destinations = HashSet::new();
+            let mut copies = HashSet::new();
+            for folder in &account.folders {
+                let at = format!("{who}, folder `{}`", folder.destination);
+                if !destinations.insert(folder.destination_wire.as_str()) {
+                    return Err(format!("{at} is listed twice"));
+                }
+                let in_range = |index: usize, what: &str, uid: u32| {
+                    if index < folder.sources.len() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{at}: the {what} of UID {uid} names source folder {index}, but the \
+                             folder has {}",
+                            match folder.sources.len() {
+                                0 => "no source folders".to_string(),
+                                1 => "1 source folder".to_string(),
+                                n => format!("{n} source folders"),
+                            }
+                        ))
+                    }
+                };
+                for m in &folder.copy {
+                    in_range(m.source, "copy", m.uid)?;
+                    let source = &folder.sources[m.source];
+                    if !copies.insert((source.wire_name.as_str(), m.uid)) {
+                        return Err(format!(
+                            "{at}: UID {} of source folder `{}` is listed twice",
+                            m.uid, source.name
+                        ));
+                    }
+                }
+                for m in &folder.skipped {
+                    in_range(m.source, "skipped message", m.uid)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a plan made with another config or account list.
@@ -135,6 +192,9 @@ pub(crate) enum PlanFileError {
     },
     #[error("the plan file `{path}` has format version {found}, this mailshift reads version {FORMAT_VERSION}")]
     Version { path: String, found: String },
+    /// A file that parses but cannot be a plan mailshift wrote (edited or damaged).
+    #[error("the plan file `{path}` is damaged: {problem}")]
+    Invalid { path: String, problem: String },
     #[error("saved plan `{path}` is stale: {reason}")]
     Stale { path: String, reason: String },
 }
@@ -146,6 +206,11 @@ impl crate::diagnostics::HasHint for PlanFileError {
             PlanFileError::Parse { path, .. } => {
                 Some(format!("make one with `mailshift plan --out {path}`"))
             }
+            PlanFileError::Invalid { .. } => Some(
+                "make a new plan with `mailshift plan --out FILE`; a plan file is not meant to \
+                 be edited"
+                    .into(),
+            ),
             PlanFileError::Version { .. } | PlanFileError::Stale { .. } => {
                 Some("run mailshift plan again".into())
             }
@@ -185,6 +250,118 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.hint().as_deref(), Some("run mailshift plan again"));
+    }
+
+    /// A saved plan (as JSON) of one account: INBOX and `Work` created, 2 + 1 copies.
+    fn sample_plan() -> serde_json::Value {
+        use crate::inventory::Inventory;
+        use crate::plan::fixtures::{folder, msg, rules};
+        let source = Inventory::classic(vec![
+            folder("INBOX", &[], vec![msg(1, 1, 10, &[]), msg(2, 2, 10, &[])]),
+            folder("INBOX.Work", &[], vec![msg(1, 3, 10, &[])]),
+        ]);
+        let destination = Inventory::modern(vec![folder("INBOX", &[], vec![])]);
+        let (folders, messages) = rules();
+        let account = crate::plan::plan_account(
+            "alice",
+            "alice",
+            &source,
+            &destination,
+            crate::plan::Rules {
+                folders: &folders,
+                messages: &messages,
+                ledger: None,
+            },
+        );
+        let plan = PlanFile::new("abc".into(), vec![account]);
+        serde_json::from_str(&plan.to_json()).unwrap()
+    }
+
+    /// Saves `plan` and loads it: the error's text and hint.
+    fn load_error(plan: &serde_json::Value) -> (String, Option<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let err = PlanFile::load(&path).unwrap_err();
+        (err.to_string(), err.hint())
+    }
+
+    #[test]
+    fn a_damaged_plan_is_refused_on_load_saying_where() {
+        let good = sample_plan();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, good.to_string()).unwrap();
+        let plan = PlanFile::load(&path).expect("the planner's own plan loads");
+        assert_eq!(plan.accounts[0].folders[1].destination, "Work");
+        assert_eq!(plan.accounts[0].folders[0].copy.len(), 2);
+
+        // A folder whose source folders were removed by hand.
+        let mut p = good.clone();
+        p["accounts"][0]["folders"][0]["sources"] = serde_json::json!([]);
+        let (text, hint) = load_error(&p);
+        assert!(
+            text.ends_with(
+                "is damaged: account `alice`, folder `INBOX`: the copy of UID 1 names source \
+                 folder 0, but the folder has no source folders"
+            ),
+            "{text}"
+        );
+        assert!(hint.unwrap().contains("mailshift plan --out"));
+
+        // A copy entry pointing past the folder's sources.
+        let mut p = good.clone();
+        p["accounts"][0]["folders"][1]["copy"][0]["source"] = 3.into();
+        let (text, _) = load_error(&p);
+        assert!(
+            text.ends_with(
+                "account `alice`, folder `Work`: the copy of UID 1 names source folder 3, but \
+                 the folder has 1 source folder"
+            ),
+            "{text}"
+        );
+
+        // The same copy listed twice would be copied twice.
+        let mut p = good.clone();
+        let first = p["accounts"][0]["folders"][0]["copy"][0].clone();
+        p["accounts"][0]["folders"][0]["copy"]
+            .as_array_mut()
+            .unwrap()
+            .push(first);
+        let (text, _) = load_error(&p);
+        assert!(
+            text.ends_with(
+                "account `alice`, folder `INBOX`: UID 1 of source folder `INBOX` is listed twice"
+            ),
+            "{text}"
+        );
+
+        // The same account twice (it would be applied twice, at once).
+        let mut p = good.clone();
+        let account = p["accounts"][0].clone();
+        p["accounts"].as_array_mut().unwrap().push(account);
+        let (text, _) = load_error(&p);
+        assert!(text.ends_with("account `alice` is listed twice"), "{text}");
+
+        // A destination folder listed twice.
+        let mut p = good.clone();
+        p["accounts"][0]["folders"][1]["destination_wire"] = "INBOX".into();
+        let (text, _) = load_error(&p);
+        assert!(
+            text.ends_with("account `alice`, folder `Work` is listed twice"),
+            "{text}"
+        );
+
+        // A skipped message pointing past the sources.
+        let mut p = good;
+        p["accounts"][0]["folders"][1]["skipped"] = serde_json::json!([
+            {"source": 1, "uid": 9, "size": 1, "reason": "deleted", "subject": ""}
+        ]);
+        let (text, _) = load_error(&p);
+        assert!(
+            text.contains("the skipped message of UID 9 names source folder 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `mailshift apply [PLANFILE]`: plan (or load and check a saved plan), ask, execute,
-//! report. Ctrl-C stops taking new work, lets the in-flight batch finish, writes the
-//! report, and exits 130.
+//! report. Ctrl-C (or SIGTERM) stops taking new work, lets the in-flight batch finish,
+//! writes the report, and exits 130 (143 for SIGTERM). The `--report` path is tried before
+//! anything else, so an unwritable one is found before the copy, not after it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
@@ -29,6 +30,10 @@ pub(super) async fn run(
     args: &ApplyArgs,
     printer: &Printer,
 ) -> anyhow::Result<Outcome> {
+    if let Some(path) = &args.report {
+        check_report_path(path)
+            .with_context(|| format!("cannot write the report to `{}`", path.display()))?;
+    }
     let plan = match &args.plan_file {
         Some(path) => {
             let plan = PlanFile::load(path)?;
@@ -60,16 +65,26 @@ pub(super) async fn run(
     let work = pair_accounts(settings, &plan, args.plan_file.as_deref())?;
 
     let cancel = CancellationToken::new();
+    let stopped_by = Arc::new(std::sync::OnceLock::new());
     let watcher = {
         let cancel = cancel.clone();
+        let stopped_by = Arc::clone(&stopped_by);
         let printer = *printer;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                printer.err("\ninterrupted: finishing the messages in flight, then writing the report (Ctrl-C again to abort)\n");
-                cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
+            // Kubernetes and systemd stop a process with SIGTERM: the same orderly stop as
+            // Ctrl-C, with its own exit status (143 = 128 + 15).
+            let Some(signal) = next_stop_signal().await else {
+                return;
+            };
+            let _ = stopped_by.set(signal);
+            printer.err(&format!(
+                "\n{}: finishing the messages in flight, then writing the report ({} again to abort)\n",
+                signal.describe(),
+                signal.again()
+            ));
+            cancel.cancel();
+            if let Some(second) = next_stop_signal().await {
+                std::process::exit(second.exit_status());
             }
         })
     };
@@ -119,12 +134,78 @@ pub(super) async fn run(
         ),
     }
     Ok(if interrupted {
-        Outcome::Interrupted
+        match stopped_by.get() {
+            Some(StopSignal::Terminate) => Outcome::Terminated,
+            _ => Outcome::Interrupted,
+        }
     } else if report.all_done() && !plan.has_errors() {
         Outcome::Success
     } else {
         Outcome::Failed
     })
+}
+
+/// Finds out before any work whether the report can be written where `--report` says:
+/// `Report::save` writes a temp file beside it and renames it over the path, so the
+/// directory must take a new file and the path must not be a directory.
+fn check_report_path(path: &std::path::Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a directory",
+        ));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    tempfile::NamedTempFile::new_in(dir).map(drop)
+}
+
+/// A request to stop: Ctrl-C (SIGINT) or SIGTERM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+impl StopSignal {
+    fn describe(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "interrupted",
+            StopSignal::Terminate => "terminated (SIGTERM)",
+        }
+    }
+
+    fn again(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "Ctrl-C",
+            StopSignal::Terminate => "SIGTERM",
+        }
+    }
+
+    fn exit_status(self) -> i32 {
+        match self {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        }
+    }
+}
+
+/// Waits for the next SIGINT or SIGTERM; `None` if neither can be listened to.
+async fn next_stop_signal() -> Option<StopSignal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => t.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.ok().map(|()| StopSignal::Interrupt),
+        Some(()) = term => Some(StopSignal::Terminate),
+    }
 }
 
 /// Matches each planned account with its CSV row (credentials never live in a plan).

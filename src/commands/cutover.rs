@@ -18,7 +18,7 @@ use crate::cutover::{
 };
 use crate::diagnostics::HasHint;
 use crate::imap::{ConnectionCaps, Credentials, ImapError, Reader};
-use crate::model::Side;
+use crate::model::{Side, WireName};
 use crate::printer::Printer;
 use crate::settings::{Account, Settings};
 use crate::Outcome;
@@ -255,7 +255,7 @@ async fn read_inbox(
         &Credentials::of(account, Side::Source),
     )
     .await?;
-    let status = reader.examine("INBOX").await?;
+    let status = reader.examine(&WireName::inbox()).await?;
     let arrived = reader.arrived_after(switched_at).await?;
     let since_final_pass = match pass {
         Some(p) if p.inbox_uidvalidity == status.uidvalidity => {
@@ -300,7 +300,7 @@ pub(crate) fn record_final_pass(
         .folders
         .iter()
         .flat_map(|f| &f.sources)
-        .find(|s| s.wire_name.eq_ignore_ascii_case("INBOX"));
+        .find(|s| s.wire_name.is_inbox());
     let Some(status) = inbox.and_then(|s| s.status) else {
         return;
     };

@@ -3,7 +3,6 @@
 //! `SecretString` until the moment they are written to the socket; nothing here logs them.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use async_imap::{Authenticator, Client, Session};
 use secrecy::{ExposeSecret, SecretString};
@@ -220,29 +219,43 @@ fn expand_token_command(template: &str, user: &str) -> String {
     template.replace("{user}", &value)
 }
 
+/// The program a command line starts (its first word), to name it in messages without
+/// showing its arguments.
+fn program_of(command: &str) -> &str {
+    command.split_whitespace().next().unwrap_or("")
+}
+
 /// Runs `token-command` (`sh -c`, `{user}` replaced, `MAILSHIFT_USER` set) and returns its
-/// trimmed stdout.
+/// trimmed stdout. A command that gives no answer within `connect-timeout` is stopped with
+/// everything it started; the error names the command's program, the user and the server,
+/// never what it printed on stdout (the token).
 async fn run_token_command(
     server: &ServerSettings,
     limits: &Limits,
     user: &str,
 ) -> Result<SecretString, ImapError> {
-    let fail = |reason: String| ImapError::TokenCommand {
+    let fail = |reason: Reason| ImapError::TokenCommand {
         user: user.to_string(),
-        reason: reason.into(),
+        host: server.host.clone(),
+        port: server.port,
+        reason,
     };
-    let template = server
-        .token_command
-        .as_deref()
-        .ok_or_else(|| ImapError::TokenCommand {
-            user: user.to_string(),
-            reason: Reason::hinted(
-                "no `token-command` is configured",
-                "`auth = \"xoauth2\"` and `\"oauthbearer\"` need a `token-command` that prints an \
+    let template = server.token_command.as_deref().ok_or_else(|| {
+        fail(Reason::hinted(
+            "no `token-command` is configured",
+            "`auth = \"xoauth2\"` and `\"oauthbearer\"` need a `token-command` that prints an \
              access token",
-            ),
-        })?;
+        ))
+    })?;
     let command = expand_token_command(template, user);
+    let program = program_of(template);
+    let limit = limits.connect_timeout;
+    tracing::info!(
+        user,
+        host = %server.host,
+        "running `token-command` (`{program}`, at most {})",
+        humantime::format_duration(limit)
+    );
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&command)
@@ -250,29 +263,45 @@ async fn run_token_command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| fail(format!("cannot run `sh`: {e}")))?;
-    let limit = limits.connect_timeout.max(Duration::from_secs(60));
+        .map_err(|e| fail(format!("cannot run `sh`: {e}").into()))?;
+    let pid = child.id();
     let output = match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(out) => out.map_err(|e| fail(e.to_string()))?,
+        Ok(out) => out.map_err(|e| fail(e.to_string().into()))?,
         Err(_) => {
-            return Err(fail(format!(
-                "no answer within {}",
-                humantime::format_duration(limit)
-            )))
+            // The shell is killed on drop; what it started must go too, or it would keep
+            // running (and keep the pipes open).
+            if let Some(pid) = pid {
+                crate::settings::kill_process_group(pid);
+            }
+            tracing::warn!(
+                user,
+                "`token-command` (`{program}`) gave no answer; stopped it"
+            );
+            return Err(fail(Reason::hinted(
+                format!(
+                    "`{program}` gave no answer within {}; it was stopped",
+                    humantime::format_duration(limit)
+                ),
+                "run the command by hand: it may wait for a login, a prompt or the network; \
+                 the limit is `connect-timeout` in [limits]",
+            )));
         }
     };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stderr: String = stderr.trim().chars().take(500).collect();
-        return Err(fail(format!("it exited with {}: {stderr}", output.status)));
+        return Err(fail(
+            format!("`{program}` exited with {}: {stderr}", output.status).into(),
+        ));
     }
     let token = String::from_utf8(output.stdout)
-        .map_err(|_| fail("it printed something that is not UTF-8".into()))?;
+        .map_err(|_| fail(format!("`{program}` printed something that is not UTF-8").into()))?;
     let token = token.trim();
     if token.is_empty() {
-        return Err(fail("it printed nothing".into()));
+        return Err(fail(format!("`{program}` printed nothing").into()));
     }
     Ok(SecretString::from(token.to_string()))
 }
@@ -282,6 +311,7 @@ mod tests {
     use super::*;
     use crate::imap::Capabilities;
     use crate::settings::{AdminLogin, Security, TlsRoots};
+    use std::time::Duration;
 
     fn server(auth: AuthMethod) -> ServerSettings {
         ServerSettings {
@@ -394,6 +424,33 @@ mod tests {
 
         s.token_command = Some("true".into());
         let err = run_token_command(&s, &limits, "bob").await.unwrap_err();
-        assert!(err.to_string().contains("printed nothing"));
+        assert!(err.to_string().contains("`true` printed nothing"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_token_command_is_stopped_after_the_connect_timeout() {
+        let limits = Limits {
+            parallel_accounts: 1,
+            connections_per_account: 1,
+            connect_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(5),
+        };
+        let mut s = server(AuthMethod::OAuthBearer);
+        s.token_command = Some("echo tok-secret-123; sleep 30; echo more".into());
+        let started = std::time::Instant::now();
+        let err = run_token_command(&s, &limits, "bob@example.org")
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        let text = err.to_string();
+        assert_eq!(
+            text,
+            "`token-command` for `bob@example.org` on `localhost:143` failed: `echo` gave no \
+             answer within 300ms; it was stopped"
+        );
+        assert!(!text.contains("tok-secret"), "{text}");
+        use crate::diagnostics::HasHint as _;
+        assert!(err.hint().unwrap().contains("connect-timeout"));
     }
 }

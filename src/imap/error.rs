@@ -131,8 +131,14 @@ pub enum ImapError {
         port: u16,
     },
 
-    #[error("`token-command` for `{user}` failed: {reason}")]
-    TokenCommand { user: String, reason: Reason },
+    /// `token-command` (of the server at `host:port`) for `user`; never its output.
+    #[error("`token-command` for `{user}` on `{host}:{port}` failed: {reason}")]
+    TokenCommand {
+        user: String,
+        host: String,
+        port: u16,
+        reason: Reason,
+    },
 
     #[error(
         "no answer from `{host}:{port}` within {} while {doing}",
@@ -175,6 +181,18 @@ pub enum ImapError {
         host: String,
         port: u16,
         doing: String,
+    },
+
+    /// A response that is not IMAP as mailshift reads it; the session is unusable.
+    #[error("`{host}:{port}` sent {what} while {doing}: `{line}`")]
+    Unparsable {
+        host: String,
+        port: u16,
+        doing: String,
+        /// What was wrong, in words (`a response that is not valid IMAP (at byte 10)`).
+        what: String,
+        /// The first bytes of the offending line, control characters escaped.
+        line: String,
     },
 
     #[error("connection to `{host}:{port}` lost: {reason}")]
@@ -239,10 +257,24 @@ impl Endpoint {
         }
     }
 
-    /// An I/O error on an established connection: a timeout, a TLS failure, or a loss.
+    fn unparsable(&self, doing: &str, what: String, line: String) -> ImapError {
+        ImapError::Unparsable {
+            host: self.host.clone(),
+            port: self.port,
+            doing: doing.to_string(),
+            what,
+            line,
+        }
+    }
+
+    /// An I/O error on an established connection: a timeout, a TLS failure, a response
+    /// that cannot be parsed, or a loss.
     pub(crate) fn io(&self, err: &io::Error, doing: &str, idle: Duration) -> ImapError {
         if err.kind() == io::ErrorKind::TimedOut {
             return self.timeout(doing, idle);
+        }
+        if let Some((what, line)) = unparsable_response(&err.to_string()) {
+            return self.unparsable(doing, what, line);
         }
         if let Some(tls) = rustls_error(err) {
             return ImapError::Tls {
@@ -284,9 +316,69 @@ impl Endpoint {
                 self.closed(format!("the server closed the connection during {command}"))
             }
             // Parse errors close async-imap's read side: the session is unusable.
+            E::Parse(parse) => {
+                use async_imap::error::ParseError as P;
+                let (what, bytes) = match parse {
+                    P::Invalid(bytes) => ("a response that is not valid IMAP", bytes),
+                    P::DataNotUtf8(bytes, _) => ("text that is not UTF-8", bytes),
+                    P::Unexpected(_) => ("a response that does not belong there", Vec::new()),
+                    P::Authentication(text, _) => (
+                        "an authentication challenge that is not base64",
+                        text.into_bytes(),
+                    ),
+                    P::ExpectedResponseNotFound(_) => ("no answer to the command", Vec::new()),
+                };
+                self.unparsable(command, what.to_string(), first_bytes(&bytes))
+            }
             other => self.closed(format!("{other} (during {command})")),
         }
     }
+}
+
+/// How many bytes of an offending line an error shows.
+const SHOWN_BYTES: usize = 60;
+
+/// The start of the first line of `bytes`, at most [`SHOWN_BYTES`], for an error message:
+/// control characters escaped (`\u{1b}`), invalid UTF-8 as `\xNN`, `…` when cut.
+pub(crate) fn first_bytes(bytes: &[u8]) -> String {
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    let line = &bytes[..line_end];
+    let shown = &line[..line.len().min(SHOWN_BYTES)];
+    let mut out = String::new();
+    for chunk in shown.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if line.len() > SHOWN_BYTES {
+        out.push('…');
+    }
+    out
+}
+
+/// async-imap reports a response it cannot parse as an I/O error whose text is two Debug
+/// dumps: `Error(Error { input: [42, 32, …], code: TakeWhile1 }) during parsing of "…"` (the
+/// input left where nom gave up, then the whole buffer, which starts with the offending
+/// response). Returns what was wrong, in words, and the first bytes of that line; `None`
+/// for any other error.
+pub(crate) fn unparsable_response(text: &str) -> Option<(String, String)> {
+    const MARKER: &str = " during parsing of \"";
+    let at = text.find(MARKER)?;
+    let buffer = unescape_debug_str(&text[at + MARKER.len()..])?;
+    // (nom's `input` is where its last alternative gave up, often the line's start: not
+    // worth showing.)
+    let what = "a response that is not valid IMAP".to_string();
+    Some((what, first_bytes(buffer.as_bytes())))
 }
 
 fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
@@ -429,6 +521,11 @@ impl crate::diagnostics::HasHint for ImapError {
                  (the server announced a message bigger than 512 MiB)"
                     .into(),
             ),
+            ImapError::Unparsable { .. } => Some(
+                "the server (or a proxy in front of it) does not speak IMAP as expected; if it \
+                 happens again, report the line above to the server's admin"
+                    .into(),
+            ),
             ImapError::NoPassword { .. }
             | ImapError::Protocol { .. }
             | ImapError::Closed { .. } => None,
@@ -461,6 +558,71 @@ mod tests {
         for (dump, want) in cases {
             assert_eq!(server_text_from_dump(dump), want, "{dump}");
         }
+    }
+
+    /// A server that greets, then answers a command with `garbage`; returns the error
+    /// async-imap gives for it, as the IMAP layer reports it.
+    async fn error_for(garbage: &'static [u8]) -> ImapError {
+        use tokio::io::AsyncWriteExt as _;
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            server.write_all(garbage).await.unwrap();
+            // Keep the pipe open: the error must come from the bytes, not from EOF.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(server);
+        });
+        let mut client = async_imap::Client::new(client);
+        let ep = Endpoint {
+            host: "imap.example".into(),
+            port: 993,
+        };
+        match client.read_response().await {
+            Err(e) => ep.io(&e, "UID FETCH", Duration::from_secs(1)),
+            Ok(r) => panic!("parsed: {r:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unparsable_responses_are_told_in_words_with_the_line() {
+        let e = error_for(b"* 1 FETCH (FLAGS (\\Seen) UID)\r\n* 2 FETCH (UID 7)\r\n").await;
+        let text = e.to_string();
+        assert!(matches!(e, ImapError::Unparsable { .. }), "{e:?}");
+        assert_eq!(
+            text,
+            "`imap.example:993` sent a response that is not valid IMAP while UID FETCH: `* 1 \
+             FETCH (FLAGS (\\Seen) UID)`"
+        );
+        assert!(
+            !text.contains("TakeWhile") && !text.contains("input: ["),
+            "{text}"
+        );
+        assert!(e.kills_session());
+        use crate::diagnostics::HasHint as _;
+        assert!(e.hint().unwrap().contains("does not speak IMAP"));
+
+        // Control characters are escaped, and a long line is cut.
+        let e = error_for(b"\x1b[31m* BYE \x07 nonsense nonsense nonsense nonsense nonsense nonsense nonsense\r\n").await;
+        let ImapError::Unparsable { line, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            line.starts_with("\\u{1b}[31m* BYE \\u{7} nonsense"),
+            "{line}"
+        );
+        assert!(line.ends_with('…'), "{line}");
+        assert!(!e.to_string().contains('\x1b'), "{e}");
+    }
+
+    #[test]
+    fn first_bytes_of_a_line() {
+        assert_eq!(first_bytes(b"* OK hi\r\n* more"), "* OK hi");
+        assert_eq!(first_bytes(b"\xff\xfeok"), "\\xff\\xfeok");
+        assert_eq!(first_bytes(&[b'x'; 100]).chars().count(), SHOWN_BYTES + 1);
+        assert_eq!(
+            unparsable_response("some other error"),
+            None,
+            "only async-imap's parse dumps"
+        );
     }
 
     #[test]

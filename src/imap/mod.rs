@@ -6,6 +6,7 @@ mod auth;
 mod error;
 
 mod namespace;
+mod pipeline;
 mod reader;
 mod session;
 mod tls;
@@ -13,9 +14,12 @@ mod transport;
 mod wire;
 mod writer;
 
+/// Folder names cross this module as wire names (`crate::model::WireName`).
+pub use crate::model::WireName;
 pub use auth::Credentials;
 pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
+pub use pipeline::{Examined, FetchItems, MailboxStatus, Overview};
 pub use reader::{Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
 pub use session::{
     classify_words, suggested_backoff, Backoff, DestinationSession, RetryPolicy, RetryStats,

@@ -20,17 +20,38 @@ use super::error::{Endpoint, ImapError};
 use super::namespace::{namespace_data, parse_namespace_data, Namespace};
 use super::transport::{self, Capabilities, ImapIo};
 use super::wire::{internal_date_to_rfc3339, keep_flag, quote, uid_sets, unescape_quoted};
-use crate::model::FolderStatus;
+use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
 /// One LIST answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
     /// The name as LIST returned it (modified UTF-7), quoting removed: the folder's identity.
-    pub wire_name: String,
+    pub wire_name: WireName,
     pub delimiter: Option<char>,
     /// Attributes as sent (`\HasNoChildren`, `\Noselect`, `\Sent`, ...).
     pub attributes: Vec<String>,
+}
+
+impl ListEntry {
+    /// `\Noselect` or `\NonExistent`: a name in the tree, not a folder to examine.
+    pub fn is_noselect(&self) -> bool {
+        self.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        })
+    }
+}
+
+/// One LIST (or LSUB) answer as a [`ListEntry`], quoting removed.
+pub(super) fn list_entry(data: &imap_proto::MailboxListData<'_>) -> ListEntry {
+    ListEntry {
+        wire_name: WireName::new(unescape_quoted(&data.name)),
+        delimiter: data
+            .delimiter
+            .as_deref()
+            .and_then(|d| unescape_quoted(d).chars().next()),
+        attributes: data.name_attributes.iter().map(attribute_name).collect(),
+    }
 }
 
 /// Metadata of one message from the inventory FETCH.
@@ -77,12 +98,12 @@ pub struct Reader {
     pub(super) idle: Duration,
     caps: Capabilities,
     /// The folder of the last successful EXAMINE.
-    selected: Option<String>,
+    pub(super) selected: Option<WireName>,
     /// Set once the session is out of step with the server; the reason.
-    broken: Option<String>,
+    pub(super) broken: Option<String>,
     /// A command started and did not finish (its future was dropped): the session is dead.
-    busy: bool,
-    raw_tags: u32,
+    pub(super) busy: bool,
+    pub(super) raw_tags: u32,
 }
 
 impl std::fmt::Debug for Reader {
@@ -152,7 +173,7 @@ impl Reader {
     /// several. `None` without QUOTA, or when no root limits storage. Read-only.
     pub async fn storage_quota(
         &mut self,
-        wire_name: &str,
+        wire_name: &WireName,
     ) -> Result<Option<(u64, u64)>, ImapError> {
         if !self.caps.has("QUOTA") {
             return Ok(None);
@@ -209,12 +230,12 @@ impl Reader {
     }
 
     /// `LSUB "" "*"`: the subscribed names (wire form, unescaped).
-    pub async fn subscribed(&mut self) -> Result<Vec<String>, ImapError> {
+    pub async fn subscribed(&mut self) -> Result<Vec<WireName>, ImapError> {
         let entries = self.list_command("LSUB \"\" \"*\"", "LSUB").await?;
         Ok(entries.into_iter().map(|e| e.wire_name).collect())
     }
 
-    async fn list_command(
+    pub(super) async fn list_command(
         &mut self,
         command: &str,
         display: &str,
@@ -222,14 +243,7 @@ impl Reader {
         let mut entries = Vec::new();
         self.run(command, display, |r| {
             if let Response::MailboxData(MailboxDatum::List(data)) = r {
-                entries.push(ListEntry {
-                    wire_name: unescape_quoted(&data.name),
-                    delimiter: data
-                        .delimiter
-                        .as_deref()
-                        .and_then(|d| unescape_quoted(d).chars().next()),
-                    attributes: data.name_attributes.iter().map(attribute_name).collect(),
-                });
+                entries.push(list_entry(data));
             }
         })
         .await?
@@ -278,7 +292,7 @@ impl Reader {
 
     /// `EXAMINE` (read-only select). UIDVALIDITY is required; a missing UIDNEXT is asked
     /// for with STATUS.
-    pub async fn examine(&mut self, wire_name: &str) -> Result<FolderStatus, ImapError> {
+    pub async fn examine(&mut self, wire_name: &WireName) -> Result<FolderStatus, ImapError> {
         self.selected = None;
         let name = self.quoted(wire_name, "EXAMINE")?;
         let display = format!("EXAMINE {name}");
@@ -305,7 +319,7 @@ impl Reader {
         })?;
         let exists =
             exists.ok_or_else(|| self.ep.protocol(&display, "the server sent no EXISTS"))?;
-        self.selected = Some(wire_name.to_string());
+        self.selected = Some(wire_name.clone());
         if uidnext.is_none() {
             uidnext = self.status_uidnext(wire_name).await?;
         }
@@ -319,7 +333,7 @@ impl Reader {
     /// `STATUS name (UIDNEXT)`; `None` if the server does not say.
     pub(super) async fn status_uidnext(
         &mut self,
-        wire_name: &str,
+        wire_name: &WireName,
     ) -> Result<Option<u32>, ImapError> {
         let name = self.quoted(wire_name, "STATUS")?;
         let display = format!("STATUS {name} (UIDNEXT)");
@@ -367,7 +381,7 @@ impl Reader {
             return Err(ImapError::IncompleteFetch {
                 host: self.ep.host.clone(),
                 port: self.ep.port,
-                folder,
+                folder: folder.as_str().to_owned(),
                 expected: exists,
                 received,
             });
@@ -566,18 +580,21 @@ impl Reader {
         }
     }
 
-    fn selected_folder(&self, command: &str) -> Result<String, ImapError> {
+    fn selected_folder(&self, command: &str) -> Result<WireName, ImapError> {
         self.selected.clone().ok_or_else(|| {
             self.ep
                 .protocol(command, "no folder is examined (call `examine` first)")
         })
     }
 
-    pub(super) fn quoted(&self, wire_name: &str, command: &str) -> Result<String, ImapError> {
-        quote(wire_name).ok_or_else(|| {
+    pub(super) fn quoted(&self, wire_name: &WireName, command: &str) -> Result<String, ImapError> {
+        quote(wire_name.as_str()).ok_or_else(|| {
             self.ep.protocol(
                 command,
-                format!("the folder name {wire_name:?} contains a line break"),
+                format!(
+                    "the folder name {:?} contains a line break",
+                    wire_name.as_str()
+                ),
             )
         })
     }
@@ -748,7 +765,7 @@ fn capability_atom(c: &imap_proto::Capability<'_>) -> String {
     }
 }
 
-fn attribute_name(a: &NameAttribute<'_>) -> String {
+pub(super) fn attribute_name(a: &NameAttribute<'_>) -> String {
     match a {
         NameAttribute::NoInferiors => "\\Noinferiors",
         NameAttribute::NoSelect => "\\Noselect",
@@ -768,7 +785,7 @@ fn attribute_name(a: &NameAttribute<'_>) -> String {
     .to_string()
 }
 
-fn is_special_use(attr: &str) -> bool {
+pub(super) fn is_special_use(attr: &str) -> bool {
     crate::model::SpecialUse::from_attribute(attr).is_some()
 }
 
@@ -805,7 +822,7 @@ mod tests {
 }
 
 /// `* QUOTA "root" (STORAGE 10 1024 MESSAGE 3 100)` → (used, limit) of STORAGE, in bytes.
-fn parse_storage_quota(line: &str) -> Option<(u64, u64)> {
+pub(super) fn parse_storage_quota(line: &str) -> Option<(u64, u64)> {
     let rest = line.strip_prefix("* ")?;
     let (word, rest) = rest.split_once(' ')?;
     if !word.eq_ignore_ascii_case("QUOTA") {

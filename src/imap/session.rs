@@ -17,7 +17,7 @@ use super::auth::Credentials;
 use super::error::ImapError;
 use super::reader::{BodiesOutcome, Reader};
 use super::writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
-use crate::model::FolderStatus;
+use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
 /// How failures are retried.
@@ -130,7 +130,8 @@ pub(super) fn classify(err: &ImapError) -> Transience {
         | ImapError::PlaintextAuthRefused { .. }
         | ImapError::NoPassword { .. }
         | ImapError::TokenCommand { .. }
-        | ImapError::IncompleteFetch { .. } => Transience::Permanent,
+        | ImapError::IncompleteFetch { .. }
+        | ImapError::Unparsable { .. } => Transience::Permanent,
     }
 }
 
@@ -300,7 +301,7 @@ pub struct SourceSession {
     endpoint: SessionConfig,
     reader: Option<Reader>,
     /// The examined folder and the UIDVALIDITY it had when first opened.
-    folder: Option<(String, u32)>,
+    folder: Option<(WireName, u32)>,
     /// The folder is open on the current connection.
     open: bool,
     connected_once: bool,
@@ -344,7 +345,7 @@ impl SourceSession {
                 match reader.examine(&name).await {
                     Ok(status) if status.uidvalidity != was => {
                         return Err(SessionError::UidValidityChanged {
-                            folder: name,
+                            folder: name.as_str().to_string(),
                             was,
                             now: status.uidvalidity,
                         })
@@ -372,14 +373,14 @@ impl SourceSession {
 
     /// Opens `wire_name` read-only (EXAMINE), retried; later reconnects open it again and
     /// check its UIDVALIDITY stays the same.
-    pub async fn examine(&mut self, wire_name: &str) -> Result<FolderStatus, SessionError> {
+    pub async fn examine(&mut self, wire_name: &WireName) -> Result<FolderStatus, SessionError> {
         self.folder = None;
         self.open = false;
         loop {
             let reader = self.live().await?;
             match reader.examine(wire_name).await {
                 Ok(status) => {
-                    self.folder = Some((wire_name.to_string(), status.uidvalidity));
+                    self.folder = Some((wire_name.clone(), status.uidvalidity));
                     self.open = true;
                     return Ok(status);
                 }
@@ -428,7 +429,7 @@ pub struct DestinationSession {
     endpoint: SessionConfig,
     writer: Option<Writer>,
     /// The selected folder, selected again after a reconnect.
-    folder: Option<String>,
+    folder: Option<WireName>,
     open: bool,
     connected_once: bool,
     /// What the last SELECT said (also after a reconnect).
@@ -516,15 +517,15 @@ impl DestinationSession {
     }
 
     /// Selects `wire_name` (retried); later reconnects select it again.
-    pub async fn select(&mut self, wire_name: &str) -> Result<SelectInfo, SessionError> {
-        self.folder = Some(wire_name.to_string());
+    pub async fn select(&mut self, wire_name: &WireName) -> Result<SelectInfo, SessionError> {
+        self.folder = Some(wire_name.clone());
         self.open = false;
         self.live().await?;
         Ok(self.last_select.clone().expect("selected above"))
     }
 
     /// `CREATE` (retried: a folder that exists already is a success).
-    pub async fn create(&mut self, wire_name: &str) -> Result<Created, SessionError> {
+    pub async fn create(&mut self, wire_name: &WireName) -> Result<Created, SessionError> {
         let mut first = true;
         loop {
             let writer = self.live().await?;
@@ -541,7 +542,7 @@ impl DestinationSession {
     }
 
     /// `SUBSCRIBE` (retried).
-    pub async fn subscribe(&mut self, wire_name: &str) -> Result<(), SessionError> {
+    pub async fn subscribe(&mut self, wire_name: &WireName) -> Result<(), SessionError> {
         loop {
             let writer = self.live().await?;
             match writer.subscribe(wire_name).await {
@@ -590,7 +591,7 @@ impl DestinationSession {
     /// unknown, so the caller finds out before it calls [`Self::fail`] and tries again.
     pub async fn append_batch(
         &mut self,
-        wire_name: &str,
+        wire_name: &WireName,
         items: &[AppendItem<'_>],
     ) -> Result<Result<Vec<AppendResult>, ImapError>, SessionError> {
         let writer = self.live().await?;

@@ -25,7 +25,7 @@ use super::error::ImapError;
 use super::reader::{fetched_meta, outcome_text, CommandEnd, FetchedMeta, Reader, META_ITEMS};
 use super::transport::Capabilities;
 use super::wire::{keep_flag, uid_sets, unescape_quoted};
-use crate::model::FolderStatus;
+use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
 /// Most messages in one MULTIAPPEND command.
@@ -87,7 +87,7 @@ pub enum Created {
 pub struct Writer {
     conn: Reader,
     /// The folder of the last successful SELECT.
-    selected: Option<String>,
+    selected: Option<WireName>,
     raw_tags: u32,
 }
 
@@ -121,7 +121,7 @@ impl Writer {
 
     /// `CREATE`. A folder that already exists is a success: `[ALREADYEXISTS]` (RFC 5530)
     /// or, for servers without that code, a LIST that shows it.
-    pub async fn create(&mut self, wire_name: &str) -> Result<Created, ImapError> {
+    pub async fn create(&mut self, wire_name: &WireName) -> Result<Created, ImapError> {
         let name = self.conn.quoted(wire_name, "CREATE")?;
         let display = format!("CREATE {name}");
         let text = match self.conn.run(&display, &display, |_| {}).await? {
@@ -139,8 +139,8 @@ impl Writer {
     }
 
     /// Whether LIST shows `wire_name` as an existing folder (selectable or not).
-    async fn exists(&mut self, wire_name: &str) -> Result<bool, ImapError> {
-        if wire_name.is_empty() {
+    async fn exists(&mut self, wire_name: &WireName) -> Result<bool, ImapError> {
+        if wire_name.as_str().is_empty() {
             // `LIST "" ""` asks for the hierarchy delimiter, not for a folder.
             return Ok(false);
         }
@@ -154,7 +154,7 @@ impl Writer {
                         matches!(a, imap_proto::NameAttribute::Extension(e)
                             if e.eq_ignore_ascii_case("\\NonExistent"))
                     });
-                    if unescape_quoted(&data.name) == wire_name && !nonexistent {
+                    if unescape_quoted(&data.name) == wire_name.as_str() && !nonexistent {
                         found = true;
                     }
                 }
@@ -165,7 +165,7 @@ impl Writer {
     }
 
     /// `SUBSCRIBE`.
-    pub async fn subscribe(&mut self, wire_name: &str) -> Result<(), ImapError> {
+    pub async fn subscribe(&mut self, wire_name: &WireName) -> Result<(), ImapError> {
         let name = self.conn.quoted(wire_name, "SUBSCRIBE")?;
         let display = format!("SUBSCRIBE {name}");
         self.conn
@@ -177,7 +177,7 @@ impl Writer {
     /// `SELECT` (read-write). UIDVALIDITY is required; a missing UIDNEXT is asked for with
     /// STATUS. Only SELECT reports the flags the folder can store (EXAMINE's
     /// PERMANENTFLAGS is always empty).
-    pub async fn select(&mut self, wire_name: &str) -> Result<SelectInfo, ImapError> {
+    pub async fn select(&mut self, wire_name: &WireName) -> Result<SelectInfo, ImapError> {
         self.selected = None;
         let name = self.conn.quoted(wire_name, "SELECT")?;
         let display = format!("SELECT {name}");
@@ -209,7 +209,7 @@ impl Writer {
         })?;
         let exists =
             exists.ok_or_else(|| self.conn.ep.protocol(&display, "the server sent no EXISTS"))?;
-        self.selected = Some(wire_name.to_string());
+        self.selected = Some(wire_name.clone());
         if uidnext.is_none() {
             uidnext = self.conn.status_uidnext(wire_name).await?;
         }
@@ -292,7 +292,7 @@ impl Writer {
     /// [`Writer::fetch_metadata_since`] on a new connection).
     pub async fn append_batch(
         &mut self,
-        wire_name: &str,
+        wire_name: &WireName,
         items: &[AppendItem<'_>],
     ) -> Result<Vec<AppendResult>, ImapError> {
         let folder = self.conn.quoted(wire_name, "APPEND")?;

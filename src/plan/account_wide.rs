@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Deletions, FolderDiff, Rules, SkipReason, SkippedMessage};
 use crate::identity::IdentityKey;
 use crate::inventory::{Folder, Inventory};
+use crate::model::WireName;
 use crate::settings::{DeletedOnDestination, MovedOnDestination};
 
 /// Per identity key, the most copies a destination account was ever seen to hold (the
@@ -49,8 +50,8 @@ fn take(budget: &mut HashMap<IdentityKey, u64>, key: &IdentityKey) -> bool {
 /// `groups` are the destination folders with the source folders mapped to them.
 pub(super) fn settle<'w>(
     groups: &[(&super::mapping::Target, Vec<&Folder>)],
-    order: &[&'w str],
-    diffs: &mut HashMap<&'w str, FolderDiff>,
+    order: &[&'w WireName],
+    diffs: &mut HashMap<&'w WireName, FolderDiff>,
     source: &Inventory,
     destination: &Inventory,
     rules: Rules<'_>,
@@ -61,11 +62,11 @@ pub(super) fn settle<'w>(
         .flat_map(|d| d.copy.iter().map(|c| c.key))
         .collect();
     // (destination folder, key) pairs that some source copy maps to.
-    let mut mapped: HashSet<(&str, IdentityKey)> = HashSet::new();
+    let mut mapped: HashSet<(&WireName, IdentityKey)> = HashSet::new();
     for (target, folders) in groups {
         for f in folders {
             for m in f.messages.iter().filter(|m| missing.contains(&m.key)) {
-                mapped.insert((target.wire_name.as_str(), m.key));
+                mapped.insert((&target.wire_name, m.key));
             }
         }
     }
@@ -88,7 +89,7 @@ pub(super) fn settle<'w>(
                 continue;
             }
             *held.entry(m.key).or_insert(0) += 1;
-            if missing.contains(&m.key) && !mapped.contains(&(f.wire_name.as_str(), m.key)) {
+            if missing.contains(&m.key) && !mapped.contains(&(&f.wire_name, m.key)) {
                 *elsewhere.entry(m.key).or_insert(0) += 1;
             }
         }

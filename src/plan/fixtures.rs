@@ -3,7 +3,7 @@
 
 use crate::identity::IdentityKey;
 use crate::inventory::{Folder, MessageMeta};
-use crate::model::{FolderStatus, SpecialUse};
+use crate::model::{FolderStatus, SpecialUse, WireName};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
 
 pub(crate) fn key(n: u8) -> IdentityKey {
@@ -27,7 +27,7 @@ pub(crate) fn msg(uid: u32, k: u8, size: u64, flags: &[&str]) -> MessageMeta {
 pub(crate) fn folder(wire: &str, attrs: &[&str], messages: Vec<MessageMeta>) -> Folder {
     let attributes: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
     Folder {
-        wire_name: wire.to_string(),
+        wire_name: WireName::new(wire),
         name: crate::mutf7::decode(wire).unwrap(),
         special_use: attributes
             .iter()

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Folder, Inventory};
-use crate::model::SpecialUse;
+use crate::model::{SpecialUse, WireName};
 use crate::mutf7;
 use crate::settings::{FolderRules, ViewOnlyMessages};
 use names::{inbox_key, normalize_inbox, sanitize, well_known, NameStyle, INBOX};
@@ -44,7 +44,7 @@ pub(crate) struct FolderMap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct MappedFolder {
     /// Wire name on the source (modified UTF-7): its identity.
-    pub source_wire: String,
+    pub source_wire: WireName,
     /// Decoded path, source prefix stripped, `/` separator (what rules and globs see).
     pub source_path: String,
     /// The source folder is `\Noselect` / `\NonExistent` (holds no messages).
@@ -71,7 +71,7 @@ pub(crate) enum Disposition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Target {
     /// Wire name on the destination: modified UTF-7, with its prefix and delimiter.
-    pub wire_name: String,
+    pub wire_name: WireName,
     /// Decoded display path on the destination (prefix stripped, `/` separator).
     pub path: String,
     pub rule: Rule,
@@ -86,7 +86,7 @@ pub(crate) struct Target {
     pub noselect: bool,
     /// When two or more source folders land here: all of their wire names, in source LIST
     /// order (this one included). Empty otherwise.
-    pub merged_from: Vec<String>,
+    pub merged_from: Vec<WireName>,
     /// The merge happened because of `_` replacement: distinct source names collided.
     pub collision: bool,
     /// The mapped name had no exact match on the destination but one that differs only in
@@ -143,7 +143,7 @@ pub(crate) enum Evidence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FolderToCreate {
     /// Wire name on the destination (modified UTF-7, prefix and delimiter included).
-    pub wire_name: String,
+    pub wire_name: WireName,
     /// Decoded display path (prefix stripped, `/` separator).
     pub path: String,
     pub reason: CreateReason,
@@ -153,9 +153,9 @@ pub(crate) struct FolderToCreate {
     /// parent): its sources are all `\Noselect`, or it already exists as `\Noselect`.
     pub only_if_needed: bool,
     /// Source wire names that map here (empty for a missing parent).
-    pub sources: Vec<String>,
+    pub sources: Vec<WireName>,
     /// The wire name of its parent when that parent is also in `to_create` (earlier).
-    pub parent: Option<String>,
+    pub parent: Option<WireName>,
 }
 
 /// Why a destination folder is in `to_create`.
@@ -176,7 +176,7 @@ impl FolderMap {
     pub(crate) fn target(&self, source_wire: &str) -> Option<&Target> {
         self.entries
             .iter()
-            .find(|e| e.source_wire == source_wire)
+            .find(|e| e.source_wire.as_str() == source_wire)
             .and_then(|e| match &e.outcome {
                 Disposition::Mapped(t) => Some(t),
                 _ => None,
@@ -188,13 +188,13 @@ impl FolderMap {
     /// parent of a kept entry.
     pub(crate) fn creations(
         &self,
-        receives_messages: impl Fn(&str) -> bool,
+        receives_messages: impl Fn(&WireName) -> bool,
     ) -> Vec<&FolderToCreate> {
-        let mut needed: HashSet<&str> = HashSet::new();
+        let mut needed: HashSet<&WireName> = HashSet::new();
         let mut kept: Vec<&FolderToCreate> = Vec::new();
         for f in self.to_create.iter().rev() {
             let keep = !f.only_if_needed
-                || needed.contains(f.wire_name.as_str())
+                || needed.contains(&f.wire_name)
                 || receives_messages(&f.wire_name);
             if keep {
                 if let Some(p) = &f.parent {
@@ -276,7 +276,7 @@ pub(crate) fn map_folders(
                 // The INBOX is `INBOX` on the wire whatever case a server lists it in.
                 wire_name: match found {
                     Some(f) if !is_inbox => f.wire_name.clone(),
-                    _ => mutf7::encode(&decoded),
+                    _ => WireName::new(mutf7::encode(&decoded)),
                 },
                 path: dst.display(&decoded),
                 rule,
@@ -333,7 +333,7 @@ fn archive_target(
     Target {
         wire_name: match found {
             Some(f) => f.wire_name.clone(),
-            None => mutf7::encode(&decoded),
+            None => WireName::new(mutf7::encode(&decoded)),
         },
         path: dst.display(&decoded),
         rule: Rule::ViewOnly { attribute },
@@ -575,14 +575,14 @@ fn pick<'a>(
 
 /// Fills `merged_from` and `collision` for destinations fed by two or more sources.
 fn flag_merges(entries: &mut [MappedFolder]) {
-    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut groups: HashMap<WireName, Vec<usize>> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         if let Disposition::Mapped(t) = &e.outcome {
             groups.entry(t.wire_name.clone()).or_default().push(i);
         }
     }
     for members in groups.values().filter(|m| m.len() >= 2) {
-        let sources: Vec<String> = members
+        let sources: Vec<WireName> = members
             .iter()
             .map(|&i| entries[i].source_wire.clone())
             .collect();
@@ -606,13 +606,13 @@ fn folders_to_create(
     dst: &NameStyle,
 ) -> Vec<FolderToCreate> {
     let mut list: Vec<FolderToCreate> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: HashMap<WireName, usize> = HashMap::new();
     // Destination wire name → the (entry, source folder) pairs mapped there, in LIST order.
-    let mut groups: HashMap<&str, Vec<(&MappedFolder, &Folder)>> = HashMap::new();
+    let mut groups: HashMap<&WireName, Vec<(&MappedFolder, &Folder)>> = HashMap::new();
     let mut order: Vec<&Target> = Vec::new();
     for (e, f) in entries.iter().zip(&source.folders) {
         if let Disposition::Mapped(t) = &e.outcome {
-            let group = groups.entry(t.wire_name.as_str()).or_default();
+            let group = groups.entry(&t.wire_name).or_default();
             if group.is_empty() {
                 order.push(t);
             }
@@ -623,7 +623,7 @@ fn folders_to_create(
         if t.exists && !t.noselect {
             continue;
         }
-        let sources = &groups[t.wire_name.as_str()];
+        let sources = &groups[&t.wire_name];
         // A view's only-there messages need the folder only when there are some.
         let any_selectable = sources
             .iter()
@@ -637,16 +637,17 @@ fn folders_to_create(
             (CreateReason::Missing, !any_selectable)
         };
         let subscribe = sources.iter().any(|(_, f)| f.subscribed);
-        let decoded = mutf7::decode(&t.wire_name).unwrap_or_else(|_| t.wire_name.clone());
+        let decoded =
+            mutf7::decode(t.wire_name.as_str()).unwrap_or_else(|_| t.wire_name.as_str().to_owned());
         // Missing ancestors first (the ones a CREATE needs), then the folder itself.
-        let mut parent: Option<String> = None;
+        let mut parent: Option<WireName> = None;
         for ancestor in dst.ancestors(&decoded) {
             let key = inbox_key(&ancestor, dst.delimiter);
             if key == INBOX || existing.contains_key(&key) {
                 parent = None;
                 continue;
             }
-            let wire = mutf7::encode(&ancestor);
+            let wire = WireName::new(mutf7::encode(&ancestor));
             match index.get(&wire) {
                 Some(&i) => {
                     list[i].only_if_needed &= only_if_needed;
@@ -666,7 +667,7 @@ fn folders_to_create(
             }
             parent = Some(wire);
         }
-        let sources: Vec<String> = sources.iter().map(|(e, _)| e.source_wire.clone()).collect();
+        let sources: Vec<WireName> = sources.iter().map(|(e, _)| e.source_wire.clone()).collect();
         match index.get(&t.wire_name) {
             // Already listed as a missing parent of an earlier folder: it is a real target.
             Some(&i) => {

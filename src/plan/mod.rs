@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::IdentityKey;
 use crate::inventory::{Inventory, MessageMeta};
-use crate::model::{ContentHash, FolderStatus, SpecialUse};
+use crate::model::{ContentHash, FolderStatus, SpecialUse, WireName};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
 pub(crate) use account_wide::{HeldCounts, LedgerEntry};
 
@@ -40,7 +40,7 @@ pub(crate) struct SourceFolder {
     /// Decoded name as the source lists it (prefix and delimiter included), for display.
     pub name: String,
     /// Wire name (modified UTF-7): the folder's identity on the source.
-    pub wire_name: String,
+    pub wire_name: WireName,
     /// `None` for a `\Noselect` source folder.
     pub status: Option<FolderStatus>,
     pub subscribed: bool,
@@ -122,7 +122,7 @@ pub(crate) struct FolderPlan {
     /// Display path on the destination (decoded, `/`-separated, prefix stripped).
     pub destination: String,
     /// Wire name (modified UTF-7, with prefix and delimiter) on the destination.
-    pub destination_wire: String,
+    pub destination_wire: WireName,
     pub action: FolderAction,
     /// Status of the destination folder at plan time (`None` when it does not exist or is
     /// `\Noselect`).
@@ -135,7 +135,9 @@ pub(crate) struct FolderPlan {
     pub merged: bool,
     /// A destination delimiter inside a source name was replaced by `_`.
     pub renamed_delimiter: bool,
-    /// Subscribe after creating (its source is subscribed).
+    /// Subscribe it: after creating, when its source is subscribed; or, for the existing
+    /// INBOX, when the source's INBOX is subscribed and the destination's is not (clients
+    /// hide unsubscribed folders). Existing subscriptions are otherwise never changed.
     pub subscribe: bool,
     /// The mapped name matched this existing folder only case-insensitively.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -159,9 +161,17 @@ pub(crate) struct FolderPlan {
 }
 
 impl FolderPlan {
-    /// Nothing to create and nothing to copy.
+    /// Nothing to create, subscribe or copy.
     pub(crate) fn is_noop(&self) -> bool {
-        self.action == FolderAction::Exists && self.copy.is_empty() && self.flag_updates.is_empty()
+        self.action == FolderAction::Exists
+            && !self.subscribe
+            && self.copy.is_empty()
+            && self.flag_updates.is_empty()
+    }
+
+    /// An existing folder (only ever the INBOX) that apply subscribes.
+    pub(crate) fn subscribes_existing(&self) -> bool {
+        self.action == FolderAction::Exists && self.subscribe
     }
 
     pub(crate) fn bytes_to_copy(&self) -> u64 {
@@ -173,7 +183,7 @@ impl FolderPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IgnoredFolder {
     pub source: String,
-    pub source_wire: String,
+    pub source_wire: WireName,
     /// e.g. `view (\All)` or ``excluded by `Spam/**` ``.
     pub reason: String,
     pub messages: u64,
@@ -196,6 +206,10 @@ pub(crate) struct Summary {
     /// Of `skipped`: copies the ledger saw on the destination that are gone now.
     #[serde(default)]
     pub deleted_on_destination: u64,
+    /// Existing folders to subscribe: the destination INBOX when the source's INBOX is
+    /// subscribed and it is not. A change, but not part of the `Plan:` line.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folders_to_subscribe: u64,
 }
 
 impl Summary {
@@ -208,10 +222,14 @@ impl Summary {
         self.flags_to_add += other.flags_to_add;
         self.moved_on_destination += other.moved_on_destination;
         self.deleted_on_destination += other.deleted_on_destination;
+        self.folders_to_subscribe += other.folders_to_subscribe;
     }
 
     pub(crate) fn has_changes(&self) -> bool {
-        self.folders_to_create > 0 || self.messages_to_copy > 0 || self.flags_to_add > 0
+        self.folders_to_create > 0
+            || self.messages_to_copy > 0
+            || self.flags_to_add > 0
+            || self.folders_to_subscribe > 0
     }
 }
 
@@ -467,6 +485,9 @@ pub(crate) fn summarize(folders: &[FolderPlan]) -> Summary {
         if f.action == FolderAction::Create {
             s.folders_to_create += 1;
         }
+        if f.subscribes_existing() {
+            s.folders_to_subscribe += 1;
+        }
         s.messages_to_copy += f.copy.len() as u64;
         s.bytes_to_copy += f.bytes_to_copy();
         s.already_present += f.already_present;
@@ -486,8 +507,8 @@ pub(crate) fn summarize(folders: &[FolderPlan]) -> Summary {
 /// folder wire name and the UIDs. Empty when the plan has no ambiguous group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ContentRequests {
-    pub source: BTreeMap<String, Vec<u32>>,
-    pub destination: BTreeMap<String, Vec<u32>>,
+    pub source: BTreeMap<WireName, Vec<u32>>,
+    pub destination: BTreeMap<WireName, Vec<u32>>,
 }
 
 impl ContentRequests {
@@ -506,17 +527,18 @@ pub(crate) fn content_requests(
     let mut requests = ContentRequests::default();
     for f in plan.folders.iter().filter(|f| !f.ambiguous_keys.is_empty()) {
         let keys: std::collections::HashSet<&IdentityKey> = f.ambiguous_keys.iter().collect();
-        let request = |inventory: &Inventory, wire: &str, into: &mut BTreeMap<String, Vec<u32>>| {
-            let Some(folder) = inventory.folder(wire) else {
-                return;
+        let request =
+            |inventory: &Inventory, wire: &WireName, into: &mut BTreeMap<WireName, Vec<u32>>| {
+                let Some(folder) = inventory.folder(wire) else {
+                    return;
+                };
+                let uids = folder
+                    .messages
+                    .iter()
+                    .filter(|m| keys.contains(&m.key))
+                    .map(|m| m.uid);
+                into.entry(wire.clone()).or_default().extend(uids);
             };
-            let uids = folder
-                .messages
-                .iter()
-                .filter(|m| keys.contains(&m.key))
-                .map(|m| m.uid);
-            into.entry(wire.to_string()).or_default().extend(uids);
-        };
         for s in &f.sources {
             request(source, &s.wire_name, &mut requests.source);
         }
@@ -610,7 +632,7 @@ impl RuleKind {
 
 /// Per source `\All` folder (wire name): a copy holding only its messages whose key is in
 /// no other source folder that is not a view (Gmail's archived mail).
-fn view_only_folders(source: &Inventory) -> HashMap<&str, crate::inventory::Folder> {
+fn view_only_folders(source: &Inventory) -> HashMap<&WireName, crate::inventory::Folder> {
     let is_view = |f: &crate::inventory::Folder| mapping::view_attribute(f).is_some();
     let all_views: Vec<&crate::inventory::Folder> = source
         .folders
@@ -644,7 +666,7 @@ fn view_only_folders(source: &Inventory) -> HashMap<&str, crate::inventory::Fold
                     .cloned()
                     .collect(),
             };
-            (f.wire_name.as_str(), only)
+            (&f.wire_name, only)
         })
         .collect()
 }
@@ -666,7 +688,7 @@ pub(crate) fn plan_account(
         let reason = match &entry.outcome {
             mapping::Disposition::View { attribute } => {
                 let only_there = view_only
-                    .get(folder.wire_name.as_str())
+                    .get(&folder.wire_name)
                     .map_or(0, |f| f.messages.len() as u64);
                 if *attribute == SpecialUse::All && only_there > 0 {
                     format!(
@@ -690,7 +712,7 @@ pub(crate) fn plan_account(
                 // A view feeds its destination only with what is found nowhere else.
                 let folder = match target.rule {
                     mapping::Rule::ViewOnly { .. } => view_only
-                        .get(folder.wire_name.as_str())
+                        .get(&folder.wire_name)
                         .expect("every \\All folder has its view-only part"),
                     _ => folder,
                 };
@@ -712,7 +734,7 @@ pub(crate) fn plan_account(
         });
     }
 
-    let mut diffs: HashMap<&str, FolderDiff> = HashMap::new();
+    let mut diffs: HashMap<&WireName, FolderDiff> = HashMap::new();
     for (target, folders) in &groups {
         let dst_messages: &[MessageMeta] = match destination.folder(&target.wire_name) {
             Some(f) if !f.noselect => &f.messages,
@@ -721,7 +743,7 @@ pub(crate) fn plan_account(
         let src_messages: Vec<&[MessageMeta]> =
             folders.iter().map(|f| f.messages.as_slice()).collect();
         diffs.insert(
-            target.wire_name.as_str(),
+            &target.wire_name,
             diff_folder(&src_messages, dst_messages, rules.messages),
         );
     }
@@ -745,7 +767,7 @@ pub(crate) fn plan_account(
         }
     }
     // After cutover: copies moved or deleted by someone on the destination.
-    let order: Vec<&str> = groups.iter().map(|(t, _)| t.wire_name.as_str()).collect();
+    let order: Vec<&WireName> = groups.iter().map(|(t, _)| &t.wire_name).collect();
     let settled = account_wide::settle(&groups, &order, &mut diffs, source, destination, rules);
     let creations = map.creations(|wire| diffs.get(wire).is_some_and(|d| !d.copy.is_empty()));
 
@@ -761,7 +783,19 @@ pub(crate) fn plan_account(
             // Only \Noselect sources map here and nothing must go into it: nothing to do.
             continue;
         };
-        let diff = diffs.remove(target.wire_name.as_str()).unwrap_or_default();
+        let diff = diffs.remove(&target.wire_name).unwrap_or_default();
+        // Existing subscription state is never a change, with one exception (issue 8):
+        // the destination INBOX is subscribed when the source's is, because clients hide
+        // an unsubscribed INBOX.
+        let subscribe_inbox = action == FolderAction::Exists
+            && target.wire_name.is_inbox()
+            && sources
+                .iter()
+                .any(|f| f.wire_name.is_inbox() && f.subscribed)
+            && !destination
+                .folders
+                .iter()
+                .any(|f| f.wire_name.is_inbox() && f.subscribed);
         folders.push(FolderPlan {
             destination: target.path.clone(),
             destination_wire: target.wire_name.clone(),
@@ -775,7 +809,7 @@ pub(crate) fn plan_account(
                     status: f.status,
                     subscribed: f.subscribed,
                     only_there: view_only
-                        .get(f.wire_name.as_str())
+                        .get(&f.wire_name)
                         .filter(|v| std::ptr::eq(*v, *f))
                         .map(|v| v.messages.len() as u64),
                 })
@@ -784,7 +818,7 @@ pub(crate) fn plan_account(
             special_use: target.special_use,
             merged: target.is_merge(),
             renamed_delimiter: target.replaced_delimiter,
-            subscribe: created.is_some_and(|c| c.subscribe),
+            subscribe: created.is_some_and(|c| c.subscribe) || subscribe_inbox,
             case_match: target.case_match,
             copy: diff.copy,
             already_present: diff.already_present,

@@ -776,19 +776,21 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
 
     // Secrets last: the cheap checks above fail first, and a password manager is only
     // asked once the config is known to be good.
-    let resolve = |side: &str, pending: PendingServer| -> Result<ServerSettings, SettingsError> {
-        let mut settings = pending.settings;
-        if let Some((line, user, source)) = pending.admin {
-            let password = secret::resolve(&source, dir).map_err(|p| SettingsError::Config {
-                file: cfg.name.clone(),
-                line: Some(line),
-                message: format!("`[{side}.admin]` {}", p.message),
-                hint: p.hint,
-            })?;
-            settings.admin = Some(AdminLogin { user, password });
-        }
-        Ok(settings)
-    };
+    let resolve =
+        |side: &str, pending: PendingServer| -> Result<ServerSettings, SettingsError> {
+            let mut settings = pending.settings;
+            if let Some((line, user, source)) = pending.admin {
+                let password = secret::resolve(&source, dir, raw.limits.connect_timeout.0)
+                    .map_err(|p| SettingsError::Config {
+                        file: cfg.name.clone(),
+                        line: Some(line),
+                        message: format!("`[{side}.admin]` {}", p.message),
+                        hint: p.hint,
+                    })?;
+                settings.admin = Some(AdminLogin { user, password });
+            }
+            Ok(settings)
+        };
     let source = resolve("source", source)?;
     let destination = resolve("destination", destination)?;
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use error::SettingsError;
+pub(crate) use secret::kill_process_group;
 pub use select::{shard_of, Selection, Shard, ShardParseError};
 pub use size::parse_size;
 

@@ -2,8 +2,11 @@
 //! `password-file`, `password-command`), never the password itself, so `migration.toml`
 //! can be committed. Errors say which source failed and never contain what it produced.
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
@@ -12,7 +15,13 @@ use super::SecretSource;
 
 /// Fetches the secret. The error is a message without file or line (the caller adds them);
 /// it never contains the secret, a command's output, or a file's content.
-pub(crate) fn resolve(source: &SecretSource, base_dir: &Path) -> Result<SecretString, Problem> {
+/// A `password-command` that gives no answer within `timeout` (the `connect-timeout`) is
+/// stopped, with everything it started.
+pub(crate) fn resolve(
+    source: &SecretSource,
+    base_dir: &Path,
+    timeout: Duration,
+) -> Result<SecretString, Problem> {
     let value = match source {
         SecretSource::Env(name) => match std::env::var_os(name) {
             None => {
@@ -41,21 +50,23 @@ pub(crate) fn resolve(source: &SecretSource, base_dir: &Path) -> Result<SecretSt
             strip_one_newline(text)
         }
         SecretSource::Command(cmd) => {
-            // stderr is inherited so that the user sees why a password manager failed;
-            // stdout (the secret) is captured and never shown.
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .current_dir(if base_dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    base_dir
-                })
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| Problem::from(format!("`password-command`: cannot run `sh`: {e}")))?;
+            tracing::info!(
+                "running `password-command` (at most {})",
+                humantime::format_duration(timeout)
+            );
+            let out = run_command(cmd, base_dir, timeout).map_err(|e| match e {
+                CommandFailure::Spawn(e) => {
+                    Problem::from(format!("`password-command`: cannot run `sh`: {e}"))
+                }
+                CommandFailure::TimedOut => Problem::hinted(
+                    format!(
+                        "`password-command` gave no answer within {}; it was stopped",
+                        humantime::format_duration(timeout)
+                    ),
+                    "run the command by hand: a password manager may be waiting for an \
+                     unlock or a prompt; the limit is `connect-timeout` in [limits]",
+                ),
+            })?;
             if !out.status.success() {
                 return Err(Problem::hinted(
                     format!(
@@ -82,6 +93,74 @@ pub(crate) fn resolve(source: &SecretSource, base_dir: &Path) -> Result<SecretSt
     Ok(SecretString::from(value))
 }
 
+enum CommandFailure {
+    Spawn(std::io::Error),
+    TimedOut,
+}
+
+/// `sh -c CMD` in `dir`, in a process group of its own; stdout (the secret) is captured,
+/// stderr is inherited so that the user sees why a password manager failed. After
+/// `timeout` the whole group is killed (a shell's children too, or they would keep the
+/// pipe open).
+fn run_command(cmd: &str, dir: &Path, timeout: Duration) -> Result<Output, CommandFailure> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .map_err(CommandFailure::Spawn)?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    let deadline = Instant::now() + timeout;
+    // The output is complete when the pipe closes; then the shell has exited or will.
+    let stdout = rx.recv_timeout(timeout);
+    loop {
+        match (&stdout, child.try_wait()) {
+            (Ok(_), Ok(Some(status))) => {
+                return Ok(Output {
+                    status,
+                    stdout: stdout.expect("checked"),
+                    stderr: Vec::new(),
+                })
+            }
+            (Ok(_), Ok(None)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            _ => {
+                kill_process_group(child.id());
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CommandFailure::TimedOut);
+            }
+        }
+    }
+}
+
+/// Kills the process group led by `pid` (a command started with `process_group(0)`).
+pub(crate) fn kill_process_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        if pid > 0 {
+            // SAFETY: kill(2) has no memory effects; a negative pid names the group.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Removes exactly one trailing `\n` (or `\r\n`): what `echo` and most password managers
 /// add. Other whitespace belongs to the password.
 fn strip_one_newline(mut s: String) -> String {
@@ -99,8 +178,10 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     fn cmd(c: &str) -> Result<String, String> {
-        resolve(&SecretSource::Command(c.into()), Path::new(""))
+        resolve(&SecretSource::Command(c.into()), Path::new(""), SECOND)
             .map(|s| s.expose_secret().to_string())
             .map_err(|p| p.message)
     }
@@ -122,12 +203,33 @@ mod tests {
     }
 
     #[test]
+    fn a_hanging_command_is_stopped_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        // The shell's child keeps stdout open: it must be killed with the shell.
+        let c = "echo partial-secret; sleep 30; echo more".to_string();
+        let e = resolve(
+            &SecretSource::Command(c),
+            dir.path(),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert!(e.message.contains("no answer within 300ms"), "{e:?}");
+        assert!(!e.message.contains("partial-secret"), "{e:?}");
+        assert!(e.hint.unwrap().contains("connect-timeout"));
+        // A command that finishes in time is not affected by the limit.
+        assert_eq!(cmd("sleep 0.1; echo pw").unwrap(), "pw");
+    }
+
+    #[test]
     fn file_is_relative_to_the_config_dir() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
-        let got = resolve(&SecretSource::File("pw".into()), dir.path()).unwrap();
+        let got = resolve(&SecretSource::File("pw".into()), dir.path(), SECOND).unwrap();
         assert_eq!(got.expose_secret(), "s3cret");
-        let e = resolve(&SecretSource::File("nope".into()), dir.path())
+        let e = resolve(&SecretSource::File("nope".into()), dir.path(), SECOND)
             .unwrap_err()
             .message;
         assert!(e.contains("`password-file`") && e.contains("nope"), "{e}");
@@ -138,6 +240,7 @@ mod tests {
         let e = resolve(
             &SecretSource::Env("MAILSHIFT_TEST_SURELY_UNSET_VAR".into()),
             Path::new(""),
+            SECOND,
         )
         .unwrap_err();
         assert!(

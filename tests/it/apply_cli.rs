@@ -978,6 +978,16 @@ fn kill_9_mid_apply_then_rerun_copies_each_message_once() {
 
 #[test]
 fn sigint_mid_apply_exits_130_with_report_then_rerun_completes() {
+    signal_mid_apply_writes_the_report_then_rerun_completes("INT", 130);
+}
+
+/// Kubernetes and systemd stop a process with SIGTERM: the same orderly stop as Ctrl-C.
+#[test]
+fn sigterm_mid_apply_exits_143_with_report_then_rerun_completes() {
+    signal_mid_apply_writes_the_report_then_rerun_completes("TERM", 143);
+}
+
+fn signal_mid_apply_writes_the_report_then_rerun_completes(signal: &str, want: i32) {
     let (s, msgs) = big_scenario(Layout::Modern, Layout::Classic);
     let total = msgs.len() as u64;
     let mut src = s.src("alice");
@@ -989,15 +999,15 @@ fn sigint_mid_apply_exits_130_with_report_then_rerun_completes() {
     running.wait_until_partly_copied(&mut dst, "INBOX", total);
     let pid = running.child.id().to_string();
     let kill = Command::new("kill")
-        .args(["-INT", &pid])
+        .args([&format!("-{signal}"), &pid])
         .status()
         .expect("run kill");
-    assert!(kill.success(), "kill -INT {pid}");
+    assert!(kill.success(), "kill -{signal} {pid}");
     let (code, out) = running.wait();
-    assert_eq!(code, 130, "Ctrl-C exits 130\n{out}");
+    assert_eq!(code, want, "SIG{signal} exits {want}\n{out}");
 
     let text = fs::read_to_string(s.path("r.json"))
-        .unwrap_or_else(|e| panic!("no report after Ctrl-C ({e})\n{out}"));
+        .unwrap_or_else(|e| panic!("no report after SIG{signal} ({e})\n{out}"));
     let report: Value = serde_json::from_str(&text).expect("report JSON");
     let acc = &report["accounts"][0];
     assert_eq!(acc["status"], "partial", "{report:#}");
@@ -1019,7 +1029,7 @@ fn sigint_mid_apply_exits_130_with_report_then_rerun_completes() {
     assert_bodies(
         &multiset(&msgs),
         &dst.fetch_all("INBOX"),
-        "INBOX after Ctrl-C and a re-run",
+        &format!("INBOX after SIG{signal} and a re-run"),
     );
     assert_eq!(
         src_before,

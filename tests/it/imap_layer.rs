@@ -7,11 +7,16 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use mailshift::imap::{ConnectReason, Credentials, ImapError, Reader};
+use mailshift::imap::{ConnectReason, Credentials, ImapError, Reader, WireName};
 use mailshift::settings::{AdminLogin, AuthMethod, Limits, Security, ServerSettings, TlsRoots};
 use secrecy::SecretString;
 
 use crate::support::{Dovecot, Layout, MessageBuilder, NewMessage, RawImap};
+
+/// A folder name in the wire form the crate's IMAP layer takes.
+pub(crate) fn wn(wire: &str) -> WireName {
+    WireName::new(wire)
+}
 
 pub(crate) fn server(port: u16, security: Security) -> ServerSettings {
     ServerSettings {
@@ -107,16 +112,16 @@ async fn read_layout(layout: Layout) {
     let sent_name = layout.wire(&layout.default_special_folders()[0].0);
     let sent = list
         .iter()
-        .find(|e| e.wire_name == sent_name)
+        .find(|e| e.wire_name.as_str() == sent_name)
         .expect("Sent folder");
     assert!(sent.attributes.iter().any(|a| a == "\\Sent"), "{sent:?}");
     assert!(list.iter().all(|e| e.delimiter == Some(layout.separator())));
 
     let subscribed = reader.subscribed().await.expect("lsub");
-    assert!(subscribed.contains(&projects), "{subscribed:?}");
-    assert!(!subscribed.contains(&quoted), "{subscribed:?}");
+    assert!(subscribed.contains(&wn(&projects)), "{subscribed:?}");
+    assert!(!subscribed.contains(&wn(&quoted)), "{subscribed:?}");
 
-    let status = reader.examine(&projects).await.expect("examine");
+    let status = reader.examine(&wn(&projects)).await.expect("examine");
     assert_eq!(status.exists, 3);
     assert_eq!(status.uidnext, Some(uids[2] + 1));
     assert_eq!(
@@ -164,7 +169,10 @@ async fn read_layout(layout: Layout) {
     assert_eq!(outcome.missing, vec![999]);
 
     // The quoted name can be examined again with the name LIST gave.
-    let status = reader.examine(&quoted).await.expect("examine quoted name");
+    let status = reader
+        .examine(&wn(&quoted))
+        .await
+        .expect("examine quoted name");
     assert_eq!(status.exists, 0);
     reader
         .fetch_metadata(0, |_| panic!("no messages"))
@@ -196,7 +204,7 @@ async fn refused_examine_keeps_the_session_usable() {
     )
     .await
     .unwrap();
-    let err = reader.examine("Does Not Exist").await.unwrap_err();
+    let err = reader.examine(&wn("Does Not Exist")).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ImapError::Protocol { .. }), "{err:?}");
     assert!(
@@ -205,7 +213,10 @@ async fn refused_examine_keeps_the_session_usable() {
     );
     // No folder is examined any more: fetching is refused locally.
     assert!(reader.fetch_metadata(1, |_| {}).await.is_err());
-    let status = reader.examine("INBOX").await.expect("session still usable");
+    let status = reader
+        .examine(&wn("INBOX"))
+        .await
+        .expect("session still usable");
     assert_eq!(status.exists, 0);
 }
 
@@ -280,7 +291,10 @@ async fn admin_login_reads_the_users_mailbox() {
         .expect("admin login");
     // Logged in as the user: their auto-created folders are there.
     let list = reader.list_all().await.unwrap();
-    assert!(list.iter().any(|e| e.wire_name == "Sent"), "{list:?}");
+    assert!(
+        list.iter().any(|e| e.wire_name.as_str() == "Sent"),
+        "{list:?}"
+    );
     reader.logout().await.unwrap();
 
     // A wrong admin password fails as an AuthFailed for the user, without the password.
@@ -350,7 +364,7 @@ async fn tls_and_starttls_with_ca_file() {
         let mut reader = Reader::connect(&s, &limits(), &c)
             .await
             .unwrap_or_else(|e| panic!("{security:?}: {e}"));
-        assert!(reader.examine("INBOX").await.is_ok());
+        assert!(reader.examine(&wn("INBOX")).await.is_ok());
         reader.logout().await.unwrap();
 
         // The same with bundled Mozilla roots plus the anchor.
@@ -462,9 +476,9 @@ async fn a_timeout_mid_session_makes_the_reader_unusable() {
     let mut reader = Reader::connect(&s, &l, &creds("u", "p"))
         .await
         .expect("connect to the fake");
-    let err = reader.examine("INBOX").await.unwrap_err();
+    let err = reader.examine(&wn("INBOX")).await.unwrap_err();
     assert!(matches!(err, ImapError::Timeout { .. }), "{err:?}");
-    let err = reader.examine("INBOX").await.unwrap_err();
+    let err = reader.examine(&wn("INBOX")).await.unwrap_err();
     assert!(
         matches!(&err, ImapError::Closed { reason, .. } if reason.contains("unusable")),
         "{err:?}"
@@ -505,7 +519,7 @@ async fn ten_thousand_messages_in_one_fetch() {
     )
     .await
     .unwrap();
-    let status = reader.examine("Big").await.unwrap();
+    let status = reader.examine(&wn("Big")).await.unwrap();
     assert_eq!(status.exists as usize, N);
     let t = Instant::now();
     let mut count = 0usize;

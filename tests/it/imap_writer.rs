@@ -17,7 +17,7 @@ fn server(port: u16) -> ServerSettings {
     crate::imap_layer::server(port, Security::Plain)
 }
 
-use crate::imap_layer::limits;
+use crate::imap_layer::{limits, wn};
 
 async fn writer(dc: &Dovecot, user: &str, pw: &str) -> Writer {
     let creds = Credentials {
@@ -61,24 +61,24 @@ async fn creates_folders(layout: Layout) {
         layout.wire(&format!("{ENTWUERFE}/{AERGER}")),
     ];
     for name in &wanted {
-        w.create(name)
+        w.create(&wn(name))
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     // Existing folders are a success: again, INBOX, and an auto-created special folder.
-    w.create(&wanted[1]).await.expect("create twice");
-    w.create("INBOX").await.expect("create INBOX");
-    w.create(&layout.wire(&layout.default_special_folders()[0].0))
+    w.create(&wn(&wanted[1])).await.expect("create twice");
+    w.create(&wn("INBOX")).await.expect("create INBOX");
+    w.create(&wn(&layout.wire(&layout.default_special_folders()[0].0)))
         .await
         .expect("create Sent");
-    w.subscribe(&wanted[4]).await.expect("subscribe");
+    w.subscribe(&wn(&wanted[4])).await.expect("subscribe");
     // A refusal carries the server's words and keeps the session.
     for bad in ["", "bad&name"] {
-        let err = w.create(bad).await.unwrap_err();
+        let err = w.create(&wn(bad)).await.unwrap_err();
         assert!(!err.kills_session(), "{err}");
         assert!(err.to_string().contains("CREATE"), "{err}");
     }
-    w.create(&layout.wire("After/Error"))
+    w.create(&wn(&layout.wire("After/Error")))
         .await
         .expect("session still works");
     w.logout().await.expect("logout");
@@ -121,8 +121,8 @@ async fn append_round_trip(layout: Layout) {
     let folder = layout.wire("Archive/2001");
     let mut w = writer(&dc, &user, &pw).await;
     assert!(w.capabilities().has("MULTIAPPEND"));
-    w.create(&layout.wire("Archive")).await.unwrap();
-    w.create(&folder).await.unwrap();
+    w.create(&wn(&layout.wire("Archive"))).await.unwrap();
+    w.create(&wn(&folder)).await.unwrap();
 
     // CRLF and 8-bit bytes (not UTF-8) in the body, an LF-only header line would be fixed
     // by the caller, not here: bytes go out as given.
@@ -143,7 +143,7 @@ async fn append_round_trip(layout: Layout) {
             small(2),
         ),
     ];
-    let results = w.append_batch(&folder, &items).await.expect("append");
+    let results = w.append_batch(&wn(&folder), &items).await.expect("append");
     let uids: Vec<u32> = results
         .iter()
         .map(|r| r.clone().expect("appended").expect("APPENDUID"))
@@ -152,12 +152,12 @@ async fn append_round_trip(layout: Layout) {
 
     // One message alone (a single APPEND) and a second batch continue the numbering.
     let results = w
-        .append_batch(&folder, &[item(&["\\Seen"], None, small(3))])
+        .append_batch(&wn(&folder), &[item(&["\\Seen"], None, small(3))])
         .await
         .unwrap();
     assert_eq!(results, vec![Ok(Some(4))]);
 
-    let sel = w.select(&folder).await.expect("select");
+    let sel = w.select(&wn(&folder)).await.expect("select");
     assert_eq!(sel.status.exists, 4);
     assert_eq!(sel.status.uidnext, Some(5));
     assert!(sel.new_keywords_allowed, "{sel:?}");
@@ -179,7 +179,7 @@ async fn append_round_trip(layout: Layout) {
     // Appending into the selected folder works too (EXISTS arrives unsolicited).
     let results = w
         .append_batch(
-            &folder,
+            &wn(&folder),
             &[item(&[], None, small(5)), item(&[], None, small(6))],
         )
         .await
@@ -245,7 +245,7 @@ async fn refused_message_in_batch(extra: &[&str]) {
         item(&[], Some("not a date"), small(9)),
         item(&["$Label1"], None, small(2)),
     ];
-    let results = w.append_batch("INBOX", &items).await.expect("batch");
+    let results = w.append_batch(&wn("INBOX"), &items).await.expect("batch");
     assert_eq!(results.len(), 4);
     assert_eq!(results[0], Ok(Some(1)), "{results:?}");
     let refused = results[1].clone().unwrap_err();
@@ -256,7 +256,7 @@ async fn refused_message_in_batch(extra: &[&str]) {
     // A folder that does not exist refuses every message, each with the server's words.
     let results = w
         .append_batch(
-            "Nope",
+            &wn("Nope"),
             &[item(&[], None, small(7)), item(&[], None, small(8))],
         )
         .await
@@ -272,7 +272,7 @@ async fn refused_message_in_batch(extra: &[&str]) {
     // The session is still in step: another batch goes in.
     let results = w
         .append_batch(
-            "INBOX",
+            &wn("INBOX"),
             &[item(&[], None, small(3)), item(&[], None, small(4))],
         )
         .await
@@ -309,7 +309,7 @@ async fn without_multiappend_a_batch_still_appends_in_order() {
     let mut w = writer(&dc, &user, &pw).await;
     assert!(!w.capabilities().has("MULTIAPPEND"));
     let items: Vec<AppendItem> = (0..50).map(|i| item(&["\\Seen"], None, small(i))).collect();
-    let results = w.append_batch("INBOX", &items).await.unwrap();
+    let results = w.append_batch(&wn("INBOX"), &items).await.unwrap();
     let want: Vec<_> = (1..=50).map(|u| Ok(Some(u))).collect();
     assert_eq!(results, want);
     let msgs = RawImap::login(dc.port(), &user, &pw).fetch_all("INBOX");
@@ -339,7 +339,7 @@ async fn appends_two_thousand_messages_quickly() {
     let t = Instant::now();
     let mut uids = Vec::new();
     for batch in items.chunks(200) {
-        for r in w.append_batch("INBOX", batch).await.unwrap() {
+        for r in w.append_batch(&wn("INBOX"), batch).await.unwrap() {
             uids.push(r.unwrap().unwrap());
         }
     }

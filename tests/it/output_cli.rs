@@ -161,11 +161,11 @@ fn a_reader_that_stops_early_is_a_clean_end() {
     let doc = std::fs::read_to_string(s.path("plan.json")).unwrap();
     let mut padded: serde_json::Value = serde_json::from_str(&doc).unwrap();
     let account = padded["accounts"][0].clone();
-    for _ in 0..200 {
-        padded["accounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(account.clone());
+    for i in 0..200 {
+        // Distinct users: a plan file listing an account twice is refused as damaged.
+        let mut copy = account.clone();
+        copy["source_user"] = format!("{i}-{}", account["source_user"].as_str().unwrap()).into();
+        padded["accounts"].as_array_mut().unwrap().push(copy);
     }
     std::fs::write(s.path("big.json"), serde_json::to_string(&padded).unwrap()).unwrap();
 

@@ -105,6 +105,9 @@ pub(crate) struct Scenario {
     destination_port: Option<u16>,
     accounts: Vec<Account>,
     extra_toml: String,
+    /// Extra keys of `[source]` and `[destination]` (e.g. `auth`, `token-command`).
+    source_toml: String,
+    destination_toml: String,
     dir: tempfile::TempDir,
 }
 
@@ -124,6 +127,8 @@ impl Scenario {
             destination_port: None,
             accounts: Vec::new(),
             extra_toml: String::new(),
+            source_toml: String::new(),
+            destination_toml: String::new(),
             dir: tempfile::Builder::new()
                 .prefix("ms-scenario-")
                 .tempdir()
@@ -225,6 +230,17 @@ impl Scenario {
     pub(crate) fn add_config(&mut self, toml: &str) {
         self.extra_toml.push_str(toml);
         self.extra_toml.push('\n');
+    }
+
+    /// Extra keys for the `[source]` or `[destination]` table (`key = value` lines).
+    pub(crate) fn server_config(mut self, side: Side, keys: &str) -> Scenario {
+        let table = match side {
+            Side::Source => &mut self.source_toml,
+            Side::Destination => &mut self.destination_toml,
+        };
+        table.push_str(keys);
+        table.push('\n');
+        self
     }
 
     /// Replaces the extra TOML given so far.
@@ -336,12 +352,22 @@ impl Scenario {
 
     /// The config as it will be written.
     pub(crate) fn config_text(&self) -> String {
-        let server = |table: &str, port: u16| {
-            format!("[{table}]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\n\n")
+        let server = |table: &str, port: u16, extra: &str| {
+            format!(
+                "[{table}]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\n{extra}\n"
+            )
         };
         let mut out = String::new();
-        out.push_str(&server("source", self.port(Side::Source)));
-        out.push_str(&server("destination", self.port(Side::Destination)));
+        out.push_str(&server(
+            "source",
+            self.port(Side::Source),
+            &self.source_toml,
+        ));
+        out.push_str(&server(
+            "destination",
+            self.port(Side::Destination),
+            &self.destination_toml,
+        ));
         out.push_str("[accounts]\ncsv = \"accounts.csv\"\n\n");
         out.push_str(&self.extra_toml);
         out

@@ -8,7 +8,7 @@ use super::*;
 fn folder(wire: &str, attributes: &[&str]) -> Folder {
     let attributes: Vec<String> = attributes.iter().map(|a| a.to_string()).collect();
     Folder {
-        wire_name: wire.to_string(),
+        wire_name: WireName::new(wire),
         name: mutf7::decode(wire).unwrap_or_else(|_| wire.to_string()),
         special_use: attributes
             .iter()
@@ -132,7 +132,10 @@ fn modern_to_classic_never_doubles_inbox() {
             ("INBOX.&U,BTFw-.&ZeVnLIqe-", CreateReason::Missing, false),
         ]
     );
-    assert_eq!(map.to_create[2].parent.as_deref(), Some("INBOX.Projects"));
+    assert_eq!(
+        map.to_create[2].parent.as_ref().map(WireName::as_str),
+        Some("INBOX.Projects")
+    );
     assert_eq!(map.to_create[0].parent, None);
 }
 
@@ -713,7 +716,7 @@ fn inventory(spec: SideSpec) -> impl Strategy<Value = Inventory> {
             };
             let name = format!("{}{}", spec.prefix, joined);
             let wire = mutf7::encode(&name);
-            if folders.iter().any(|f| f.wire_name == wire) {
+            if folders.iter().any(|f| f.wire_name.as_str() == wire) {
                 continue;
             }
             let mut f = folder(&wire, ATTRIBUTES[attrs]);
@@ -765,7 +768,7 @@ proptest! {
             dst.folders.iter().map(|f| inbox_key(&f.name, dst.delimiter)).collect();
         for e in &map.entries {
             let Disposition::Mapped(t) = &e.outcome else { continue };
-            let decoded = mutf7::decode(&t.wire_name);
+            let decoded = mutf7::decode(t.wire_name.as_str());
             prop_assert!(decoded.is_ok(), "wire {:?} not canonical", t.wire_name);
             let decoded = decoded.unwrap();
             let upper = decoded.to_uppercase();
@@ -789,7 +792,7 @@ proptest! {
         let mut available = existing.clone();
         available.insert("INBOX".to_string());
         for f in &map.to_create {
-            let decoded = mutf7::decode(&f.wire_name).unwrap();
+            let decoded = mutf7::decode(f.wire_name.as_str()).unwrap();
             prop_assert!(!available.contains(&inbox_key(&decoded, dst.delimiter)) || f.reason == CreateReason::NoselectOnDestination,
                 "{:?} exists already", f.wire_name);
             if let Some(parent) = side.ancestors(&decoded).last() {
@@ -799,11 +802,11 @@ proptest! {
             available.insert(inbox_key(&decoded, dst.delimiter));
         }
         // The filtered list keeps parents before children too.
-        let kept = map.creations(|w| w.len() % 2 == 0);
+        let kept = map.creations(|w| w.as_str().len() % 2 == 0);
         let mut available = existing;
         available.insert("INBOX".to_string());
         for f in kept {
-            let decoded = mutf7::decode(&f.wire_name).unwrap();
+            let decoded = mutf7::decode(f.wire_name.as_str()).unwrap();
             if let Some(parent) = side.ancestors(&decoded).last() {
                 prop_assert!(available.contains(&inbox_key(parent, dst.delimiter)),
                     "filtered: parent of {:?} missing", f.wire_name);
