@@ -20,6 +20,7 @@ mod imap_layer;
 mod imap_writer;
 mod man_cli;
 mod mapping_cli;
+mod oauth_cli;
 mod output_cli;
 mod plan_cli;
 mod robustness;
