@@ -250,6 +250,18 @@ impl Ctx<'_> {
                 tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
             }
         }
+        // The existing INBOX, subscribed like the source's (the only existing folder a
+        // plan subscribes; SUBSCRIBE of a subscribed folder is harmless on a re-run).
+        for folder in plan.folders.iter().filter(|f| f.subscribes_existing()) {
+            if self.cancelled() {
+                return Ok(());
+            }
+            writer
+                .subscribe(&folder.destination_wire)
+                .await
+                .map_err(ApplyError::destination)?;
+            tracing::info!(account = %plan.source_user, "subscribed folder `{}`", folder.destination);
+        }
         let work: Vec<&FolderPlan> = plan
             .folders
             .iter()

@@ -135,7 +135,9 @@ pub(crate) struct FolderPlan {
     pub merged: bool,
     /// A destination delimiter inside a source name was replaced by `_`.
     pub renamed_delimiter: bool,
-    /// Subscribe after creating (its source is subscribed).
+    /// Subscribe it: after creating, when its source is subscribed; or, for the existing
+    /// INBOX, when the source's INBOX is subscribed and the destination's is not (clients
+    /// hide unsubscribed folders). Existing subscriptions are otherwise never changed.
     pub subscribe: bool,
     /// The mapped name matched this existing folder only case-insensitively.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -159,9 +161,17 @@ pub(crate) struct FolderPlan {
 }
 
 impl FolderPlan {
-    /// Nothing to create and nothing to copy.
+    /// Nothing to create, subscribe or copy.
     pub(crate) fn is_noop(&self) -> bool {
-        self.action == FolderAction::Exists && self.copy.is_empty() && self.flag_updates.is_empty()
+        self.action == FolderAction::Exists
+            && !self.subscribe
+            && self.copy.is_empty()
+            && self.flag_updates.is_empty()
+    }
+
+    /// An existing folder (only ever the INBOX) that apply subscribes.
+    pub(crate) fn subscribes_existing(&self) -> bool {
+        self.action == FolderAction::Exists && self.subscribe
     }
 
     pub(crate) fn bytes_to_copy(&self) -> u64 {
@@ -196,6 +206,10 @@ pub(crate) struct Summary {
     /// Of `skipped`: copies the ledger saw on the destination that are gone now.
     #[serde(default)]
     pub deleted_on_destination: u64,
+    /// Existing folders to subscribe: the destination INBOX when the source's INBOX is
+    /// subscribed and it is not. A change, but not part of the `Plan:` line.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folders_to_subscribe: u64,
 }
 
 impl Summary {
@@ -208,10 +222,14 @@ impl Summary {
         self.flags_to_add += other.flags_to_add;
         self.moved_on_destination += other.moved_on_destination;
         self.deleted_on_destination += other.deleted_on_destination;
+        self.folders_to_subscribe += other.folders_to_subscribe;
     }
 
     pub(crate) fn has_changes(&self) -> bool {
-        self.folders_to_create > 0 || self.messages_to_copy > 0 || self.flags_to_add > 0
+        self.folders_to_create > 0
+            || self.messages_to_copy > 0
+            || self.flags_to_add > 0
+            || self.folders_to_subscribe > 0
     }
 }
 
@@ -466,6 +484,9 @@ pub(crate) fn summarize(folders: &[FolderPlan]) -> Summary {
     for f in folders {
         if f.action == FolderAction::Create {
             s.folders_to_create += 1;
+        }
+        if f.subscribes_existing() {
+            s.folders_to_subscribe += 1;
         }
         s.messages_to_copy += f.copy.len() as u64;
         s.bytes_to_copy += f.bytes_to_copy();
@@ -763,6 +784,18 @@ pub(crate) fn plan_account(
             continue;
         };
         let diff = diffs.remove(&target.wire_name).unwrap_or_default();
+        // Existing subscription state is never a change, with one exception (issue 8):
+        // the destination INBOX is subscribed when the source's is, because clients hide
+        // an unsubscribed INBOX.
+        let subscribe_inbox = action == FolderAction::Exists
+            && target.wire_name.is_inbox()
+            && sources
+                .iter()
+                .any(|f| f.wire_name.is_inbox() && f.subscribed)
+            && !destination
+                .folders
+                .iter()
+                .any(|f| f.wire_name.is_inbox() && f.subscribed);
         folders.push(FolderPlan {
             destination: target.path.clone(),
             destination_wire: target.wire_name.clone(),
@@ -785,7 +818,7 @@ pub(crate) fn plan_account(
             special_use: target.special_use,
             merged: target.is_merge(),
             renamed_delimiter: target.replaced_delimiter,
-            subscribe: created.is_some_and(|c| c.subscribe),
+            subscribe: created.is_some_and(|c| c.subscribe) || subscribe_inbox,
             case_match: target.case_match,
             copy: diff.copy,
             already_present: diff.already_present,

@@ -235,3 +235,85 @@ fn appendlimit_skips_and_quota_flags_before_copying() {
     let p = plan(&src, &dst, &f, &m);
     assert_eq!((p.summary.messages_to_copy, p.quota), (3, None));
 }
+
+#[test]
+fn the_existing_inbox_is_subscribed_only_when_the_sources_is_and_it_is_not() {
+    let (f, m) = rules();
+    let unsubscribed = |mut x: crate::inventory::Folder| {
+        x.subscribed = false;
+        x
+    };
+    let src = Inventory::modern(vec![folder("INBOX", &[], vec![msg(1, 1, 10, &[])])]);
+    let dst = Inventory::modern(vec![unsubscribed(folder(
+        "INBOX",
+        &[],
+        vec![msg(1, 1, 10, &[])],
+    ))]);
+    let p = plan(&src, &dst, &f, &m);
+    let inbox = &p.folders[0];
+    assert_eq!(
+        (inbox.action, inbox.subscribe),
+        (FolderAction::Exists, true)
+    );
+    assert_eq!(p.summary.folders_to_subscribe, 1);
+    assert!(p.has_changes(), "a subscription to add is a change");
+    assert_eq!(p.summary.folders_to_create + p.summary.messages_to_copy, 0);
+
+    // Already subscribed there, or not subscribed on the source: nothing to do.
+    let subscribed_dst = Inventory::modern(vec![folder("INBOX", &[], vec![msg(1, 1, 10, &[])])]);
+    let p = plan(&src, &subscribed_dst, &f, &m);
+    assert!(
+        !p.folders[0].subscribe && !p.has_changes(),
+        "{:?}",
+        p.folders
+    );
+    let src = Inventory::modern(vec![unsubscribed(folder(
+        "INBOX",
+        &[],
+        vec![msg(1, 1, 10, &[])],
+    ))]);
+    let p = plan(&src, &dst, &f, &m);
+    assert!(
+        !p.folders[0].subscribe && !p.has_changes(),
+        "{:?}",
+        p.folders
+    );
+    // Any other existing folder's subscription state is never a change.
+    let src = Inventory::modern(vec![
+        folder("INBOX", &[], vec![]),
+        folder("Work", &[], vec![]),
+    ]);
+    let dst = Inventory::modern(vec![
+        folder("INBOX", &[], vec![]),
+        unsubscribed(folder("Work", &[], vec![])),
+    ]);
+    let p = plan(&src, &dst, &f, &m);
+    assert!(!p.has_changes(), "{:?}", p.folders);
+}
+
+#[test]
+fn a_noselect_placeholder_is_created_and_counted_only_as_a_needed_parent() {
+    let (mut f, m) = rules();
+    f.exclude = vec!["Lists/**".to_string()];
+    let src = Inventory::modern(vec![
+        folder("INBOX", &[], vec![]),
+        folder("Projects", &["\\Noselect"], vec![]),
+        folder("Projects/2024", &[], vec![msg(1, 1, 10, &[])]),
+        folder("Lists", &["\\Noselect"], vec![]),
+        folder("Lists/announce", &[], vec![msg(1, 2, 10, &[])]),
+    ]);
+    let dst = Inventory::classic(vec![folder("INBOX", &[], vec![])]);
+    let p = plan(&src, &dst, &f, &m);
+    let created: Vec<&str> = p
+        .folders
+        .iter()
+        .filter(|f| f.action == FolderAction::Create)
+        .map(|f| f.destination.as_str())
+        .collect();
+    assert_eq!(created, ["Projects", "Projects/2024"]);
+    assert_eq!(p.summary.folders_to_create, 2);
+    // Without the folder below it that receives mail, the placeholder is not created.
+    f.exclude.push("Projects/**".to_string());
+    let p = plan(&src, &dst, &f, &m);
+    assert_eq!(p.summary.folders_to_create, 0, "{:?}", p.folders);
+}

@@ -95,6 +95,36 @@ fn sample_plan() -> PlanFile {
     PlanFile::new("0123abcd".to_string(), vec![sample_account(), failed])
 }
 
+/// The per-account table's status column: `changes`, `over quota`, `up to date`, `error`.
+#[test]
+fn account_table_statuses() {
+    let changes = sample_account();
+    let mut over = sample_account();
+    over.source_user = "carol@old.example".to_string();
+    over.quota = Some(crate::plan::QuotaCheck {
+        used: 900 * 1024,
+        limit: 1024 * 1024,
+        over_quota: true,
+    });
+    let mut fits = sample_account();
+    fits.source_user = "erin@old.example".to_string();
+    fits.quota = Some(crate::plan::QuotaCheck {
+        used: 0,
+        limit: 1024 * 1024 * 1024,
+        over_quota: false,
+    });
+    let mut done = sample_account();
+    done.source_user = "dave@old.example".to_string();
+    done.summary = crate::plan::Summary {
+        already_present: 8,
+        ..Default::default()
+    };
+    let failed = sample_plan().accounts.pop().expect("the failed account");
+    insta::assert_snapshot!(crate::render::text::account_table(&[
+        changes, over, fits, done, failed
+    ]));
+}
+
 #[test]
 fn text_plan() {
     insta::assert_snapshot!(render_plan(&sample_plan(), TextOptions::default()));

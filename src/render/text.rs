@@ -80,7 +80,7 @@ pub(crate) fn colorize(text: &str) -> String {
 /// `Plan: 1 folder to create, 1,216 messages (85.3 MiB) to copy; 10,443 already present, 4 skipped.`
 /// or `No changes. The destination has every message.`
 pub(crate) fn summary_line(s: &Summary, any_error: bool) -> String {
-    if s.folders_to_create == 0 && s.messages_to_copy == 0 && s.flags_to_add == 0 && !any_error {
+    if !s.has_changes() && !any_error {
         return "No changes. The destination has every message.".to_string();
     }
     format!(
@@ -122,6 +122,9 @@ fn folder_notes(f: &FolderPlan) -> Vec<String> {
     }
     if f.case_match {
         notes.push("case".to_string());
+    }
+    if f.subscribes_existing() {
+        notes.push("subscribe".to_string());
     }
     // Cyrus and Courier keep `Archive/2019` as `INBOX.Archive.2019`: show the real path
     // wherever it differs from the display name.
@@ -455,6 +458,8 @@ pub(crate) fn account_table(accounts: &[AccountPlan]) -> String {
         let s = &a.summary;
         let status = if a.error.is_some() {
             "error"
+        } else if a.quota.is_some_and(|q| q.over_quota) {
+            "over quota"
         } else if s.has_changes() {
             "changes"
         } else {

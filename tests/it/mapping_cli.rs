@@ -124,3 +124,101 @@ fn a_noselect_destination_folder_becomes_selectable_when_mail_must_go_in() {
     let again = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status, 0, "{again}");
 }
+
+/// Issue 8 item 7: a source folder that exists only as a `\Noselect` placeholder is
+/// created on the destination only as the parent of a folder the plan creates, and counted
+/// only then; an existing destination INBOX is subscribed when the source's INBOX is.
+#[test]
+fn noselect_placeholders_stay_placeholders_and_the_inbox_subscription_follows() {
+    let s = Scenario::new()
+        .source(Layout::Modern)
+        .destination(Layout::Classic)
+        .account("alice")
+        .config("[folders]\nexclude = [\"Lists/**\"]\n");
+    let mut src = s.src("alice");
+    // `Projects` and `Lists` exist only as the implicit parents of their children.
+    src.create("Projects/2024");
+    src.append_many("Projects/2024", &one("project mail"));
+    src.create("Lists/announce");
+    src.append_many("Lists/announce", &one("list mail"));
+    src.subscribe("INBOX");
+    src.subscribe("Projects");
+    for placeholder in ["Projects", "Lists"] {
+        let attrs: Vec<String> = src
+            .list()
+            .into_iter()
+            .find(|(_, _, n)| n == placeholder)
+            .map(|(a, _, _)| a)
+            .expect("the implicit parent is listed");
+        assert!(
+            attrs.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect")),
+            "{placeholder}: {attrs:?}"
+        );
+    }
+    let before = src.snapshot();
+    let mut dst = s.dst("alice");
+    assert!(
+        !dst.list_subscribed().iter().any(|n| n == "INBOX"),
+        "the destination INBOX starts unsubscribed"
+    );
+
+    let plan = s.run(&["plan"]);
+    assert_eq!(plan.status, 0, "{plan}");
+    // `Projects` is counted: `Projects/2024` receives mail below it. `Lists` is not: its
+    // only child is excluded. (`Archive` is the source's special folder, missing on the
+    // classic destination.)
+    let created: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| l.contains('←'))
+        .filter_map(|l| l.trim_start().strip_prefix("+ "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(created, ["Archive", "Projects", "Projects/2024"], "{plan}");
+    assert!(
+        plan.last_line()
+            .starts_with("Plan: 3 folders to create, 1 message"),
+        "{plan}"
+    );
+    assert!(
+        plan.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("= INBOX") && l.ends_with("(subscribe)")),
+        "{plan}"
+    );
+    let json = s.run(&["plan", "--format", "json"]).json();
+    let inbox = json["accounts"][0]["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["destination"] == "INBOX")
+        .expect("INBOX in the plan")
+        .clone();
+    assert_eq!(inbox["action"], "exists", "{inbox}");
+    assert_eq!(inbox["subscribe"], true, "{inbox}");
+
+    let apply = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.status, 0, "{apply}");
+    let listed = names(dst.list());
+    assert!(listed.iter().any(|n| n == "INBOX.Projects"), "{listed:?}");
+    assert!(
+        !listed.iter().any(|n| n.starts_with("INBOX.Lists")),
+        "{listed:?}"
+    );
+    assert_eq!(dst.fetch_all("INBOX.Projects.2024").len(), 1);
+    let subscribed = dst.list_subscribed();
+    assert!(subscribed.iter().any(|n| n == "INBOX"), "{subscribed:?}");
+    assert!(
+        subscribed.iter().any(|n| n == "INBOX.Projects"),
+        "{subscribed:?}"
+    );
+    assert!(
+        !subscribed.iter().any(|n| n == "INBOX.Projects.2024"),
+        "{subscribed:?}"
+    );
+    before.assert_unchanged(&src.snapshot());
+
+    // Subscribed now: nothing left to do.
+    let again = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status, 0, "{again}");
+}
