@@ -246,6 +246,16 @@ impl FaultProxy {
     pub(crate) fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
     }
+
+    /// Cuts every connection open now (later ones are forwarded as usual); returns how
+    /// many sockets were shut down.
+    pub(crate) fn cut_all_now(&self) -> usize {
+        let sockets: Vec<TcpStream> = self.shared.sockets.lock().unwrap().drain(..).collect();
+        for s in &sockets {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        sockets.len()
+    }
 }
 
 impl Drop for FaultProxy {
