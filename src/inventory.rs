@@ -59,6 +59,11 @@ pub(crate) struct Folder {
     pub subscribed: bool,
     pub status: Option<FolderStatus>,
     pub messages: Vec<MessageMeta>,
+    /// RFC 7889 `STATUS (APPENDLIMIT)`: this folder's own limit in bytes, read on a
+    /// destination that offers `APPENDLIMIT` per folder; `None`: no limit of its own (the
+    /// server-wide one in [`StorageLimits`] applies, if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_limit: Option<u64>,
 }
 
 /// An account's folder tree on one side.
@@ -202,6 +207,7 @@ pub(crate) async fn collect(
             noselect,
             status: None,
             messages: Vec::new(),
+            append_limit: None,
         };
         if !noselect {
             let folder_err = |source| InventoryError::Folder {
@@ -233,6 +239,12 @@ pub(crate) async fn collect(
                 .map_err(folder_err)?;
             folder.status = Some(status);
             folder.messages = messages;
+            if side == Side::Destination && reader.per_folder_append_limits() {
+                folder.append_limit = reader
+                    .folder_append_limit(&folder.wire_name)
+                    .await
+                    .map_err(folder_err)?;
+            }
         }
         folders.push(folder);
     }
