@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::identity::{parse_headers, IdentityKey};
-use crate::imap::{Credentials, ImapError, ListEntry, Reader};
+use crate::imap::{Credentials, FetchItems, ImapError, ListEntry, MailboxStatus, Reader};
 use crate::model::{ContentHash, FolderStatus, Side, SpecialUse, WireName};
 use crate::settings::{Limits, ServerSettings};
 
@@ -162,36 +162,99 @@ pub(crate) fn guess_prefix(entries: &[ListEntry]) -> String {
     }
 }
 
-/// Reads one account on one side: LIST, LSUB, NAMESPACE, then per selectable folder
-/// EXAMINE and one streamed UID FETCH of the metadata. Never writes.
+/// A folder's inventory as a cache remembers it, with the STATUS that was current when it
+/// was read: reused only while STATUS proves it unchanged ([`proves_unchanged`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    pub stamp: MailboxStatus,
+    pub status: FolderStatus,
+    pub messages: Vec<MessageMeta>,
+}
+
+/// Remembered folders of one account and side, by wire name.
+pub(crate) type Snapshots = HashMap<WireName, Snapshot>;
+
+/// An inventory and the STATUS of each folder as it was read before the folder was (what
+/// a cache must keep beside the messages; see [`Snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Collected {
+    pub inventory: Inventory,
+    pub stamps: HashMap<WireName, MailboxStatus>,
+    /// Folders whose messages came from the cache (for logs and tests).
+    pub reused: usize,
+}
+
+/// UIDs are never reused within a UIDVALIDITY, so an unchanged UIDVALIDITY, UIDNEXT and
+/// MESSAGES mean the very same set of messages: nothing added (UIDNEXT would move),
+/// nothing expunged (MESSAGES would drop, or UIDNEXT move if one was added too). A value
+/// missing on either side proves nothing.
+pub(crate) fn proves_unchanged(then: &MailboxStatus, now: &MailboxStatus) -> bool {
+    fn same(a: Option<u32>, b: Option<u32>) -> bool {
+        a.is_some() && a == b
+    }
+    same(then.uidvalidity, now.uidvalidity)
+        && same(then.uidnext, now.uidnext)
+        && same(then.messages, now.messages)
+}
+
+/// Flags change without UIDNEXT or MESSAGES moving; only an unchanged HIGHESTMODSEQ
+/// (CONDSTORE, RFC 7162) proves them unchanged. Without it the flags are read again.
+pub(crate) fn flags_unchanged(then: &MailboxStatus, now: &MailboxStatus) -> bool {
+    then.highestmodseq.is_some() && then.highestmodseq == now.highestmodseq
+}
+
+/// How many messages to fetch before further connections of the account pay for their
+/// login round trips.
+const PARALLEL_FETCH_MESSAGES: u64 = 2_000;
+
+/// Extra connections [`collect`] may open for one side: up to `connections - 1`, each
+/// only while `max-connections` has a free slot.
+#[derive(Clone, Copy)]
+pub(crate) struct Extra<'a> {
+    pub caps: &'a crate::imap::ConnectionCaps,
+    pub connections: usize,
+}
+
+/// Reads one account on one side, read-only: LIST, LSUB, NAMESPACE and the STATUS of
+/// every folder in one or two pipelined round trips, then EXAMINE + one streamed UID
+/// FETCH of the metadata per folder, all pipelined, for the folders that are neither empty
+/// (STATUS says 0 messages) nor proven unchanged since `cached` (their messages are taken
+/// from the cache; their flags too when HIGHESTMODSEQ proves them unchanged, else the
+/// flags alone are fetched again). Big reads are spread over further connections
+/// (`extra`).
 pub(crate) async fn collect(
     side: Side,
     server: &ServerSettings,
     limits: &Limits,
     credentials: &Credentials,
-) -> Result<Inventory, InventoryError> {
+    mut cached: Snapshots,
+    extra: Option<Extra<'_>>,
+) -> Result<Collected, InventoryError> {
     let imap = |source| InventoryError::Imap { side, source };
     let mut reader = Reader::connect(server, limits, credentials)
         .await
         .map_err(imap)?;
-    let entries = reader.list_all().await.map_err(imap)?;
-    let subscribed: HashSet<WireName> = reader
-        .subscribed()
+    let overview = reader
+        .overview(side == Side::Destination)
         .await
-        .map_err(imap)?
-        .into_iter()
-        .collect();
-    let namespace = reader.namespace().await.map_err(imap)?;
-    let (prefix, ns_delimiter) = match namespace {
-        Some(ns) => (ns.prefix, ns.delimiter),
-        None => (guess_prefix(&entries), None),
+        .map_err(imap)?;
+    let subscribed: HashSet<&WireName> = overview.subscribed.iter().collect();
+    let (prefix, ns_delimiter) = match &overview.namespace {
+        Some(ns) => (ns.prefix.clone(), ns.delimiter),
+        None => (guess_prefix(&overview.entries), None),
     };
-    let delimiter = entries.iter().find_map(|e| e.delimiter).or(ns_delimiter);
-    let mut folders = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let noselect = entry.attributes.iter().any(|a| {
-            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
-        });
+    let delimiter = overview
+        .entries
+        .iter()
+        .find_map(|e| e.delimiter)
+        .or(ns_delimiter);
+    let mut folders = Vec::with_capacity(overview.entries.len());
+    let mut stamps = HashMap::new();
+    let mut reused = 0;
+    // Folders to read: index into `folders`, what to fetch, messages expected.
+    let mut reads: Vec<(usize, FetchItems, u64)> = Vec::new();
+    for entry in &overview.entries {
+        let noselect = entry.is_noselect();
         let special_use = entry
             .attributes
             .iter()
@@ -200,72 +263,280 @@ pub(crate) async fn collect(
             .unwrap_or_else(|_| entry.wire_name.as_str().to_owned());
         let mut folder = Folder {
             subscribed: subscribed.contains(&entry.wire_name),
-            wire_name: entry.wire_name,
+            wire_name: entry.wire_name.clone(),
             name,
-            attributes: entry.attributes,
+            attributes: entry.attributes.clone(),
             special_use,
             noselect,
             status: None,
             messages: Vec::new(),
             append_limit: None,
         };
+        let index = folders.len();
         if !noselect {
-            let folder_err = |source| InventoryError::Folder {
-                side,
-                folder: folder.name.clone(),
-                source,
-            };
-            let status = reader
-                .examine(&folder.wire_name)
-                .await
-                .map_err(folder_err)?;
-            let mut messages = Vec::with_capacity(status.exists as usize);
-            reader
-                .fetch_metadata(status.exists, |m| {
-                    let parsed = parse_headers(&m.header);
-                    messages.push(MessageMeta {
-                        uid: m.uid,
-                        flags: m.flags,
-                        internal_date: m.internal_date,
-                        size: m.size,
-                        key: parsed.key,
-                        date: parsed.date,
-                        from: parsed.from,
-                        subject: parsed.subject,
-                        content: None,
+            let now = overview.statuses.get(&entry.wire_name).copied();
+            let snapshot = cached.remove(&entry.wire_name);
+            match (now, snapshot) {
+                (Some(now), _) if now.messages == Some(0) && now.uidvalidity.is_some() => {
+                    // Empty: no EXAMINE, no FETCH.
+                    folder.status = Some(FolderStatus {
+                        uidvalidity: now.uidvalidity.unwrap_or_default(),
+                        uidnext: now.uidnext,
+                        exists: 0,
                     });
-                })
-                .await
-                .map_err(folder_err)?;
-            folder.status = Some(status);
-            folder.messages = messages;
-            if side == Side::Destination && reader.per_folder_append_limits() {
-                folder.append_limit = reader
-                    .folder_append_limit(&folder.wire_name)
-                    .await
-                    .map_err(folder_err)?;
+                    stamps.insert(entry.wire_name.clone(), now);
+                }
+                (Some(now), Some(snap))
+                    if proves_unchanged(&snap.stamp, &now)
+                        && snap.messages.len() as u32 == snap.status.exists
+                        && Some(snap.status.exists) == now.messages =>
+                {
+                    reused += 1;
+                    let flags_ok = flags_unchanged(&snap.stamp, &now);
+                    folder.status = Some(snap.status);
+                    folder.messages = snap.messages;
+                    stamps.insert(entry.wire_name.clone(), now);
+                    if !flags_ok {
+                        reads.push((index, FetchItems::Flags, 0));
+                    }
+                }
+                (now, _) => {
+                    if let Some(now) = now {
+                        stamps.insert(entry.wire_name.clone(), now);
+                    }
+                    let expected = now.and_then(|s| s.messages).unwrap_or(0);
+                    reads.push((index, FetchItems::Metadata, u64::from(expected)));
+                }
             }
         }
         folders.push(folder);
     }
+    read_folders(
+        side,
+        server,
+        limits,
+        credentials,
+        &mut reader,
+        &mut folders,
+        reads,
+        extra,
+    )
+    .await?;
+    // RFC 7889: a destination with limits per folder says each one only when asked.
+    if side == Side::Destination && reader.per_folder_append_limits() {
+        for folder in folders.iter_mut().filter(|f| !f.noselect) {
+            folder.append_limit = reader
+                .folder_append_limit(&folder.wire_name)
+                .await
+                .map_err(|source| InventoryError::Folder {
+                    side,
+                    folder: folder.name.clone(),
+                    source,
+                })?;
+        }
+    }
+    // Servers without UIDNEXT in EXAMINE: STATUS said it.
+    for folder in &mut folders {
+        if let Some(status) = folder.status.as_mut().filter(|s| s.uidnext.is_none()) {
+            status.uidnext = overview
+                .statuses
+                .get(&folder.wire_name)
+                .and_then(|s| s.uidnext);
+        }
+    }
     let limits = match side {
         Side::Destination => StorageLimits {
             append_limit: reader.append_limit(),
-            storage: reader
-                .storage_quota(&WireName::inbox())
-                .await
-                .map_err(imap)?,
+            storage: overview.storage,
         },
         Side::Source => StorageLimits::default(),
     };
     // Logging out is a courtesy; the inventory is complete either way.
-    let _ = reader.logout().await;
-    Ok(Inventory {
-        prefix,
-        delimiter,
-        folders,
-        limits,
+    reader.close().await;
+    Ok(Collected {
+        inventory: Inventory {
+            prefix,
+            delimiter,
+            folders,
+            limits,
+        },
+        stamps,
+        reused,
     })
+}
+
+/// Runs the pipelined EXAMINE + FETCH of `reads` and fills `folders`: over `reader`
+/// alone, or spread over further connections when there is much to read. Cached folders
+/// whose flags were read again and whose UIDs do not match the cache are read again whole.
+#[allow(clippy::too_many_arguments)]
+async fn read_folders(
+    side: Side,
+    server: &ServerSettings,
+    limits: &Limits,
+    credentials: &Credentials,
+    reader: &mut Reader,
+    folders: &mut [Folder],
+    reads: Vec<(usize, FetchItems, u64)>,
+    extra: Option<Extra<'_>>,
+) -> Result<(), InventoryError> {
+    if reads.is_empty() {
+        return Ok(());
+    }
+    let total: u64 = reads.iter().map(|r| r.2).sum();
+    // Further connections, only for a big read and only within `max-connections`.
+    let mut permits = Vec::new();
+    if let Some(x) = extra.filter(|_| total >= PARALLEL_FETCH_MESSAGES) {
+        let wanted = x.connections.max(1).min(reads.len()) - 1;
+        for _ in 0..wanted {
+            match x.caps.of(side).try_acquire() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+    }
+    let mut others = Vec::new();
+    if !permits.is_empty() {
+        let opened = futures::future::join_all(
+            permits
+                .iter()
+                .map(|_| Reader::connect(server, limits, credentials)),
+        )
+        .await;
+        for r in opened {
+            match r {
+                Ok(r) => others.push(r),
+                // One connection more or less: the first one reads what is left.
+                Err(e) => tracing::debug!(%side, "no further connection for the inventory: {e}"),
+            }
+        }
+    }
+    // Largest first onto the least loaded connection.
+    let mut lanes: Vec<(u64, Vec<(usize, FetchItems)>)> = vec![(0, Vec::new()); others.len() + 1];
+    let mut sorted = reads;
+    sorted.sort_by_key(|r| std::cmp::Reverse(r.2));
+    for (index, items, expected) in sorted {
+        let lane = lanes
+            .iter_mut()
+            .min_by_key(|l| l.0)
+            .expect("at least one lane");
+        lane.0 += expected.max(1);
+        lane.1.push((index, items));
+    }
+    for lane in &mut lanes {
+        lane.1.sort_by_key(|(i, _)| *i);
+    }
+    let mut readers: Vec<&mut Reader> = vec![reader];
+    readers.extend(others.iter_mut());
+    let results = futures::future::join_all(
+        readers
+            .into_iter()
+            .zip(&lanes)
+            .map(|(r, lane)| read_lane(side, r, folders, &lane.1)),
+    )
+    .await;
+    for other in others {
+        other.close().await;
+    }
+    let mut again = Vec::new();
+    for result in results {
+        for (index, outcome) in result? {
+            match outcome {
+                LaneOutcome::Read { status, messages } => {
+                    folders[index].status = Some(status);
+                    folders[index].messages = messages;
+                }
+                LaneOutcome::Flags(flags) => {
+                    let folder = &mut folders[index];
+                    let same = flags.len() == folder.messages.len()
+                        && folder.messages.iter().all(|m| flags.contains_key(&m.uid));
+                    if same {
+                        for m in &mut folder.messages {
+                            m.flags = flags[&m.uid].clone();
+                        }
+                    } else {
+                        again.push((index, FetchItems::Metadata));
+                    }
+                }
+            }
+        }
+    }
+    if !again.is_empty() {
+        for (index, outcome) in read_lane(side, reader, folders, &again).await? {
+            if let LaneOutcome::Read { status, messages } = outcome {
+                folders[index].status = Some(status);
+                folders[index].messages = messages;
+            }
+        }
+    }
+    Ok(())
+}
+
+enum LaneOutcome {
+    Read {
+        status: FolderStatus,
+        messages: Vec<MessageMeta>,
+    },
+    Flags(HashMap<u32, Vec<String>>),
+}
+
+/// One connection's share of the folders, pipelined.
+async fn read_lane(
+    side: Side,
+    reader: &mut Reader,
+    folders: &[Folder],
+    lane: &[(usize, FetchItems)],
+) -> Result<Vec<(usize, LaneOutcome)>, InventoryError> {
+    if lane.is_empty() {
+        return Ok(Vec::new());
+    }
+    let requests: Vec<(WireName, FetchItems)> = lane
+        .iter()
+        .map(|(i, items)| (folders[*i].wire_name.clone(), *items))
+        .collect();
+    let mut messages: Vec<Vec<MessageMeta>> = vec![Vec::new(); lane.len()];
+    let mut flags: Vec<HashMap<u32, Vec<String>>> = vec![HashMap::new(); lane.len()];
+    let results = reader
+        .examine_fetch_all(&requests, |at, m| match lane[at].1 {
+            FetchItems::Metadata => {
+                let parsed = parse_headers(&m.header);
+                messages[at].push(MessageMeta {
+                    uid: m.uid,
+                    flags: m.flags,
+                    internal_date: m.internal_date,
+                    size: m.size,
+                    key: parsed.key,
+                    date: parsed.date,
+                    from: parsed.from,
+                    subject: parsed.subject,
+                    content: None,
+                });
+            }
+            FetchItems::Flags => {
+                flags[at].insert(m.uid, m.flags);
+            }
+        })
+        .await
+        .map_err(|source| InventoryError::Imap { side, source })?;
+    let mut out = Vec::with_capacity(lane.len());
+    for (at, result) in results.into_iter().enumerate() {
+        let (index, items) = lane[at];
+        let examined = result.map_err(|source| InventoryError::Folder {
+            side,
+            folder: folders[index].name.clone(),
+            source,
+        })?;
+        out.push((
+            index,
+            match items {
+                FetchItems::Metadata => LaneOutcome::Read {
+                    status: examined.status,
+                    messages: std::mem::take(&mut messages[at]),
+                },
+                FetchItems::Flags => LaneOutcome::Flags(std::mem::take(&mut flags[at])),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// Hashes of `BODY[TEXT]` for the given UIDs per folder, for resolving ambiguous groups.
@@ -327,6 +598,51 @@ impl crate::diagnostics::HasHint for InventoryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unchanged_status_proves_a_folder_unchanged() {
+        let then = MailboxStatus {
+            uidvalidity: Some(7),
+            uidnext: Some(10),
+            messages: Some(5),
+            highestmodseq: Some(40),
+        };
+        assert!(proves_unchanged(&then, &then));
+        assert!(flags_unchanged(&then, &then));
+        let changed = [
+            MailboxStatus {
+                uidvalidity: Some(8),
+                ..then
+            },
+            MailboxStatus {
+                uidnext: Some(11),
+                ..then
+            },
+            MailboxStatus {
+                messages: Some(4),
+                ..then
+            },
+            MailboxStatus {
+                uidnext: None,
+                ..then
+            },
+        ];
+        for now in changed {
+            assert!(!proves_unchanged(&then, &now), "{now:?}");
+            assert!(!proves_unchanged(&now, &then), "{now:?}");
+        }
+        // Flags: only an equal HIGHESTMODSEQ proves them; none (no CONDSTORE) never does.
+        let moved = MailboxStatus {
+            highestmodseq: Some(41),
+            ..then
+        };
+        assert!(proves_unchanged(&then, &moved) && !flags_unchanged(&then, &moved));
+        let none = MailboxStatus {
+            highestmodseq: None,
+            ..then
+        };
+        assert!(!flags_unchanged(&none, &none));
+    }
 
     #[test]
     fn content_hash_ignores_line_ending_style_only() {

@@ -13,7 +13,7 @@ use crate::plan::{self, AccountPlan, HeldCounts, Rules};
 use crate::planfile::PlanFile;
 use crate::printer::Printer;
 use crate::settings::{Account, Settings};
-use crate::state::Ledger;
+use crate::state::{cache, Ledger};
 use crate::Outcome;
 
 pub(super) async fn run(
@@ -111,19 +111,47 @@ async fn try_plan_account(
     caps: &ConnectionCaps,
     ledger: Option<&HeldCounts>,
 ) -> Result<AccountPlan, InventoryError> {
+    let user = |side: Side| match side {
+        Side::Source => account.source_user.as_str(),
+        Side::Destination => account.destination_user.as_str(),
+    };
     let collect = |side: Side| async move {
         let _permit = caps.of(side).acquire().await.expect("never closed");
+        let cached = cache::read(&settings.state_dir, settings.server(side), user(side), side);
+        let extra = inventory::Extra {
+            caps,
+            connections: settings.limits.connections_per_account,
+        };
         inventory::collect(
             side,
             settings.server(side),
             &settings.limits,
             &Credentials::of(account, side),
+            cached,
+            Some(extra),
         )
         .await
     };
     let (source, destination) = tokio::join!(collect(Side::Source), collect(Side::Destination));
     let (mut source, mut destination) = (source?, destination?);
-    tracing::info!(account = %account.source_user, "inventory done");
+    tracing::info!(
+        account = %account.source_user,
+        reused_source = source.reused,
+        reused_destination = destination.reused,
+        "inventory done"
+    );
+    // Remembered for the next plan; a cache that cannot be written only costs time.
+    let remember = |side: Side, collected: &inventory::Collected| {
+        if let Err(e) = cache::write(
+            &settings.state_dir,
+            settings.server(side),
+            user(side),
+            side,
+            collected,
+        ) {
+            tracing::warn!(account = %account.source_user, %side, "cannot write the inventory cache ({e}); the next plan reads everything again");
+        }
+    };
     let rules = Rules {
         folders: &settings.folders,
         messages: &settings.messages,
@@ -138,9 +166,11 @@ async fn try_plan_account(
             rules,
         )
     };
-    let first = plan(&source, &destination);
-    let requests = plan::content_requests(&first, &source, &destination);
+    let first = plan(&source.inventory, &destination.inventory);
+    let requests = plan::content_requests(&first, &source.inventory, &destination.inventory);
     if requests.is_empty() {
+        remember(Side::Source, &source);
+        remember(Side::Destination, &destination);
         return Ok(first);
     }
     // Ambiguous groups: compare the bodies of just those messages, then plan again.
@@ -163,7 +193,9 @@ async fn try_plan_account(
         contents(Side::Source, &requests.source),
         contents(Side::Destination, &requests.destination)
     );
-    plan::set_contents(&mut source, &src?);
-    plan::set_contents(&mut destination, &dst?);
-    Ok(plan(&source, &destination))
+    plan::set_contents(&mut source.inventory, &src?);
+    plan::set_contents(&mut destination.inventory, &dst?);
+    remember(Side::Source, &source);
+    remember(Side::Destination, &destination);
+    Ok(plan(&source.inventory, &destination.inventory))
 }

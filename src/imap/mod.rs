@@ -6,6 +6,7 @@ mod auth;
 mod error;
 
 mod namespace;
+mod pipeline;
 mod reader;
 mod tls;
 mod transport;
@@ -17,6 +18,7 @@ pub use crate::model::WireName;
 pub use auth::Credentials;
 pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
+pub use pipeline::{Examined, FetchItems, MailboxStatus, Overview};
 pub use reader::{Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
 pub use transport::Capabilities;
 pub use writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};

@@ -33,6 +33,27 @@ pub struct ListEntry {
     pub attributes: Vec<String>,
 }
 
+impl ListEntry {
+    /// `\Noselect` or `\NonExistent`: a name in the tree, not a folder to examine.
+    pub fn is_noselect(&self) -> bool {
+        self.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        })
+    }
+}
+
+/// One LIST (or LSUB) answer as a [`ListEntry`], quoting removed.
+pub(super) fn list_entry(data: &imap_proto::MailboxListData<'_>) -> ListEntry {
+    ListEntry {
+        wire_name: WireName::new(unescape_quoted(&data.name)),
+        delimiter: data
+            .delimiter
+            .as_deref()
+            .and_then(|d| unescape_quoted(d).chars().next()),
+        attributes: data.name_attributes.iter().map(attribute_name).collect(),
+    }
+}
+
 /// Metadata of one message from the inventory FETCH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedMeta {
@@ -77,12 +98,12 @@ pub struct Reader {
     pub(super) idle: Duration,
     caps: Capabilities,
     /// The folder of the last successful EXAMINE.
-    selected: Option<WireName>,
+    pub(super) selected: Option<WireName>,
     /// Set once the session is out of step with the server; the reason.
-    broken: Option<String>,
+    pub(super) broken: Option<String>,
     /// A command started and did not finish (its future was dropped): the session is dead.
-    busy: bool,
-    raw_tags: u32,
+    pub(super) busy: bool,
+    pub(super) raw_tags: u32,
     /// The server refused `STATUS … (APPENDLIMIT)` once: it is not asked again.
     no_status_appendlimit: bool,
 }
@@ -260,7 +281,7 @@ impl Reader {
         Ok(entries.into_iter().map(|e| e.wire_name).collect())
     }
 
-    async fn list_command(
+    pub(super) async fn list_command(
         &mut self,
         command: &str,
         display: &str,
@@ -268,14 +289,7 @@ impl Reader {
         let mut entries = Vec::new();
         self.run(command, display, |r| {
             if let Response::MailboxData(MailboxDatum::List(data)) = r {
-                entries.push(ListEntry {
-                    wire_name: WireName::new(unescape_quoted(&data.name)),
-                    delimiter: data
-                        .delimiter
-                        .as_deref()
-                        .and_then(|d| unescape_quoted(d).chars().next()),
-                    attributes: data.name_attributes.iter().map(attribute_name).collect(),
-                });
+                entries.push(list_entry(data));
             }
         })
         .await?
@@ -797,7 +811,7 @@ fn capability_atom(c: &imap_proto::Capability<'_>) -> String {
     }
 }
 
-fn attribute_name(a: &NameAttribute<'_>) -> String {
+pub(super) fn attribute_name(a: &NameAttribute<'_>) -> String {
     match a {
         NameAttribute::NoInferiors => "\\Noinferiors",
         NameAttribute::NoSelect => "\\Noselect",
@@ -817,7 +831,7 @@ fn attribute_name(a: &NameAttribute<'_>) -> String {
     .to_string()
 }
 
-fn is_special_use(attr: &str) -> bool {
+pub(super) fn is_special_use(attr: &str) -> bool {
     crate::model::SpecialUse::from_attribute(attr).is_some()
 }
 
@@ -853,7 +867,6 @@ mod tests {
     }
 }
 
-/// `* QUOTA "root" (STORAGE 10 1024 MESSAGE 3 100)` → (used, limit) of STORAGE, in bytes.
 /// `* STATUS name (… APPENDLIMIT n …)` → `Some(n)`; `NIL`, another answer or no such item
 /// → `None`. The item list is the last parenthesised group (a name may hold parentheses).
 fn parse_status_append_limit(line: &str) -> Option<u64> {
@@ -871,7 +884,8 @@ fn parse_status_append_limit(line: &str) -> Option<u64> {
         .and_then(|c| c[1].parse().ok())
 }
 
-fn parse_storage_quota(line: &str) -> Option<(u64, u64)> {
+/// `* QUOTA "root" (STORAGE 10 1024 MESSAGE 3 100)` → (used, limit) of STORAGE, in bytes.
+pub(super) fn parse_storage_quota(line: &str) -> Option<(u64, u64)> {
     let rest = line.strip_prefix("* ")?;
     let (word, rest) = rest.split_once(' ')?;
     if !word.eq_ignore_ascii_case("QUOTA") {

@@ -406,9 +406,23 @@ pub(crate) async fn read_response<S>(
 where
     S: AsyncBufRead + Unpin,
 {
+    read_response_capped(stream, ep, doing, idle, MAX_RAW_RESPONSE).await
+}
+
+/// [`read_response`] with a caller's cap on the size of one response (line + literals).
+pub(crate) async fn read_response_capped<S>(
+    stream: &mut S,
+    ep: &Endpoint,
+    doing: &str,
+    idle: Duration,
+    cap: u64,
+) -> Result<Vec<u8>, ImapError>
+where
+    S: AsyncBufRead + Unpin,
+{
     let mut out = Vec::new();
     loop {
-        let budget = MAX_RAW_RESPONSE.saturating_sub(out.len() as u64);
+        let budget = cap.saturating_sub(out.len() as u64);
         let start = out.len();
         let n = (&mut *stream)
             .take(budget)
@@ -424,7 +438,7 @@ where
         match literal_size(&out[start..]) {
             None => return Ok(out),
             Some(size) => {
-                if out.len() as u64 + size > MAX_RAW_RESPONSE {
+                if out.len() as u64 + size > cap {
                     return Err(ep.closed(format!("oversized response while {doing}")));
                 }
                 let from = out.len();

@@ -60,6 +60,14 @@ impl crate::diagnostics::HasHint for StateError {
 /// alike never share a file). The port is part of it: two servers on one host are two
 /// accounts.
 pub(crate) fn path_for(dir: &Path, server: &ServerSettings, user: &str) -> PathBuf {
+    dir.join("ledger")
+        .join(format!("{}.ledger", account_stem(server, user)))
+}
+
+/// `HOST-PORT-USER-HASH`: a readable file name stem for one account on one server, with
+/// a hash of the exact host, port and user so that names that sanitize alike never share
+/// a file.
+pub(crate) fn account_stem(server: &ServerSettings, user: &str) -> String {
     let host = server.host.to_ascii_lowercase();
     let user = user.to_lowercase();
     let digest = Sha256::digest(format!("{host}\0{}\0{user}", server.port));
@@ -75,7 +83,7 @@ pub(crate) fn path_for(dir: &Path, server: &ServerSettings, user: &str) -> PathB
         })
         .take(120)
         .collect();
-    dir.join("ledger").join(format!("{readable}-{hash}.ledger"))
+    format!("{readable}-{hash}")
 }
 
 fn check_of(body: &str) -> String {

@@ -18,6 +18,7 @@ mod hardening_cli;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
+mod inventory_cache;
 mod man_cli;
 mod mapping_cli;
 mod output_cli;
