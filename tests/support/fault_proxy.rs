@@ -44,9 +44,9 @@ pub(crate) enum Trigger {
     /// Once this connection has carried this many bytes in the fault's direction: exactly
     /// that many are forwarded, the rest is not.
     AfterBytes(u64),
-    /// At the `occurrence`-th time (1-based, counted over all connections) `pattern` is seen
-    /// in the fault's direction: the line holding it is not forwarded (bytes before that
-    /// line are). Patterns are matched within one line.
+    /// At the `occurrence`-th time (1-based, counted over all connections; 0 = every time)
+    /// `pattern` is seen in the fault's direction: the line holding it is not forwarded
+    /// (bytes before that line are). Patterns are matched within one line.
     AtPattern { pattern: Vec<u8>, occurrence: usize },
 }
 
@@ -92,6 +92,28 @@ impl Fault {
             },
             action: FaultAction::Cut,
             times: Some(1),
+        }
+    }
+
+    /// Cut at every occurrence of `pattern` (on every connection): a link on which that
+    /// step never gets through.
+    pub(crate) fn cut_at_every(direction: Direction, pattern: &[u8]) -> Fault {
+        Fault {
+            direction,
+            trigger: Trigger::AtPattern {
+                pattern: pattern.to_vec(),
+                occurrence: 0,
+            },
+            action: FaultAction::Cut,
+            times: None,
+        }
+    }
+
+    /// Stall at every occurrence of `pattern` (on every connection).
+    pub(crate) fn stall_at_every(direction: Direction, pattern: &[u8]) -> Fault {
+        Fault {
+            action: FaultAction::Stall,
+            ..Fault::cut_at_every(direction, pattern)
         }
     }
 
@@ -244,6 +266,16 @@ impl FaultProxy {
     /// How many times the fault fired (a test should check it did, or it proved nothing).
     pub(crate) fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
+    }
+
+    /// Cuts every connection open now (later ones are forwarded as usual); returns how
+    /// many sockets were shut down.
+    pub(crate) fn cut_all_now(&self) -> usize {
+        let sockets: Vec<TcpStream> = self.shared.sockets.lock().unwrap().drain(..).collect();
+        for s in &sockets {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        sockets.len()
     }
 }
 
@@ -404,7 +436,7 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
                     occurrence,
                 } => pattern_position(&mut line, chunk, pattern).and_then(|at| {
                     let seen = shared.pattern_seen.fetch_add(1, Ordering::SeqCst) + 1;
-                    (seen == *occurrence).then_some(at)
+                    (*occurrence == 0 || seen == *occurrence).then_some(at)
                 }),
             },
             _ => None,
