@@ -143,7 +143,14 @@ pub(crate) struct FaultProxyBuilder {
     fault: Option<Fault>,
     delay: Option<Duration>,
     rewrite: Option<Rewrite>,
+    answer: Option<Answer>,
 }
+
+/// Answers some client command lines itself instead of forwarding them (a server feature
+/// the real server lacks, e.g. RFC 7889 `STATUS (APPENDLIMIT)` on Dovecot 2.3): given one
+/// whole command line (CRLF included), the bytes to send back to the client, or `None` to
+/// forward it. Only for commands a client sends on their own line and waits for.
+pub(crate) type Answer = fn(&[u8]) -> Option<Vec<u8>>;
 
 /// A same-length byte substitution in one direction (a server that "edits" what it stores,
 /// as seen from the client). Matched within one read chunk only: keep patterns short.
@@ -176,6 +183,12 @@ impl FaultProxyBuilder {
         self
     }
 
+    /// Answer the client lines for which `answer` returns bytes; forward the rest.
+    pub(crate) fn answer(mut self, answer: Answer) -> Self {
+        self.answer = Some(answer);
+        self
+    }
+
     /// Sleep this long before forwarding each chunk (a slow network).
     pub(crate) fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
@@ -194,6 +207,8 @@ impl FaultProxyBuilder {
             fault: self.fault,
             delay: self.delay,
             rewrite: self.rewrite,
+            answer: self.answer,
+            answered: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             fired: AtomicUsize::new(0),
@@ -229,6 +244,7 @@ impl FaultProxy {
             fault: None,
             delay: None,
             rewrite: None,
+            answer: None,
         }
     }
 
@@ -240,6 +256,11 @@ impl FaultProxy {
     /// Connections accepted so far.
     pub(crate) fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many client lines the proxy answered itself (see [`FaultProxyBuilder::answer`]).
+    pub(crate) fn answered(&self) -> usize {
+        self.shared.answered.load(Ordering::SeqCst)
     }
 
     /// How many times the fault fired (a test should check it did, or it proved nothing).
@@ -279,6 +300,8 @@ struct Shared {
     fault: Option<Fault>,
     delay: Option<Duration>,
     rewrite: Option<Rewrite>,
+    answer: Option<Answer>,
+    answered: AtomicUsize,
     stop: AtomicBool,
     connections: AtomicUsize,
     fired: AtomicUsize,
@@ -387,6 +410,21 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
             }
         }
         let chunk = &buf[..n];
+        if direction == Direction::ClientToServer {
+            // A command line the proxy answers itself (the client sent it alone in one
+            // write and waits for its tagged reply, so the server is quiet meanwhile).
+            if let Some(reply) = shared
+                .answer
+                .filter(|_| chunk.ends_with(b"\r\n"))
+                .and_then(|answer| answer(chunk))
+            {
+                shared.answered.fetch_add(1, Ordering::SeqCst);
+                if (&conn.client).write_all(&reply).is_err() {
+                    break;
+                }
+                continue;
+            }
+        }
         // How much of the chunk to forward before the fault fires, if it fires here.
         let fire_at: Option<usize> = match fault {
             Some(f) if armed => match &f.trigger {
