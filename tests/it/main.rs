@@ -24,6 +24,7 @@ mod mapping_cli;
 mod oauth_cli;
 mod output_cli;
 mod plan_cli;
+mod reliability;
 mod robustness;
 mod rules_cli;
 mod scenario;
