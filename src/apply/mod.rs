@@ -26,7 +26,9 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::imap::{ConnectionCaps, Credentials, Reader, Writer};
+use crate::imap::{
+    ConnectionCaps, Credentials, DestinationSession, RetryPolicy, SessionConfig, SourceSession,
+};
 use crate::model::Side;
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
 use crate::report::AccountReport;
@@ -39,8 +41,6 @@ use lock::DestinationLock;
 
 /// Default body budget: 24 MiB of fetched-but-not-yet-appended bodies in the whole run.
 pub(crate) const BODY_BUDGET_KIB: usize = 24 * 1024;
-/// Reconnect attempts after a dropped connection, per batch.
-const RECONNECTS: u32 = 3;
 
 /// Shared by all accounts of one run.
 pub(crate) struct Executor<'a> {
@@ -72,22 +72,39 @@ impl Ctx<'_> {
         self.exec.cancel.is_cancelled()
     }
 
-    async fn connect_source(&self) -> Result<Reader, ApplyError> {
-        let creds = Credentials::of(self.account, Side::Source);
-        Reader::connect(&self.settings().source, &self.settings().limits, &creds)
-            .await
-            .map_err(ApplyError::source)
+    /// The pacing point: called with the bytes about to be read from the source or
+    /// written to the destination, before each FETCH and each APPEND. Waits here keep an
+    /// account under its provider's caps (`[limits]` pacing keys).
+    async fn pace(&self, _side: Side, _bytes: u64) {}
+
+    fn session_config(&self, side: Side) -> SessionConfig {
+        let settings = self.settings();
+        SessionConfig {
+            server: match side {
+                Side::Source => settings.source.clone(),
+                Side::Destination => settings.destination.clone(),
+            },
+            limits: settings.limits.clone(),
+            creds: Credentials::of(self.account, side),
+        }
     }
 
-    async fn connect_destination(&self) -> Result<Writer, ApplyError> {
-        let creds = Credentials::of(self.account, Side::Destination);
-        Writer::connect(
-            &self.settings().destination,
-            &self.settings().limits,
-            &creds,
+    /// A source session (it connects on first use).
+    fn source_session(&self) -> SourceSession {
+        SourceSession::new(
+            self.session_config(Side::Source),
+            RetryPolicy::from_limits(&self.settings().limits),
         )
-        .await
-        .map_err(ApplyError::destination)
+    }
+
+    /// A destination session, connected (so that an unreachable destination fails here).
+    async fn destination_session(&self) -> Result<DestinationSession, ApplyError> {
+        let mut dst = DestinationSession::new(
+            self.session_config(Side::Destination),
+            RetryPolicy::from_limits(&self.settings().limits),
+        );
+        dst.connect().await.map_err(ApplyError::dst)?;
+        Ok(dst)
     }
 }
 
@@ -217,14 +234,14 @@ impl Ctx<'_> {
         // must still have the UIDVALIDITY the plan saw (`open_source` checks it). Checked
         // per folder only, a saved plan would create folders and fill the folders before
         // the stale one, and only then be refused.
-        let mut reader: Option<Reader> = None;
+        let mut src = self.source_session();
         for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
             let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
             for index in sources {
-                self.open_source(folder, index, &mut reader).await?;
+                self.open_source(folder, index, &mut src).await?;
             }
         }
-        let mut writer = self.connect_destination().await?;
+        let mut dst = self.destination_session().await?;
         // Folders first, parents before children (the plan is in tree order).
         for folder in plan
             .folders
@@ -234,16 +251,16 @@ impl Ctx<'_> {
             if self.cancelled() {
                 return Ok(());
             }
-            let created = writer
+            let created = dst
                 .create(&folder.destination_wire)
                 .await
-                .map_err(ApplyError::destination)?;
+                .map_err(ApplyError::dst)?;
             if folder.subscribe {
-                writer
-                    .subscribe(&folder.destination_wire)
+                dst.subscribe(&folder.destination_wire)
                     .await
-                    .map_err(ApplyError::destination)?;
+                    .map_err(ApplyError::dst)?;
             }
+            dst.backoff.progress();
             // A saved plan applied again finds its folders there already: not created now.
             if created == crate::imap::Created::New {
                 tally.report.folders_created += 1;
@@ -256,10 +273,9 @@ impl Ctx<'_> {
             if self.cancelled() {
                 return Ok(());
             }
-            writer
-                .subscribe(&folder.destination_wire)
+            dst.subscribe(&folder.destination_wire)
                 .await
-                .map_err(ApplyError::destination)?;
+                .map_err(ApplyError::dst)?;
             tracing::info!(account = %plan.source_user, "subscribed folder `{}`", folder.destination);
         }
         let work: Vec<&FolderPlan> = plan
@@ -292,8 +308,8 @@ impl Ctx<'_> {
         let (progress, warned, ledger) = (tally.progress, tally.warned_keywords, tally.ledger);
         let mut main_lane = Lane {
             ctx: self,
-            reader,
-            writer,
+            src,
+            dst,
             tally: Tally {
                 report: &mut *tally.report,
                 progress,
@@ -303,11 +319,11 @@ impl Ctx<'_> {
         };
         let other_lanes = futures::future::join_all(lane_reports.iter_mut().zip(&lanes[1..]).map(
             |(report, folders)| async move {
-                let writer = self.connect_destination().await?;
+                let dst = self.destination_session().await?;
                 let mut lane = Lane {
                     ctx: self,
-                    reader: None,
-                    writer,
+                    src: self.source_session(),
+                    dst,
                     tally: Tally {
                         report,
                         progress,
