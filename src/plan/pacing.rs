@@ -77,7 +77,7 @@ pub(crate) fn time_floor(summary: &Summary, caps: &PacingLimits) -> Option<TimeF
         ));
     }
     let (seconds, cap) = candidates.into_iter().max_by(|a, b| a.0.total_cmp(&b.0))?;
-    (seconds >= 1.0).then(|| TimeFloor {
+    (seconds >= 1.0).then_some(TimeFloor {
         seconds: seconds as u64,
         cap,
     })
@@ -96,7 +96,7 @@ fn describe_bytes(n: u64) -> String {
         ("MiB", 1 << 20),
         ("KiB", 1 << 10),
     ] {
-        if n >= size && n % size == 0 {
+        if n >= size && n.is_multiple_of(size) {
             return format!("{} {unit}", thousands(n / size));
         }
     }
@@ -115,7 +115,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

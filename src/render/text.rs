@@ -425,7 +425,7 @@ fn least_duration(seconds: u64) -> String {
         if seconds >= size {
             // One decimal below 10 (rounded down, it stays a lower bound), whole above.
             let tenths = seconds * 10 / size;
-            return if tenths >= 100 || tenths % 10 == 0 {
+            return if tenths >= 100 || tenths.is_multiple_of(10) {
                 let n = tenths / 10;
                 format!("{n} {}", if n == 1 { one } else { many })
             } else {
