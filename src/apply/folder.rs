@@ -2,12 +2,13 @@
 //! flags, then fetch batches from each of its source folders while the previous batch is
 //! appended.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::imap::{ImapError, Reader};
-use crate::plan::{FolderPlan, MessageCopy};
+use crate::model::WireName;
+use crate::plan::{AccountPlan, FolderPlan, MessageCopy};
 use crate::report::VanishedMessage;
 
 use super::batch::{append_fetched, fetch_batch, make_batches, Fetched};
@@ -17,6 +18,62 @@ use super::reconcile::{read_keys_since, subtract_present};
 use super::{ApplyError, Ctx, BODY_BUDGET_KIB, RECONNECTS};
 
 impl Ctx<'_> {
+    /// Checks that every source folder the plan reads still has the planned UIDVALIDITY,
+    /// before anything is written: one pipelined STATUS round for all of them. A folder
+    /// STATUS says nothing about, or a lost connection, falls back to EXAMINE per folder
+    /// ([`Ctx::open_source`], with its reconnects). The connection stays open for the
+    /// copy; `None` when the plan reads no source folder.
+    pub(super) async fn check_sources(
+        &self,
+        plan: &AccountPlan,
+    ) -> Result<Option<Reader>, ApplyError> {
+        let mut wanted: Vec<(&FolderPlan, usize)> = Vec::new();
+        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
+            let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
+            wanted.extend(sources.into_iter().map(|i| (folder, i)));
+        }
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let mut reader = None;
+        let mut unchecked = wanted.clone();
+        if let Ok(mut r) = self.connect_source().await {
+            let mut names: Vec<WireName> = wanted
+                .iter()
+                .map(|(f, i)| f.sources[*i].wire_name.clone())
+                .collect();
+            names.sort();
+            names.dedup();
+            match r.statuses(&names).await {
+                Ok(found) => {
+                    unchecked.clear();
+                    for (folder, index) in wanted {
+                        let source = &folder.sources[index];
+                        let now = found.get(&source.wire_name).and_then(|s| s.uidvalidity);
+                        match (now, source.status) {
+                            (Some(now), Some(planned)) if now != planned.uidvalidity => {
+                                return Err(ApplyError::StaleSource {
+                                    folder: source.name.clone(),
+                                    planned: planned.uidvalidity,
+                                    now,
+                                });
+                            }
+                            (Some(_), _) => {}
+                            (None, _) => unchecked.push((folder, index)),
+                        }
+                    }
+                    reader = Some(r);
+                }
+                Err(e) if !e.kills_session() => reader = Some(r),
+                Err(_) => {}
+            }
+        }
+        for (folder, index) in unchecked {
+            self.open_source(folder, index, &mut reader).await?;
+        }
+        Ok(reader)
+    }
+
     /// (Re)opens the source folder read-only and checks it is the one the plan saw.
     pub(super) async fn open_source(
         &self,

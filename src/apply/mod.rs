@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::imap::{ConnectionCaps, Credentials, Reader, Writer};
-use crate::model::Side;
+use crate::model::{Side, WireName};
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
 use crate::report::AccountReport;
 use crate::settings::{Account, Settings};
@@ -214,53 +214,67 @@ impl Ctx<'_> {
             .await
             .expect("never closed");
         // Refuse a stale plan before writing anything: every source folder the plan reads
-        // must still have the UIDVALIDITY the plan saw (`open_source` checks it). Checked
-        // per folder only, a saved plan would create folders and fill the folders before
-        // the stale one, and only then be refused.
-        let mut reader: Option<Reader> = None;
-        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
-            let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
-            for index in sources {
-                self.open_source(folder, index, &mut reader).await?;
-            }
+        // must still have the UIDVALIDITY the plan saw. Checked per folder only, a saved
+        // plan would create folders and fill the folders before the stale one, and only
+        // then be refused. One pipelined STATUS round, while the destination connects.
+        let (reader, writer) = tokio::join!(self.check_sources(plan), self.connect_destination());
+        let reader = reader?;
+        let mut writer = writer?;
+        if self.cancelled() {
+            return Ok(());
         }
-        let mut writer = self.connect_destination().await?;
-        // Folders first, parents before children (the plan is in tree order).
-        for folder in plan
+        // Folders first, parents before children (the plan is in tree order): all CREATEs
+        // in one pipelined round, then the SUBSCRIBEs of those that exist now.
+        let creates: Vec<&FolderPlan> = plan
             .folders
             .iter()
             .filter(|f| f.action == FolderAction::Create)
-        {
-            if self.cancelled() {
-                return Ok(());
-            }
-            let created = writer
-                .create(&folder.destination_wire)
-                .await
-                .map_err(ApplyError::destination)?;
-            if folder.subscribe {
-                writer
-                    .subscribe(&folder.destination_wire)
-                    .await
-                    .map_err(ApplyError::destination)?;
-            }
-            // A saved plan applied again finds its folders there already: not created now.
-            if created == crate::imap::Created::New {
-                tally.report.folders_created += 1;
-                tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+            .collect();
+        let names: Vec<WireName> = creates.iter().map(|f| f.destination_wire.clone()).collect();
+        let created = writer
+            .create_all(&names)
+            .await
+            .map_err(ApplyError::destination)?;
+        let mut refused = None;
+        let mut subscribe = Vec::new();
+        for (folder, result) in creates.iter().zip(created) {
+            match result {
+                Ok(created) => {
+                    if folder.subscribe {
+                        subscribe.push(folder.destination_wire.clone());
+                    }
+                    // A saved plan applied again finds its folders there already: not
+                    // created now.
+                    if created == crate::imap::Created::New {
+                        tally.report.folders_created += 1;
+                        tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+                    }
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
             }
         }
         // The existing INBOX, subscribed like the source's (the only existing folder a
         // plan subscribes; SUBSCRIBE of a subscribed folder is harmless on a re-run).
-        for folder in plan.folders.iter().filter(|f| f.subscribes_existing()) {
-            if self.cancelled() {
-                return Ok(());
-            }
-            writer
-                .subscribe(&folder.destination_wire)
-                .await
-                .map_err(ApplyError::destination)?;
+        let existing: Vec<&FolderPlan> = plan
+            .folders
+            .iter()
+            .filter(|f| f.subscribes_existing())
+            .collect();
+        subscribe.extend(existing.iter().map(|f| f.destination_wire.clone()));
+        for result in writer
+            .subscribe_all(&subscribe)
+            .await
+            .map_err(ApplyError::destination)?
+        {
+            result.map_err(ApplyError::destination)?;
+        }
+        for folder in existing {
             tracing::info!(account = %plan.source_user, "subscribed folder `{}`", folder.destination);
+        }
+        if let Some(e) = refused {
+            return Err(ApplyError::destination(e));
         }
         let work: Vec<&FolderPlan> = plan
             .folders

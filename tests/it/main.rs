@@ -22,6 +22,7 @@ mod inventory_cache;
 mod man_cli;
 mod mapping_cli;
 mod output_cli;
+mod pipelining;
 mod plan_cli;
 mod robustness;
 mod rules_cli;
