@@ -529,6 +529,7 @@ pub(crate) mod tests {
                 from: "bob@example.com".into(),
                 subject: (*subject).into(),
                 size: 1000,
+                hint: None,
             })
             .collect();
         a.finished_at = at.map(str::to_string);

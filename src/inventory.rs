@@ -59,6 +59,11 @@ pub(crate) struct Folder {
     pub subscribed: bool,
     pub status: Option<FolderStatus>,
     pub messages: Vec<MessageMeta>,
+    /// RFC 7889 `STATUS (APPENDLIMIT)`: this folder's own limit in bytes, read on a
+    /// destination that offers `APPENDLIMIT` per folder; `None`: no limit of its own (the
+    /// server-wide one in [`StorageLimits`] applies, if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_limit: Option<u64>,
 }
 
 /// An account's folder tree on one side.
@@ -265,6 +270,7 @@ pub(crate) async fn collect(
             noselect,
             status: None,
             messages: Vec::new(),
+            append_limit: None,
         };
         let index = folders.len();
         if !noselect {
@@ -316,6 +322,19 @@ pub(crate) async fn collect(
         extra,
     )
     .await?;
+    // RFC 7889: a destination with limits per folder says each one only when asked.
+    if side == Side::Destination && reader.per_folder_append_limits() {
+        for folder in folders.iter_mut().filter(|f| !f.noselect) {
+            folder.append_limit = reader
+                .folder_append_limit(&folder.wire_name)
+                .await
+                .map_err(|source| InventoryError::Folder {
+                    side,
+                    folder: folder.name.clone(),
+                    source,
+                })?;
+        }
+    }
     // Servers without UIDNEXT in EXAMINE: STATUS said it.
     for folder in &mut folders {
         if let Some(status) = folder.status.as_mut().filter(|s| s.uidnext.is_none()) {

@@ -44,6 +44,10 @@ pub(crate) struct FailedMessage {
     /// Size in bytes on the source (RFC822.SIZE).
     #[serde(default)]
     pub size: u64,
+    /// What to do about it, when that is knowable (e.g. `max-size` for a message no
+    /// connection could carry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// A planned source message that no longer exists on the source.
@@ -83,6 +87,16 @@ pub(crate) struct AccountReport {
     /// with them (and did not list them, or `\*`, in PERMANENTFLAGS).
     #[serde(default)]
     pub keywords_dropped: u64,
+    /// Attempts repeated after a dropped connection, a timeout or a temporary refusal
+    /// (both sides).
+    #[serde(default)]
+    pub retries: u64,
+    /// New connections made after a connection was lost (both sides).
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Seconds spent waiting before retries (backoff, and waits a server asked for).
+    #[serde(default)]
+    pub retry_wait_seconds: f64,
     pub seconds: f64,
     /// When the work on this account ended (RFC 3339, UTC). `mailshift report` keeps the
     /// latest entry of an account across report files; absent in reports written before it.
@@ -109,6 +123,9 @@ impl AccountReport {
             flags_updated: 0,
             fixed_bare_lf: 0,
             keywords_dropped: 0,
+            retries: 0,
+            reconnects: 0,
+            retry_wait_seconds: 0.0,
             seconds: 0.0,
             finished_at: None,
         }
@@ -130,6 +147,9 @@ impl AccountReport {
         self.flags_updated += lane.flags_updated;
         self.fixed_bare_lf += lane.fixed_bare_lf;
         self.keywords_dropped += lane.keywords_dropped;
+        self.retries += lane.retries;
+        self.reconnects += lane.reconnects;
+        self.retry_wait_seconds += lane.retry_wait_seconds;
     }
 
     /// Sets the status from what happened.
@@ -250,6 +270,7 @@ mod tests {
             from: "a@x".into(),
             subject: "Hello".into(),
             size: 1234,
+            hint: None,
         });
         a.stamp_finished();
         a.settle();

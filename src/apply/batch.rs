@@ -2,161 +2,187 @@
 //! destination in one (MULTI)APPEND, then settled message by message (copied or refused
 //! with the server's words, bare LF and keyword fallbacks, quota).
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 
 use crate::identity::IdentityKey;
-use crate::imap::{AppendItem, AppendResult, ImapError, Reader, Writer};
+use crate::imap::{classify_words, AppendItem, AppendResult, Transience};
 use crate::plan::{FolderPlan, MessageCopy};
 use crate::report::FailedMessage;
 
 use super::flags::FlagFilter;
 use super::lanes::Lane;
-use super::{ApplyError, RECONNECTS};
+use super::ApplyError;
 
-/// At most this many messages per APPEND batch.
+/// At most this many messages per batch (and the size batches grow back to).
 const BATCH_MESSAGES: usize = 200;
 /// At most about this many bytes per batch (a single bigger message still goes alone).
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Bodies of one batch, in planned order, plus UIDs the source no longer has.
-pub(super) struct Fetched<'p> {
-    pub(super) items: Vec<(&'p MessageCopy, Vec<u8>)>,
-    pub(super) missing: Vec<u32>,
-    /// This batch's share of the body budget, held until it is appended.
-    pub(super) budget: Option<tokio::sync::OwnedSemaphorePermit>,
+/// The size of the next batch: halved after a batch was cut (down to one message), grown
+/// again (doubled) after each batch that went through whole. On a link that drops every
+/// connection after a few hundred KiB, whole 4 MiB batches would never arrive; single
+/// messages do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Batcher {
+    pub(super) messages: usize,
+    pub(super) bytes: u64,
 }
 
-pub(super) async fn fetch_batch<'p>(
-    reader: &mut Reader,
-    batch: &[&'p MessageCopy],
-) -> Result<Fetched<'p>, ImapError> {
-    let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
-    let mut bodies: HashMap<u32, Vec<u8>> = HashMap::with_capacity(batch.len());
-    let outcome = reader
-        .fetch_bodies(&uids, |uid, body| {
-            bodies.insert(uid, body);
-        })
-        .await?;
-    let items = batch
-        .iter()
-        .filter_map(|m| bodies.remove(&m.uid).map(|b| (*m, b)))
-        .collect();
-    Ok(Fetched {
-        items,
-        missing: outcome.missing,
-        budget: None,
-    })
-}
-
-/// Splits a folder's messages into batches by count and planned size.
-pub(super) fn make_batches<'a, 'p>(messages: &'a [&'p MessageCopy]) -> Vec<&'a [&'p MessageCopy]> {
-    let mut batches = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, m) in messages.iter().enumerate() {
-        if i > start && (i - start >= BATCH_MESSAGES || bytes + m.size > BATCH_BYTES) {
-            batches.push(&messages[start..i]);
-            start = i;
-            bytes = 0;
+impl Default for Batcher {
+    fn default() -> Batcher {
+        Batcher {
+            messages: BATCH_MESSAGES,
+            bytes: BATCH_BYTES,
         }
-        bytes += m.size;
     }
-    if start < messages.len() {
-        batches.push(&messages[start..]);
-    }
-    batches
 }
 
-/// Appends one fetched batch with the flags the folder can store.
-pub(super) async fn append_fetched(
-    writer: &mut Writer,
-    folder: &FolderPlan,
-    batch: &Fetched<'_>,
+impl Batcher {
+    /// A batch was cut: the next one is half as big (at least one message).
+    pub(super) fn shrink(&mut self) {
+        self.messages = (self.messages / 2).max(1);
+        self.bytes = (self.bytes / 2).max(1);
+    }
+
+    /// One message at a time from now on (until batches go through again).
+    pub(super) fn single(&mut self) {
+        self.messages = 1;
+        self.bytes = 1;
+    }
+
+    /// A batch went through whole: the next one may be twice as big.
+    pub(super) fn grow(&mut self) {
+        self.messages = (self.messages * 2).min(BATCH_MESSAGES);
+        self.bytes = (self.bytes * 2).min(BATCH_BYTES);
+    }
+
+    /// How many of `sizes` (in order) go into the next batch: at least one, at most
+    /// `messages`, and no more than about `bytes`.
+    pub(super) fn take(&self, sizes: impl IntoIterator<Item = u64>) -> usize {
+        let mut n = 0;
+        let mut bytes = 0;
+        for size in sizes {
+            if n > 0 && (n >= self.messages || bytes + size > self.bytes) {
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A fetched message waiting to be appended.
+pub(super) struct Ready<'p> {
+    pub(super) copy: &'p MessageCopy,
+    pub(super) body: Vec<u8>,
+    /// Its share of the body budget, released once it has been sent.
+    pub(super) permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The APPEND items of a batch, with every flag but `\Recent`.
+pub(super) fn append_items<'b>(
+    batch: &'b [Ready<'_>],
     allowed: &FlagFilter,
-) -> Result<Vec<AppendResult>, ImapError> {
-    let items: Vec<AppendItem> = batch
-        .items
+) -> Vec<AppendItem<'b>> {
+    batch
         .iter()
-        .map(|(m, body)| AppendItem {
+        .map(|r| AppendItem {
             // Keywords the folder does not claim to store are tried anyway: some
             // servers under-report PERMANENTFLAGS (pymap, some Exchange versions) and
             // store them. A refusal is retried without them (`retry_without_keywords`).
-            flags: allowed.optimistic(&m.flags),
-            internal_date: m.internal_date.clone(),
-            body: std::borrow::Cow::Borrowed(body.as_slice()),
+            flags: allowed.optimistic(&r.copy.flags),
+            internal_date: r.copy.internal_date.clone(),
+            body: std::borrow::Cow::Borrowed(r.body.as_slice()),
         })
-        .collect();
-    writer.append_batch(&folder.destination_wire, &items).await
+        .collect()
 }
 
 impl Lane<'_, '_> {
-    /// Settles one appended batch. After a dropped connection it reconnects, finds out
-    /// which of the batch's messages arrived, and appends only the rest (at most
-    /// `RECONNECTS` times). Returns the destination's UIDNEXT after the batch.
-    pub(super) async fn finish_append(
+    /// Records a message that will not be copied in this run, with the reason.
+    pub(super) fn record_failed(
         &mut self,
         folder: &FolderPlan,
-        mut batch: Fetched<'_>,
-        mut result: Result<Vec<AppendResult>, ImapError>,
-        allowed: &FlagFilter,
-        mut next_uid: Option<u32>,
-    ) -> Result<Option<u32>, ApplyError> {
-        let mut attempts = 0;
-        loop {
-            match result {
-                Ok(results) => return self.record_results(folder, &batch, results, allowed).await,
-                Err(e) if e.kills_session() && attempts < RECONNECTS => {
-                    attempts += 1;
-                    let sel = self.reconnect_destination(folder, e).await?;
-                    self.drop_arrived(&mut batch, next_uid.unwrap_or(1)).await?;
-                    next_uid = sel.status.uidnext;
-                    result = append_fetched(&mut self.writer, folder, &batch, allowed).await;
-                }
-                Err(e) => return Err(ApplyError::destination(e)),
-            }
-        }
+        m: &MessageCopy,
+        reason: String,
+        hint: Option<String>,
+    ) {
+        tracing::info!(
+            account = %self.ctx.account.source_user,
+            "`{}` uid {}: not copied: {reason}",
+            folder.destination, m.uid
+        );
+        self.tally.report.failed.push(FailedMessage {
+            folder: folder.destination.clone(),
+            uid: m.uid,
+            reason,
+            date: m.date.clone(),
+            from: m.from.clone(),
+            subject: m.subject.clone(),
+            size: m.size,
+            hint,
+        });
+        // Not progress for the retry budget: an account whose every message fails alone
+        // must still give up, not fail them one by one for ever.
+        self.tally.progress.advance(1, 0);
     }
 
-    /// Counts each message as copied or failed (retrying a refused bare-LF message with
-    /// CRLF when `fix-bare-lf` is on), checks the keys stored, and returns UIDNEXT.
-    async fn record_results(
+    /// Counts each message of an answered batch as copied or refused (retrying a refused
+    /// bare-LF message with CRLF when `fix-bare-lf` is on, and without keywords the folder
+    /// does not list). Messages refused for a temporary reason (`[UNAVAILABLE]`, throttling,
+    /// ...) are handed back in `retry` after the wait the server asked for. Checks the keys
+    /// stored and returns UIDNEXT.
+    pub(super) async fn record_results<'p>(
         &mut self,
         folder: &FolderPlan,
-        batch: &Fetched<'_>,
+        batch: Vec<Ready<'p>>,
         results: Vec<AppendResult>,
         allowed: &FlagFilter,
+        retry: &mut VecDeque<Ready<'p>>,
     ) -> Result<Option<u32>, ApplyError> {
         // (destination UID, identity key) of every message that went in.
         let mut appended: Vec<(u32, IdentityKey)> = Vec::new();
         let mut delivered: Vec<&MessageCopy> = Vec::new();
         let mut over_quota: Option<String> = None;
         let mut uids_known = true;
-        for ((m, body), result) in batch.items.iter().zip(results) {
+        let mut temporary: Vec<Ready<'p>> = Vec::new();
+        let mut wait: Option<std::time::Duration> = None;
+        let mut last_words = String::new();
+        for (ready, result) in batch.into_iter().zip(results) {
+            let (m, body) = (ready.copy, &ready.body);
             let mut dropped_keywords = false;
             let result = match result {
                 Ok(uid) => Ok((uid, false)),
-                Err(words) => match self.retry_without_keywords(folder, m, body, allowed).await {
-                    Some(Ok(uid)) => {
-                        dropped_keywords = true;
-                        self.warn_dropped_keywords(m, allowed);
-                        Ok((uid, false))
+                Err(words) => {
+                    if let Transience::Transient { after } = classify_words(&words) {
+                        wait = wait.max(after);
+                        last_words = words;
+                        temporary.push(ready);
+                        continue;
                     }
-                    _ => match self.retry_with_crlf(folder, m, body, allowed).await {
+                    match self.retry_without_keywords(folder, m, body, allowed).await {
                         Some(Ok(uid)) => {
-                            dropped_keywords =
-                                allowed.filter(&m.flags) != allowed.optimistic(&m.flags);
-                            if dropped_keywords {
-                                self.warn_dropped_keywords(m, allowed);
-                            }
-                            Ok((uid, true))
+                            dropped_keywords = true;
+                            self.warn_dropped_keywords(m, allowed);
+                            Ok((uid, false))
                         }
-                        _ => Err(words),
-                    },
-                },
+                        _ => match self.retry_with_crlf(folder, m, body, allowed).await {
+                            Some(Ok(uid)) => {
+                                dropped_keywords =
+                                    allowed.filter(&m.flags) != allowed.optimistic(&m.flags);
+                                if dropped_keywords {
+                                    self.warn_dropped_keywords(m, allowed);
+                                }
+                                Ok((uid, true))
+                            }
+                            _ => Err(words),
+                        },
+                    }
+                }
             };
-            let tally = &mut self.tally;
             match result {
                 Ok((uid, fixed)) => {
+                    let tally = &mut self.tally;
                     tally.report.copied += 1;
                     tally.report.fixed_bare_lf += u64::from(fixed);
                     tally.report.keywords_dropped += u64::from(dropped_keywords);
@@ -173,23 +199,13 @@ impl Lane<'_, '_> {
                         over_quota = Some(words.clone());
                     }
                     // Shown once, in the report's `failed` lines; only logged here.
-                    tracing::info!(
-                        account = %self.ctx.account.source_user,
-                        "`{}` uid {}: the destination refused the message: {words}",
-                        folder.destination, m.uid
-                    );
-                    tally.report.failed.push(FailedMessage {
-                        folder: folder.destination.clone(),
-                        uid: m.uid,
-                        reason: words,
-                        date: m.date.clone(),
-                        from: m.from.clone(),
-                        subject: m.subject.clone(),
-                        size: m.size,
-                    });
-                    tally.progress.advance(1, 0);
+                    self.record_failed(folder, m, words, None);
                 }
             }
+        }
+        if !delivered.is_empty() {
+            self.src.backoff.progress();
+            self.dst.backoff.progress();
         }
         self.tally.record_delivered(delivered)?;
         if let Some(words) = over_quota {
@@ -199,6 +215,31 @@ impl Lane<'_, '_> {
             });
         }
         self.verify_keys(folder, &appended).await?;
+        if !temporary.is_empty() {
+            tracing::info!(
+                account = %self.ctx.account.source_user,
+                "`{}`: the destination refused {} messages for now ({last_words}); trying again",
+                folder.destination,
+                temporary.len()
+            );
+            if self.dst.backoff.failed(wait).await {
+                for r in temporary.into_iter().rev() {
+                    retry.push_front(r);
+                }
+            } else {
+                for r in temporary {
+                    self.record_failed(
+                        folder,
+                        r.copy,
+                        last_words.clone(),
+                        Some(
+                            "the destination kept refusing it for now; run apply again later"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+        }
         if uids_known {
             if let Some(uid) = appended.iter().map(|(uid, _)| *uid).max() {
                 return Ok(Some(uid + 1));
@@ -206,13 +247,12 @@ impl Lane<'_, '_> {
         }
         // No APPENDUID (no UIDPLUS): ask for UIDNEXT, so that a dropped connection later
         // re-reads exactly what the next batch added.
-        match self.writer.select(&folder.destination_wire).await {
-            Ok(sel) => Ok(sel.status.uidnext),
-            Err(e) if e.kills_session() => {
-                Ok(self.reconnect_destination(folder, e).await?.status.uidnext)
-            }
-            Err(e) => Err(ApplyError::destination(e)),
-        }
+        let sel = self
+            .dst
+            .select(&folder.destination_wire)
+            .await
+            .map_err(ApplyError::dst)?;
+        Ok(sel.status.uidnext)
     }
 
     /// With `fix-bare-lf`, a refused message containing bare LF is sent again with CRLF.
@@ -232,12 +272,12 @@ impl Lane<'_, '_> {
             body: to_crlf(body).into(),
         };
         match self
-            .writer
+            .dst
             .append_batch(&folder.destination_wire, std::slice::from_ref(&item))
             .await
         {
-            Ok(mut results) => results.pop(),
-            Err(_) => None,
+            Ok(Ok(mut results)) => results.pop(),
+            _ => None,
         }
     }
 
@@ -261,12 +301,12 @@ impl Lane<'_, '_> {
             body: body.into(),
         };
         match self
-            .writer
+            .dst
             .append_batch(&folder.destination_wire, std::slice::from_ref(&item))
             .await
         {
-            Ok(mut results) => results.pop(),
-            Err(_) => None,
+            Ok(Ok(mut results)) => results.pop(),
+            _ => None,
         }
     }
 }
@@ -309,18 +349,25 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn batches_respect_count_and_bytes() {
-        let many: Vec<MessageCopy> = (0..450).map(|i| copy(i, 0, 100)).collect();
-        let refs: Vec<&MessageCopy> = many.iter().collect();
-        let b = make_batches(&refs);
-        assert_eq!(
-            b.iter().map(|x| x.len()).collect::<Vec<_>>(),
-            vec![200, 200, 50]
-        );
-        let big: Vec<MessageCopy> = (0..3).map(|i| copy(i, 0, 6 * 1024 * 1024)).collect();
-        let refs: Vec<&MessageCopy> = big.iter().collect();
-        assert_eq!(make_batches(&refs).len(), 3);
-        assert!(make_batches(&[]).is_empty());
+    fn batches_respect_count_and_bytes_and_adapt() {
+        let mut b = Batcher::default();
+        assert_eq!(b.take(std::iter::repeat_n(100, 450)), 200);
+        assert_eq!(b.take([6 << 20, 6 << 20]), 1, "a big message goes alone");
+        assert_eq!(b.take([]), 0);
+        assert_eq!(b.take(std::iter::repeat_n(1 << 20, 10)), 4);
+        b.shrink();
+        assert_eq!(b.take(std::iter::repeat_n(1 << 20, 10)), 2);
+        for _ in 0..30 {
+            b.shrink();
+        }
+        assert_eq!(b.messages, 1);
+        assert_eq!(b.take(std::iter::repeat_n(10, 10)), 1);
+        b.grow();
+        assert_eq!(b.take(std::iter::repeat_n(1, 10)), 2);
+        for _ in 0..30 {
+            b.grow();
+        }
+        assert_eq!(b, Batcher::default());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Why an account's apply stopped: one error enum for the executor, with hints for people.
 
-use crate::imap::ImapError;
+use crate::imap::{ImapError, SessionError};
 use crate::model::Side;
 use crate::state::StateError;
 
@@ -10,6 +10,15 @@ pub(crate) enum ApplyError {
     #[error("{side}")]
     Imap {
         side: Side,
+        #[source]
+        source: ImapError,
+    },
+    /// Dropped connections, timeouts or temporary refusals went on without any progress
+    /// until the retry budget was spent.
+    #[error("{side}: gave up after {attempts} attempts in a row without progress")]
+    GaveUp {
+        side: Side,
+        attempts: u32,
         #[source]
         source: ImapError,
     },
@@ -38,18 +47,29 @@ pub(crate) enum ApplyError {
 }
 
 impl ApplyError {
-    pub(super) fn source(source: ImapError) -> ApplyError {
-        ApplyError::Imap {
-            side: Side::Source,
-            source,
+    /// A session's error on `side`.
+    pub(super) fn session(side: Side, e: SessionError) -> ApplyError {
+        match e {
+            SessionError::Permanent(source) => ApplyError::Imap { side, source },
+            SessionError::GaveUp { attempts, last } => ApplyError::GaveUp {
+                side,
+                attempts,
+                source: last,
+            },
+            SessionError::UidValidityChanged { folder, was, now } => ApplyError::StaleSource {
+                folder,
+                planned: was,
+                now,
+            },
         }
     }
 
-    pub(super) fn destination(source: ImapError) -> ApplyError {
-        ApplyError::Imap {
-            side: Side::Destination,
-            source,
-        }
+    pub(super) fn src(e: SessionError) -> ApplyError {
+        ApplyError::session(Side::Source, e)
+    }
+
+    pub(super) fn dst(e: SessionError) -> ApplyError {
+        ApplyError::session(Side::Destination, e)
     }
 }
 
@@ -61,6 +81,11 @@ impl crate::diagnostics::HasHint for ApplyError {
             // answered here.
             ApplyError::Ledger(e) => crate::diagnostics::HasHint::hint(e),
             ApplyError::StaleSource { .. } => Some("run mailshift plan again".into()),
+            ApplyError::GaveUp { .. } => Some(
+                "the server kept failing without letting anything through; run apply again \
+                 later (what arrived stays, the rest is copied then)"
+                    .into(),
+            ),
             ApplyError::RewritesHeaders { .. } => Some(
                 "this server changes Message-ID, Date, From, To, Cc or Subject on APPEND; \
                  report it with `-vv` output, and do not re-run apply on this account"

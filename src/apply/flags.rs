@@ -72,10 +72,11 @@ impl Lane<'_, '_> {
             }
         }
         for (flags, uids) in by_flags {
-            self.writer
+            self.dst
                 .add_flags(&uids, &flags)
                 .await
-                .map_err(ApplyError::destination)?;
+                .map_err(ApplyError::dst)?;
+            self.dst.backoff.progress();
             self.tally.report.flags_updated += uids.len() as u64;
         }
         Ok(())

@@ -1,162 +1,122 @@
 //! Copying one destination folder: select it, subtract what arrived since the plan, add
-//! flags, then fetch batches from each of its source folders while the previous batch is
-//! appended.
+//! flags, then, per source folder, fetch batches from the source while the previous batch
+//! is appended. Batches adapt to the link ([`Batcher`]); progress is counted per message:
+//! bodies read before a cut are kept, and an APPEND that was cut is looked up on the
+//! destination before anything of it is sent again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::imap::{ImapError, Reader};
-use crate::model::WireName;
+use crate::imap::{AppendResult, BodiesOutcome, ImapError, SessionError, SourceSession};
+use crate::model::{Side, WireName};
 use crate::plan::{AccountPlan, FolderPlan, MessageCopy};
 use crate::report::VanishedMessage;
 
-use super::batch::{append_fetched, fetch_batch, make_batches, Fetched};
+use super::batch::{append_items, Batcher, Ready};
 use super::flags::FlagFilter;
 use super::lanes::Lane;
 use super::reconcile::{read_keys_since, subtract_present};
-use super::{ApplyError, Ctx, BODY_BUDGET_KIB, RECONNECTS};
+use super::{ApplyError, Ctx, BODY_BUDGET_KIB};
+
+/// Attempts at one message sent alone before it is given up (recorded as failed, with the
+/// reason) so that the rest of the folder goes on.
+const ALONE_ATTEMPTS: u32 = 3;
 
 impl Ctx<'_> {
     /// Checks that every source folder the plan reads still has the planned UIDVALIDITY,
-    /// before anything is written: one pipelined STATUS round for all of them. A folder
-    /// STATUS says nothing about, or a lost connection, falls back to EXAMINE per folder
-    /// ([`Ctx::open_source`], with its reconnects). The connection stays open for the
-    /// copy; `None` when the plan reads no source folder.
+    /// before anything is written: one pipelined STATUS round for all of them (retried by
+    /// the session). A folder STATUS says nothing about is opened with EXAMINE
+    /// ([`Ctx::open_source`]).
     pub(super) async fn check_sources(
         &self,
         plan: &AccountPlan,
-    ) -> Result<Option<Reader>, ApplyError> {
+        src: &mut SourceSession,
+    ) -> Result<(), ApplyError> {
         let mut wanted: Vec<(&FolderPlan, usize)> = Vec::new();
         for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
             let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
             wanted.extend(sources.into_iter().map(|i| (folder, i)));
         }
         if wanted.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
-        let mut reader = None;
-        let mut unchecked = wanted.clone();
-        if let Ok(mut r) = self.connect_source().await {
-            let mut names: Vec<WireName> = wanted
-                .iter()
-                .map(|(f, i)| f.sources[*i].wire_name.clone())
-                .collect();
-            names.sort();
-            names.dedup();
-            match r.statuses(&names).await {
-                Ok(found) => {
-                    unchecked.clear();
-                    for (folder, index) in wanted {
-                        let source = &folder.sources[index];
-                        let now = found.get(&source.wire_name).and_then(|s| s.uidvalidity);
-                        match (now, source.status) {
-                            (Some(now), Some(planned)) if now != planned.uidvalidity => {
-                                return Err(ApplyError::StaleSource {
-                                    folder: source.name.clone(),
-                                    planned: planned.uidvalidity,
-                                    now,
-                                });
-                            }
-                            (Some(_), _) => {}
-                            (None, _) => unchecked.push((folder, index)),
-                        }
-                    }
-                    reader = Some(r);
+        let mut names: Vec<WireName> = wanted
+            .iter()
+            .map(|(f, i)| f.sources[*i].wire_name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        let found = src.statuses(&names).await.map_err(ApplyError::src)?;
+        for (folder, index) in wanted {
+            let source = &folder.sources[index];
+            match (
+                found.get(&source.wire_name).and_then(|s| s.uidvalidity),
+                source.status,
+            ) {
+                (Some(now), Some(planned)) if now != planned.uidvalidity => {
+                    return Err(ApplyError::StaleSource {
+                        folder: source.name.clone(),
+                        planned: planned.uidvalidity,
+                        now,
+                    });
                 }
-                Err(e) if !e.kills_session() => reader = Some(r),
-                Err(_) => {}
+                (Some(_), _) => {}
+                (None, _) => self.open_source(folder, index, src).await?,
             }
         }
-        for (folder, index) in unchecked {
-            self.open_source(folder, index, &mut reader).await?;
-        }
-        Ok(reader)
+        Ok(())
     }
 
-    /// (Re)opens the source folder read-only and checks it is the one the plan saw.
+    /// Opens the source folder read-only (retried) and checks it is the one the plan saw.
     pub(super) async fn open_source(
         &self,
         folder: &FolderPlan,
         source_index: usize,
-        reader: &mut Option<Reader>,
+        src: &mut SourceSession,
     ) -> Result<(), ApplyError> {
         let source = &folder.sources[source_index];
-        let mut last = None;
-        for attempt in 0..=RECONNECTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
-            }
-            if reader.is_none() {
-                match self.connect_source().await {
-                    Ok(r) => *reader = Some(r),
-                    Err(ApplyError::Imap { source, .. }) if attempt < RECONNECTS => {
-                        last = Some(source);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let r = reader.as_mut().expect("connected above");
-            match r.examine(&source.wire_name).await {
-                Ok(status) => {
-                    if let Some(planned) = source.status {
-                        if planned.uidvalidity != status.uidvalidity {
-                            return Err(ApplyError::StaleSource {
-                                folder: source.name.clone(),
-                                planned: planned.uidvalidity,
-                                now: status.uidvalidity,
-                            });
-                        }
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.kills_session() && attempt < RECONNECTS => {
-                    *reader = None;
-                    last = Some(e);
-                }
-                Err(e) => return Err(ApplyError::source(e)),
+        let status = src
+            .examine(&source.wire_name)
+            .await
+            .map_err(ApplyError::src)?;
+        if let Some(planned) = source.status {
+            if planned.uidvalidity != status.uidvalidity {
+                return Err(ApplyError::StaleSource {
+                    folder: source.name.clone(),
+                    planned: planned.uidvalidity,
+                    now: status.uidvalidity,
+                });
             }
         }
-        Err(ApplyError::source(last.expect("an error was recorded")))
+        Ok(())
     }
 }
 
-impl Lane<'_, '_> {
-    /// Reconnects the destination after a dropped connection and selects `folder` again.
-    pub(super) async fn reconnect_destination(
-        &mut self,
-        folder: &FolderPlan,
-        error: ImapError,
-    ) -> Result<crate::imap::SelectInfo, ApplyError> {
-        let mut last = error;
-        for attempt in 1..=RECONNECTS {
-            tracing::warn!(
-                account = %self.ctx.account.source_user,
-                "destination connection lost ({last}); reconnecting ({attempt}/{RECONNECTS})"
-            );
-            tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
-            match self.ctx.connect_destination().await {
-                Ok(mut w) => match w.select(&folder.destination_wire).await {
-                    Ok(sel) => {
-                        self.writer = w;
-                        return Ok(sel);
-                    }
-                    Err(e) => last = e,
-                },
-                Err(ApplyError::Imap { source, .. }) => last = source,
-                Err(other) => return Err(other),
-            }
-        }
-        Err(ApplyError::destination(last))
-    }
+/// The copy of one source folder's messages into the selected destination folder.
+struct SourceRun<'p, 'a> {
+    folder: &'p FolderPlan,
+    source_index: usize,
+    allowed: &'a FlagFilter,
+    /// Not fetched yet, in plan order.
+    queue: VecDeque<&'p MessageCopy>,
+    /// Fetched, not appended yet.
+    ready: VecDeque<Ready<'p>>,
+    fetch_size: Batcher,
+    append_size: Batcher,
+    /// Failed attempts at a message sent alone, per source UID.
+    alone: HashMap<u32, u32>,
+    /// The destination's UIDNEXT before the batch in flight: where to look for what of it
+    /// arrived when its APPEND is cut.
+    next_uid: Option<u32>,
+}
 
+impl Lane<'_, '_> {
     pub(super) async fn copy_folder(&mut self, folder: &FolderPlan) -> Result<(), ApplyError> {
-        let sel = match self.writer.select(&folder.destination_wire).await {
-            Ok(sel) => sel,
-            Err(e) if e.kills_session() => self.reconnect_destination(folder, e).await?,
-            Err(e) => return Err(ApplyError::destination(e)),
-        };
+        let sel = self
+            .dst
+            .select(&folder.destination_wire)
+            .await
+            .map_err(ApplyError::dst)?;
         let mut remaining: Vec<&MessageCopy> = folder.copy.iter().collect();
         // What arrived on the destination since the plan was made is not copied again.
         let reread_from = match folder.destination_status {
@@ -172,9 +132,9 @@ impl Lane<'_, '_> {
             None => None,
         };
         if let Some(from) = reread_from {
-            let found = read_keys_since(&mut self.writer, from)
+            let found = read_keys_since(&mut self.dst, from)
                 .await
-                .map_err(ApplyError::destination)?;
+                .map_err(ApplyError::dst)?;
             let removed = subtract_present(&mut remaining, found);
             if removed > 0 {
                 tracing::info!(
@@ -199,96 +159,253 @@ impl Lane<'_, '_> {
         }
         let mut sources: Vec<usize> = by_source.keys().copied().collect();
         sources.sort_unstable();
-        let ctx = self.ctx;
         for source_index in sources {
-            if ctx.cancelled() {
+            if self.ctx.cancelled() {
                 return Ok(());
             }
-            let messages = &by_source[&source_index];
-            ctx.open_source(folder, source_index, &mut self.reader)
+            self.ctx
+                .open_source(folder, source_index, &mut self.src)
                 .await?;
-            let batches = make_batches(messages);
-            // Pipeline: fetch batch i+1 from the source while batch i is appended.
-            let mut fetched: Option<Fetched> = None;
-            let mut next = 0;
-            // Consecutive lost connections while fetching the same batch: a source that
-            // drops every connection mid-FETCH must fail the account, not loop forever.
-            let mut fetch_failures = 0;
-            loop {
-                let to_fetch = if ctx.cancelled() {
-                    None
-                } else {
-                    batches.get(next).copied()
-                };
-                if to_fetch.is_none() && fetched.is_none() {
-                    break;
-                }
-                let reader = &mut self.reader;
-                let writer = &mut self.writer;
-                let fetch = async {
-                    match to_fetch {
-                        Some(batch) => {
-                            // Wait for room in the body budget before reading the bodies.
-                            let kib: u64 = batch.iter().map(|m| m.size.div_ceil(1024)).sum();
-                            let kib = kib.clamp(1, BODY_BUDGET_KIB as u64) as u32;
-                            let permit = Arc::clone(&ctx.exec.body_budget)
-                                .acquire_many_owned(kib)
-                                .await
-                                .expect("never closed");
-                            let result = fetch_batch(reader.as_mut().expect("open"), batch).await;
-                            Some(result.map(|mut f| {
-                                f.budget = Some(permit);
-                                f
-                            }))
-                        }
-                        None => None,
-                    }
-                };
-                let append = async {
-                    match fetched.take() {
-                        Some(mut f) => {
-                            let permit = f.budget.take();
-                            let result = append_fetched(writer, folder, &f, &allowed).await;
-                            // Released as soon as the bodies are sent, so that a lane waiting
-                            // for budget never waits on itself.
-                            drop(permit);
-                            Some((result, f))
-                        }
-                        None => None,
-                    }
-                };
-                let (fetch_result, append_result) = tokio::join!(fetch, append);
-                if let Some((result, batch)) = append_result {
-                    next_uid = self
-                        .finish_append(folder, batch, result, &allowed, next_uid)
-                        .await?;
-                }
-                match fetch_result {
-                    None => {}
-                    Some(Ok(f)) => {
-                        for uid in &f.missing {
-                            self.tally.report.vanished.push(VanishedMessage {
-                                source_folder: folder.sources[source_index].name.clone(),
-                                uid: *uid,
-                            });
-                        }
-                        self.tally.progress.advance(f.missing.len() as u64, 0);
-                        fetched = Some(f);
-                        next += 1;
-                        fetch_failures = 0;
-                    }
-                    Some(Err(e)) if e.kills_session() && fetch_failures < RECONNECTS => {
-                        fetch_failures += 1;
-                        tracing::warn!(account = %ctx.account.source_user, "source connection lost ({e}); reconnecting ({fetch_failures}/{RECONNECTS})");
-                        self.reader = None;
-                        ctx.open_source(folder, source_index, &mut self.reader)
-                            .await?;
-                        // The same batch is fetched again on the next turn.
-                    }
-                    Some(Err(e)) => return Err(ApplyError::source(e)),
-                }
-            }
+            let mut run = SourceRun {
+                folder,
+                source_index,
+                allowed: &allowed,
+                queue: by_source[&source_index].iter().copied().collect(),
+                ready: VecDeque::new(),
+                fetch_size: Batcher::default(),
+                append_size: Batcher::default(),
+                alone: HashMap::new(),
+                next_uid,
+            };
+            self.copy_source(&mut run).await?;
+            next_uid = run.next_uid;
         }
         Ok(())
+    }
+
+    /// The batch loop of one source folder: fetch batch i+1 while batch i is appended.
+    async fn copy_source<'p>(&mut self, run: &mut SourceRun<'p, '_>) -> Result<(), ApplyError> {
+        let ctx = self.ctx;
+        loop {
+            let n = run
+                .append_size
+                .take(run.ready.iter().map(|r| r.body.len() as u64));
+            let mut to_append: Vec<Ready<'p>> = run.ready.drain(..n).collect();
+            // Fetch only when everything fetched is on its way (bounded memory).
+            let to_fetch: Vec<&'p MessageCopy> = if ctx.cancelled() || !run.ready.is_empty() {
+                Vec::new()
+            } else {
+                let n = run.fetch_size.take(run.queue.iter().map(|m| m.size));
+                run.queue.drain(..n).collect()
+            };
+            if to_append.is_empty() && to_fetch.is_empty() {
+                return Ok(());
+            }
+            let (src, dst) = (&mut self.src, &mut self.dst);
+            let (wire, allowed) = (&run.folder.destination_wire, run.allowed);
+            let fetch = async {
+                if to_fetch.is_empty() {
+                    return None;
+                }
+                let bytes: u64 = to_fetch.iter().map(|m| m.size).sum();
+                ctx.pace(Side::Source, bytes).await;
+                // Wait for room in the body budget before reading the bodies.
+                let kib: u64 = to_fetch.iter().map(|m| m.size.div_ceil(1024)).sum();
+                let kib = kib.clamp(1, BODY_BUDGET_KIB as u64) as u32;
+                let permit = Arc::clone(&ctx.exec.body_budget)
+                    .acquire_many_owned(kib)
+                    .await
+                    .expect("never closed");
+                let uids: Vec<u32> = to_fetch.iter().map(|m| m.uid).collect();
+                let mut got: HashMap<u32, Vec<u8>> = HashMap::with_capacity(uids.len());
+                let result = src
+                    .fetch_bodies(&uids, |uid, body| {
+                        got.insert(uid, body);
+                    })
+                    .await;
+                Some((result, got, permit))
+            };
+            let append = async {
+                if to_append.is_empty() {
+                    return None;
+                }
+                let bytes: u64 = to_append.iter().map(|r| r.body.len() as u64).sum();
+                ctx.pace(Side::Destination, bytes).await;
+                let items = append_items(&to_append, allowed);
+                Some(dst.append_batch(wire, &items).await)
+            };
+            let (fetched, appended) = tokio::join!(fetch, append);
+            // Released as soon as the bodies are sent, so that a lane waiting for budget
+            // never waits on itself.
+            for r in &mut to_append {
+                r.permit = None;
+            }
+            if let Some(result) = appended {
+                self.settle_append(run, to_append, result).await?;
+            }
+            if let Some((result, got, permit)) = fetched {
+                self.settle_fetch(run, to_fetch, result, got, permit)
+                    .await?;
+            }
+        }
+    }
+
+    /// Settles an APPEND: per message when answered; after a cut, what arrived is counted,
+    /// the rest goes back (in a smaller batch) and a message that failed alone too often is
+    /// given up.
+    async fn settle_append<'p>(
+        &mut self,
+        run: &mut SourceRun<'p, '_>,
+        mut batch: Vec<Ready<'p>>,
+        result: Result<Result<Vec<AppendResult>, ImapError>, SessionError>,
+    ) -> Result<(), ApplyError> {
+        let folder = run.folder;
+        match result.map_err(ApplyError::dst)? {
+            Ok(results) => {
+                run.next_uid = self
+                    .record_results(folder, batch, results, run.allowed, &mut run.ready)
+                    .await?;
+                run.append_size.grow();
+                Ok(())
+            }
+            Err(err) => {
+                let alone = batch.len() == 1;
+                let words = err.to_string();
+                self.dst
+                    .fail(err, "destination: APPEND")
+                    .await
+                    .map_err(ApplyError::dst)?;
+                // The in-flight messages may have arrived: look before sending again.
+                let arrived = self
+                    .drop_arrived(&mut batch, run.next_uid.unwrap_or(1))
+                    .await?;
+                if let Some(sel) = self.dst.last_select() {
+                    run.next_uid = sel.status.uidnext;
+                }
+                if arrived > 0 {
+                    self.src.backoff.progress();
+                    self.dst.backoff.progress();
+                }
+                run.append_size.shrink();
+                if alone && arrived == 0 {
+                    let m = batch[0].copy;
+                    if self.given_up(run, m, &words, "appending it to the destination") {
+                        batch.clear();
+                    }
+                }
+                for r in batch.into_iter().rev() {
+                    run.ready.push_front(r);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Settles a FETCH: bodies that arrived are kept (also before a cut), UIDs the source
+    /// no longer has are `vanished`, the rest goes back (in a smaller batch).
+    async fn settle_fetch<'p>(
+        &mut self,
+        run: &mut SourceRun<'p, '_>,
+        asked: Vec<&'p MessageCopy>,
+        result: Result<Result<BodiesOutcome, ImapError>, SessionError>,
+        mut got: HashMap<u32, Vec<u8>>,
+        mut permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<(), ApplyError> {
+        let mut rest: Vec<&'p MessageCopy> = Vec::new();
+        let mut received_any = false;
+        for m in asked {
+            match got.remove(&m.uid) {
+                Some(body) => {
+                    received_any = true;
+                    let kib = (body.len() as u64).div_ceil(1024).max(1) as usize;
+                    let share = permit.split(kib.min(permit.num_permits()));
+                    run.ready.push_back(Ready {
+                        copy: m,
+                        body,
+                        permit: share,
+                    });
+                }
+                None => rest.push(m),
+            }
+        }
+        drop(permit);
+        match result.map_err(ApplyError::src)? {
+            Ok(outcome) => {
+                // Only a FETCH that completed says a message is gone.
+                let missing: std::collections::BTreeSet<u32> =
+                    outcome.missing.into_iter().collect();
+                let source_folder = &run.folder.sources[run.source_index].name;
+                for m in rest {
+                    if missing.contains(&m.uid) {
+                        self.tally.report.vanished.push(VanishedMessage {
+                            source_folder: source_folder.clone(),
+                            uid: m.uid,
+                        });
+                        self.tally.progress.advance(1, 0);
+                    } else {
+                        run.queue.push_front(m);
+                    }
+                }
+                self.src.backoff.progress();
+                run.fetch_size.grow();
+                Ok(())
+            }
+            Err(err) => {
+                if received_any {
+                    self.src.backoff.progress();
+                }
+                let alone = rest.len() == 1;
+                if let ImapError::TooLarge { .. } = err {
+                    // Which message is too big is known only when it is fetched alone.
+                    if alone {
+                        let m = rest[0];
+                        let hint = crate::diagnostics::HasHint::hint(&err);
+                        self.record_failed(run.folder, m, err.to_string(), hint);
+                        return Ok(());
+                    }
+                    run.fetch_size.single();
+                } else {
+                    let words = err.to_string();
+                    self.src
+                        .fail(err, "source: UID FETCH BODY.PEEK[]")
+                        .await
+                        .map_err(ApplyError::src)?;
+                    run.fetch_size.shrink();
+                    if alone && self.given_up(run, rest[0], &words, "reading it from the source") {
+                        return Ok(());
+                    }
+                }
+                for m in rest.into_iter().rev() {
+                    run.queue.push_front(m);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts a failed attempt at `m` sent alone; after [`ALONE_ATTEMPTS`] records it as
+    /// failed (the folder goes on) and returns true.
+    fn given_up(
+        &mut self,
+        run: &mut SourceRun<'_, '_>,
+        m: &MessageCopy,
+        words: &str,
+        doing: &str,
+    ) -> bool {
+        let attempts = run.alone.entry(m.uid).or_insert(0);
+        *attempts += 1;
+        if *attempts < ALONE_ATTEMPTS {
+            return false;
+        }
+        let reason = format!(
+            "the connection was lost {attempts} times while {doing}, with nothing else in flight (last: {words})"
+        );
+        let hint = format!(
+            "the link or the server drops connections before this message ({}) gets through; \
+             run apply again over a better link, or skip such messages with `max-size` in [messages]",
+            crate::render::units::bytes(m.size)
+        );
+        self.record_failed(run.folder, m, reason, Some(hint));
+        true
     }
 }

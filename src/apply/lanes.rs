@@ -1,7 +1,7 @@
 //! Lanes: `connections-per-account` connection pairs of one account, each copying its own
 //! share of the folders, biggest folders spread first.
 
-use crate::imap::{Reader, Writer};
+use crate::imap::{DestinationSession, SourceSession};
 use crate::plan::FolderPlan;
 
 use super::{ApplyError, Ctx, Tally};
@@ -9,30 +9,40 @@ use super::{ApplyError, Ctx, Tally};
 /// One connection pair of an account and the counters it adds to.
 pub(super) struct Lane<'r, 't> {
     pub(super) ctx: Ctx<'r>,
-    /// The source connection, opened on first use and after a dropped connection.
-    pub(super) reader: Option<Reader>,
-    pub(super) writer: Writer,
+    /// The source connection (opened on first use, reopened after a loss).
+    pub(super) src: SourceSession,
+    /// The destination connection (reopened after a loss, its folder selected again).
+    pub(super) dst: DestinationSession,
     pub(super) tally: Tally<'t>,
 }
 
 impl Lane<'_, '_> {
-    /// Copies the lane's folders one after the other over its connection pair.
+    /// Copies the lane's folders one after the other over its connection pair, then
+    /// counts what retrying cost in the lane's report.
     pub(super) async fn run(&mut self, folders: &[&FolderPlan]) -> Result<(), ApplyError> {
+        let mut result = Ok(());
         for folder in folders {
             if self.ctx.cancelled() {
                 break;
             }
-            self.copy_folder(folder).await?;
+            result = self.copy_folder(folder).await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        let mut stats = self.src.backoff.stats();
+        stats.add(self.dst.backoff.stats());
+        let report = &mut *self.tally.report;
+        report.retries += stats.retries;
+        report.reconnects += stats.reconnects;
+        report.retry_wait_seconds += stats.waited.as_secs_f64();
+        result
     }
 
     /// Says goodbye on both connections (errors do not matter any more).
     pub(super) async fn logout(self) {
-        if let Some(r) = self.reader {
-            let _ = r.logout().await;
-        }
-        let _ = self.writer.logout().await;
+        self.src.logout().await;
+        self.dst.logout().await;
     }
 }
 

@@ -26,7 +26,10 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::imap::{ConnectionCaps, Credentials, Reader, Writer};
+use crate::imap::{
+    ConnectionCaps, Credentials, DestinationSession, RetryPolicy, SessionConfig, SessionError,
+    SourceSession,
+};
 use crate::model::{Side, WireName};
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
 use crate::report::AccountReport;
@@ -39,8 +42,6 @@ use lock::DestinationLock;
 
 /// Default body budget: 24 MiB of fetched-but-not-yet-appended bodies in the whole run.
 pub(crate) const BODY_BUDGET_KIB: usize = 24 * 1024;
-/// Reconnect attempts after a dropped connection, per batch.
-const RECONNECTS: u32 = 3;
 
 /// Shared by all accounts of one run.
 pub(crate) struct Executor<'a> {
@@ -72,22 +73,39 @@ impl Ctx<'_> {
         self.exec.cancel.is_cancelled()
     }
 
-    async fn connect_source(&self) -> Result<Reader, ApplyError> {
-        let creds = Credentials::of(self.account, Side::Source);
-        Reader::connect(&self.settings().source, &self.settings().limits, &creds)
-            .await
-            .map_err(ApplyError::source)
+    /// The pacing point: called with the bytes about to be read from the source or
+    /// written to the destination, before each FETCH and each APPEND. Waits here keep an
+    /// account under its provider's caps (`[limits]` pacing keys).
+    async fn pace(&self, _side: Side, _bytes: u64) {}
+
+    fn session_config(&self, side: Side) -> SessionConfig {
+        let settings = self.settings();
+        SessionConfig {
+            server: match side {
+                Side::Source => settings.source.clone(),
+                Side::Destination => settings.destination.clone(),
+            },
+            limits: settings.limits.clone(),
+            creds: Credentials::of(self.account, side),
+        }
     }
 
-    async fn connect_destination(&self) -> Result<Writer, ApplyError> {
-        let creds = Credentials::of(self.account, Side::Destination);
-        Writer::connect(
-            &self.settings().destination,
-            &self.settings().limits,
-            &creds,
+    /// A source session (it connects on first use).
+    fn source_session(&self) -> SourceSession {
+        SourceSession::new(
+            self.session_config(Side::Source),
+            RetryPolicy::from_limits(&self.settings().limits),
         )
-        .await
-        .map_err(ApplyError::destination)
+    }
+
+    /// A destination session, connected (so that an unreachable destination fails here).
+    async fn destination_session(&self) -> Result<DestinationSession, ApplyError> {
+        let mut dst = DestinationSession::new(
+            self.session_config(Side::Destination),
+            RetryPolicy::from_limits(&self.settings().limits),
+        );
+        dst.connect().await.map_err(ApplyError::dst)?;
+        Ok(dst)
     }
 }
 
@@ -217,24 +235,26 @@ impl Ctx<'_> {
         // must still have the UIDVALIDITY the plan saw. Checked per folder only, a saved
         // plan would create folders and fill the folders before the stale one, and only
         // then be refused. One pipelined STATUS round, while the destination connects.
-        let (reader, writer) = tokio::join!(self.check_sources(plan), self.connect_destination());
-        let reader = reader?;
-        let mut writer = writer?;
+        let mut src = self.source_session();
+        let (checked, dst) = tokio::join!(
+            self.check_sources(plan, &mut src),
+            self.destination_session()
+        );
+        checked?;
+        let mut dst = dst?;
         if self.cancelled() {
             return Ok(());
         }
-        // Folders first, parents before children (the plan is in tree order): all CREATEs
-        // in one pipelined round, then the SUBSCRIBEs of those that exist now.
+        // Folders first, parents before children (the plan is in tree order): every CREATE
+        // in one pipelined round, then the SUBSCRIBEs of those that exist now (never of a
+        // folder whose CREATE was refused).
         let creates: Vec<&FolderPlan> = plan
             .folders
             .iter()
             .filter(|f| f.action == FolderAction::Create)
             .collect();
         let names: Vec<WireName> = creates.iter().map(|f| f.destination_wire.clone()).collect();
-        let created = writer
-            .create_all(&names)
-            .await
-            .map_err(ApplyError::destination)?;
+        let created = dst.create_all(&names).await.map_err(ApplyError::dst)?;
         let mut refused = None;
         let mut subscribe = Vec::new();
         for (folder, result) in creates.iter().zip(created) {
@@ -263,19 +283,20 @@ impl Ctx<'_> {
             .filter(|f| f.subscribes_existing())
             .collect();
         subscribe.extend(existing.iter().map(|f| f.destination_wire.clone()));
-        for result in writer
+        for result in dst
             .subscribe_all(&subscribe)
             .await
-            .map_err(ApplyError::destination)?
+            .map_err(ApplyError::dst)?
         {
-            result.map_err(ApplyError::destination)?;
+            result.map_err(|e| ApplyError::dst(SessionError::Permanent(e)))?;
         }
         for folder in existing {
             tracing::info!(account = %plan.source_user, "subscribed folder `{}`", folder.destination);
         }
         if let Some(e) = refused {
-            return Err(ApplyError::destination(e));
+            return Err(ApplyError::dst(SessionError::Permanent(e)));
         }
+        dst.backoff.progress();
         let work: Vec<&FolderPlan> = plan
             .folders
             .iter()
@@ -306,8 +327,8 @@ impl Ctx<'_> {
         let (progress, warned, ledger) = (tally.progress, tally.warned_keywords, tally.ledger);
         let mut main_lane = Lane {
             ctx: self,
-            reader,
-            writer,
+            src,
+            dst,
             tally: Tally {
                 report: &mut *tally.report,
                 progress,
@@ -317,11 +338,11 @@ impl Ctx<'_> {
         };
         let other_lanes = futures::future::join_all(lane_reports.iter_mut().zip(&lanes[1..]).map(
             |(report, folders)| async move {
-                let writer = self.connect_destination().await?;
+                let dst = self.destination_session().await?;
                 let mut lane = Lane {
                     ctx: self,
-                    reader: None,
-                    writer,
+                    src: self.source_session(),
+                    dst,
                     tally: Tally {
                         report,
                         progress,

@@ -5,49 +5,50 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::identity::{parse_headers, IdentityKey};
-use crate::imap::{ImapError, Writer};
+use crate::imap::{DestinationSession, SessionError};
 use crate::plan::{FolderPlan, MessageCopy};
 
-use super::batch::Fetched;
+use super::batch::Ready;
 use super::lanes::Lane;
 use super::ApplyError;
 
 impl Lane<'_, '_> {
-    /// The batch may have (partly) arrived before the connection dropped: reads what the
-    /// destination has from UID `from` on, counts those as copied, and removes them from
-    /// the batch.
+    /// An APPEND was cut: the batch may have (partly) arrived before the connection
+    /// dropped. Reads what the destination has from UID `from` on (on a new connection),
+    /// counts those as copied, and removes them from `batch`: only the rest is sent again.
     pub(super) async fn drop_arrived(
         &mut self,
-        batch: &mut Fetched<'_>,
+        batch: &mut Vec<Ready<'_>>,
         from: u32,
-    ) -> Result<(), ApplyError> {
-        let found = read_keys_since(&mut self.writer, from)
+    ) -> Result<u64, ApplyError> {
+        let found = read_keys_since(&mut self.dst, from)
             .await
-            .map_err(ApplyError::destination)?;
-        let mut copies: Vec<&MessageCopy> = batch.items.iter().map(|(m, _)| *m).collect();
+            .map_err(ApplyError::dst)?;
+        let mut copies: Vec<&MessageCopy> = batch.iter().map(|r| r.copy).collect();
         let before = copies.len();
         if subtract_present(&mut copies, found) == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let keep: BTreeSet<(usize, u32)> = copies.iter().map(|m| (m.source, m.uid)).collect();
+        let arrived = (before - keep.len()) as u64;
         tracing::info!(
             account = %self.ctx.account.source_user,
-            "{} of {before} messages of the interrupted batch had arrived; not sending them again",
-            before - keep.len()
+            "{arrived} of {before} messages of the interrupted batch had arrived; not sending them again",
         );
         let tally = &mut self.tally;
         let mut arrived_copies = Vec::new();
-        batch.items.retain(|(m, body)| {
-            let arrived = !keep.contains(&(m.source, m.uid));
+        batch.retain(|r| {
+            let arrived = !keep.contains(&(r.copy.source, r.copy.uid));
             if arrived {
                 tally.report.copied += 1;
-                tally.report.bytes += body.len() as u64;
-                tally.progress.advance(1, body.len() as u64);
-                arrived_copies.push(*m);
+                tally.report.bytes += r.body.len() as u64;
+                tally.progress.advance(1, r.body.len() as u64);
+                arrived_copies.push(r.copy);
             }
             !arrived
         });
-        tally.record_delivered(arrived_copies)
+        tally.record_delivered(arrived_copies)?;
+        Ok(arrived)
     }
 
     /// The key stability check (ARCHITECTURE.md "Matching"): reads the identity headers of
@@ -62,12 +63,12 @@ impl Lane<'_, '_> {
             return Ok(());
         };
         let mut stored: HashMap<u32, IdentityKey> = HashMap::with_capacity(appended.len());
-        self.writer
+        self.dst
             .fetch_metadata_since(first, |m| {
                 stored.insert(m.uid, parse_headers(&m.header).key);
             })
             .await
-            .map_err(ApplyError::destination)?;
+            .map_err(ApplyError::dst)?;
         for (uid, key) in appended {
             match stored.get(uid) {
                 Some(k) if k == key => {}
@@ -87,12 +88,11 @@ impl Lane<'_, '_> {
 
 /// Identity keys of the selected destination folder's messages with UID ≥ `from`.
 pub(super) async fn read_keys_since(
-    writer: &mut Writer,
+    dst: &mut DestinationSession,
     from: u32,
-) -> Result<Vec<IdentityKey>, ImapError> {
+) -> Result<Vec<IdentityKey>, SessionError> {
     let mut keys = Vec::new();
-    writer
-        .fetch_metadata_since(from, |m| keys.push(parse_headers(&m.header).key))
+    dst.fetch_metadata_since(from, |m| keys.push(parse_headers(&m.header).key))
         .await?;
     Ok(keys)
 }

@@ -130,28 +130,7 @@ pub(crate) async fn login(
             client.authenticate("PLAIN", sasl).await
         }
         Mechanism::Xoauth2 | Mechanism::OAuthBearer => {
-            let token = run_token_command(server, limits, &creds.user).await?;
-            let message = if mechanism == Mechanism::Xoauth2 {
-                format!(
-                    "user={}\x01auth=Bearer {}\x01\x01",
-                    creds.user,
-                    token.expose_secret()
-                )
-            } else {
-                format!(
-                    "n,a={},\x01auth=Bearer {}\x01\x01",
-                    creds.user.replace('=', "=3D").replace(',', "=2C"),
-                    token.expose_secret()
-                )
-            };
-            let name = if mechanism == Mechanism::Xoauth2 {
-                "XOAUTH2"
-            } else {
-                "OAUTHBEARER"
-            };
-            client
-                .authenticate(name, SaslOnce::new(message.into_bytes()))
-                .await
+            return oauth_login(client, mechanism, server, limits, creds, ep).await;
         }
     };
     match result {
@@ -172,6 +151,106 @@ pub(crate) async fn login(
     }
 }
 
+/// XOAUTH2 / OAUTHBEARER with a token from `token-command`. A refused token (expired
+/// between minting and use, or served stale from a helper's cache) gets one more try with a
+/// new one: `token-command` runs again with `MAILSHIFT_TOKEN_REFRESH=1` set, on the same
+/// connection. Every login (also after a reconnect) runs `token-command`, so a token that
+/// expires during a long run is replaced at the next login.
+async fn oauth_login(
+    mut client: Client<ImapIo>,
+    mechanism: Mechanism,
+    server: &ServerSettings,
+    limits: &Limits,
+    creds: &Credentials,
+    ep: &Endpoint,
+) -> Result<Session<ImapIo>, ImapError> {
+    let name = if mechanism == Mechanism::Xoauth2 {
+        "XOAUTH2"
+    } else {
+        "OAUTHBEARER"
+    };
+    let mut refresh = false;
+    loop {
+        let token = run_token_command(server, limits, &creds.user, refresh).await?;
+        let message = if mechanism == Mechanism::Xoauth2 {
+            format!(
+                "user={}\x01auth=Bearer {}\x01\x01",
+                creds.user,
+                token.expose_secret()
+            )
+        } else {
+            format!(
+                "n,a={},\x01auth=Bearer {}\x01\x01",
+                creds.user.replace('=', "=3D").replace(',', "=2C"),
+                token.expose_secret()
+            )
+        };
+        drop(token);
+        let sasl = SaslOnce::new(message.into_bytes());
+        let error_report = sasl.error_report();
+        match client.authenticate(name, sasl).await {
+            Ok(session) => return Ok(session),
+            Err((async_imap::error::Error::No(dump), back)) => {
+                let status = error_report
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.as_deref().and_then(token_error_status));
+                if !refresh {
+                    tracing::info!(
+                        user = %creds.user,
+                        host = %ep.host,
+                        "the server refused the token{}; running `token-command` again for a \
+                         new one",
+                        status.as_deref().map(|s| format!(" (`{s}`)")).unwrap_or_default()
+                    );
+                    refresh = true;
+                    client = back;
+                    continue;
+                }
+                let mut text = super::error::server_text_from_dump(&dump);
+                if let Some(status) = status {
+                    text.push_str(&format!(" (token refused: `{status}`)"));
+                }
+                return Err(ImapError::AuthFailed {
+                    user: creds.user.clone(),
+                    host: ep.host.clone(),
+                    port: ep.port,
+                    server_text: text,
+                    hint: Some(OAUTH_REFUSED_HINT.to_string()),
+                });
+            }
+            Err((async_imap::error::Error::Bad(dump), _)) => {
+                return Err(ImapError::AuthFailed {
+                    user: creds.user.clone(),
+                    host: ep.host.clone(),
+                    port: ep.port,
+                    server_text: super::error::server_text_from_dump(&dump),
+                    hint: Some(format!(
+                        "the server may not offer `AUTH={name}`; check `auth` in the config"
+                    )),
+                })
+            }
+            Err((other, _)) => {
+                return Err(ep.async_imap_error(other, "the login", limits.idle_timeout))
+            }
+        }
+    }
+}
+
+const OAUTH_REFUSED_HINT: &str = "the token from `token-command` was refused twice (a second, \
+     new one too): check that it is issued for this user and carries the IMAP scope \
+     (Microsoft 365: `https://outlook.office365.com/.default`, the app's `IMAP.AccessAsApp` \
+     permission with admin consent, and mailbox access for its service principal; Google: \
+     `https://mail.google.com/` with domain-wide delegation for the service account)";
+
+/// The `status` of an XOAUTH2/OAUTHBEARER error report (RFC 7628: a JSON object such as
+/// `{"status":"invalid_token","schemes":"bearer"}`); it holds no secret.
+fn token_error_status(report: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(report).ok()?;
+    let status = v.get("status")?.as_str()?;
+    (status.len() <= 64 && status.chars().all(|c| c.is_ascii_graphic())).then(|| status.to_string())
+}
+
 /// SASL PLAIN: `authzid NUL authcid NUL password`.
 fn plain_message(authzid: &str, authcid: &str, password: &SecretString) -> Vec<u8> {
     let mut m = Vec::with_capacity(authzid.len() + authcid.len() + 32);
@@ -184,20 +263,39 @@ fn plain_message(authzid: &str, authcid: &str, password: &SecretString) -> Vec<u
 }
 
 /// Answers the first challenge with the message and every later one (an error report from
-/// XOAUTH2/OAUTHBEARER) with an empty response, which makes the server finish with NO.
-struct SaslOnce(Option<Vec<u8>>);
+/// XOAUTH2/OAUTHBEARER) with an empty response, which makes the server finish with NO. The
+/// error report is kept for the message.
+struct SaslOnce {
+    message: Option<Vec<u8>>,
+    error_report: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
 
 impl SaslOnce {
     fn new(message: Vec<u8>) -> SaslOnce {
-        SaslOnce(Some(message))
+        SaslOnce {
+            message: Some(message),
+            error_report: Default::default(),
+        }
+    }
+
+    fn error_report(&self) -> std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>> {
+        std::sync::Arc::clone(&self.error_report)
     }
 }
 
 impl Authenticator for SaslOnce {
     type Response = Vec<u8>;
 
-    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        self.0.take().unwrap_or_default()
+    fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
+        match self.message.take() {
+            Some(m) => m,
+            None => {
+                if let Ok(mut report) = self.error_report.lock() {
+                    *report = Some(challenge.to_vec());
+                }
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -225,7 +323,8 @@ fn program_of(command: &str) -> &str {
     command.split_whitespace().next().unwrap_or("")
 }
 
-/// Runs `token-command` (`sh -c`, `{user}` replaced, `MAILSHIFT_USER` set) and returns its
+/// Runs `token-command` (`sh -c`, `{user}` replaced, `MAILSHIFT_USER` set, and
+/// `MAILSHIFT_TOKEN_REFRESH=1` when the server refused the last token) and returns its
 /// trimmed stdout. A command that gives no answer within `connect-timeout` is stopped with
 /// everything it started; the error names the command's program, the user and the server,
 /// never what it printed on stdout (the token).
@@ -233,6 +332,7 @@ async fn run_token_command(
     server: &ServerSettings,
     limits: &Limits,
     user: &str,
+    refresh: bool,
 ) -> Result<SecretString, ImapError> {
     let fail = |reason: Reason| ImapError::TokenCommand {
         user: user.to_string(),
@@ -260,6 +360,7 @@ async fn run_token_command(
         .arg("-c")
         .arg(&command)
         .env("MAILSHIFT_USER", user)
+        .env("MAILSHIFT_TOKEN_REFRESH", if refresh { "1" } else { "0" })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -371,8 +472,12 @@ mod tests {
     #[test]
     fn sasl_answers_once() {
         let mut s = SaslOnce::new(b"abc".to_vec());
+        let report = s.error_report();
         assert_eq!(s.process(b""), b"abc");
         assert_eq!(s.process(b"{\"status\":\"401\"}"), b"");
+        let report = report.lock().unwrap().clone().unwrap();
+        assert_eq!(token_error_status(&report).as_deref(), Some("401"));
+        assert_eq!(token_error_status(b"not json"), None);
     }
 
     #[test]
@@ -411,11 +516,13 @@ mod tests {
         };
         let mut s = server(AuthMethod::Xoauth2);
         s.token_command = Some("printf '  tok-%s\\n' {user}".into());
-        let token = run_token_command(&s, &limits, "bob").await.unwrap();
+        let token = run_token_command(&s, &limits, "bob", false).await.unwrap();
         assert_eq!(token.expose_secret(), "tok-bob");
 
         s.token_command = Some("echo nope >&2; exit 3".into());
-        let err = run_token_command(&s, &limits, "bob").await.unwrap_err();
+        let err = run_token_command(&s, &limits, "bob", false)
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("exit status: 3") && text.contains("nope"),
@@ -423,7 +530,9 @@ mod tests {
         );
 
         s.token_command = Some("true".into());
-        let err = run_token_command(&s, &limits, "bob").await.unwrap_err();
+        let err = run_token_command(&s, &limits, "bob", false)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("`true` printed nothing"), "{err}");
     }
 
@@ -438,7 +547,7 @@ mod tests {
         let mut s = server(AuthMethod::OAuthBearer);
         s.token_command = Some("echo tok-secret-123; sleep 30; echo more".into());
         let started = std::time::Instant::now();
-        let err = run_token_command(&s, &limits, "bob@example.org")
+        let err = run_token_command(&s, &limits, "bob@example.org", false)
             .await
             .unwrap_err();
         let took = started.elapsed();

@@ -172,6 +172,17 @@ pub enum ImapError {
         received: u32,
     },
 
+    /// A response bigger than async-imap can hold (a literal over 512 MiB): the message
+    /// cannot be read whole, however often it is tried.
+    #[error(
+        "a response from `{host}:{port}` is larger than the 512 MiB this client can read (while {doing})"
+    )]
+    TooLarge {
+        host: String,
+        port: u16,
+        doing: String,
+    },
+
     /// A response that is not IMAP as mailshift reads it; the session is unusable.
     #[error("`{host}:{port}` sent {what} while {doing}: `{line}`")]
     Unparsable {
@@ -270,6 +281,14 @@ impl Endpoint {
                 host: self.host.clone(),
                 port: self.port,
                 reason: explain_tls(tls),
+            };
+        }
+        // async-imap's buffer stops at 512 MiB (a literal announced bigger than that).
+        if err.to_string().contains("incoming data too large") {
+            return ImapError::TooLarge {
+                host: self.host.clone(),
+                port: self.port,
+                doing: doing.to_string(),
             };
         }
         // async-imap reports a server that hung up mid-response as "bytes remaining in
@@ -495,6 +514,11 @@ impl crate::diagnostics::HasHint for ImapError {
             ImapError::IncompleteFetch { .. } => Some(
                 "the folder changed during the scan or the server refused the FETCH; run the \
                  command again"
+                    .into(),
+            ),
+            ImapError::TooLarge { .. } => Some(
+                "skip such messages with `max-size` in [messages], or copy them another way \
+                 (the server announced a message bigger than 512 MiB)"
                     .into(),
             ),
             ImapError::Unparsable { .. } => Some(

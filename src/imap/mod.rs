@@ -8,6 +8,7 @@ mod error;
 mod namespace;
 mod pipeline;
 mod reader;
+mod session;
 mod tls;
 mod transport;
 mod wire;
@@ -20,6 +21,10 @@ pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
 pub use pipeline::{Examined, FetchItems, MailboxStatus, Overview};
 pub use reader::{Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
+pub use session::{
+    classify_words, suggested_backoff, Backoff, DestinationSession, RetryPolicy, RetryStats,
+    SessionConfig, SessionError, SourceSession, Transience,
+};
 pub use transport::Capabilities;
 pub use writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
 

@@ -104,6 +104,8 @@ pub struct Reader {
     /// A command started and did not finish (its future was dropped): the session is dead.
     pub(super) busy: bool,
     pub(super) raw_tags: u32,
+    /// The server refused `STATUS … (APPENDLIMIT)` once: it is not asked again.
+    no_status_appendlimit: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -139,6 +141,7 @@ impl Reader {
             broken: None,
             busy: false,
             raw_tags: 0,
+            no_status_appendlimit: false,
         };
         // Capabilities may change with login (Dovecot announces more afterwards).
         let mut atoms = Vec::new();
@@ -166,6 +169,49 @@ impl Reader {
             .iter()
             .find_map(|c| c.strip_prefix("APPENDLIMIT="))
             .and_then(|n| n.parse().ok())
+    }
+
+    /// RFC 7889: `APPENDLIMIT` offered without a number: the limit is per folder, asked
+    /// with [`Reader::folder_append_limit`].
+    pub fn per_folder_append_limits(&self) -> bool {
+        self.caps
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("APPENDLIMIT"))
+    }
+
+    /// RFC 7889 `STATUS name (APPENDLIMIT)`: the folder's own limit in bytes; `None` when
+    /// the server says `NIL` (no limit), does not say, or refuses the item (Dovecot 2.3
+    /// advertises a bare `APPENDLIMIT` when configured to but answers BAD here; then it is
+    /// not asked again on this session, with one warning). Sent raw: imap-proto 0.17 does
+    /// not know the item. Read-only.
+    pub async fn folder_append_limit(
+        &mut self,
+        wire_name: &WireName,
+    ) -> Result<Option<u64>, ImapError> {
+        if self.no_status_appendlimit {
+            return Ok(None);
+        }
+        let name = self.quoted(wire_name, "STATUS")?;
+        self.begin()?;
+        self.raw_tags += 1;
+        let tag = format!("L{}", self.raw_tags);
+        let result = transport::raw_command(
+            self.session.get_mut(),
+            &tag,
+            &format!("STATUS {name} (APPENDLIMIT)"),
+            &self.ep,
+            self.idle,
+        )
+        .await;
+        let (untagged, done) = self.finish(result)?;
+        if !done.ok {
+            self.no_status_appendlimit = true;
+            tracing::warn!(host = %self.ep.host, text = %done.text, "the server offers APPENDLIMIT per folder but refuses STATUS (APPENDLIMIT); messages too big for a folder are found only when it refuses them");
+            return Ok(None);
+        }
+        Ok(untagged
+            .iter()
+            .find_map(|line| parse_status_append_limit(&String::from_utf8_lossy(line))))
     }
 
     /// RFC 9208 `GETQUOTAROOT`: the `STORAGE` resource of the folder's quota roots as
@@ -821,6 +867,23 @@ mod tests {
     }
 }
 
+/// `* STATUS name (… APPENDLIMIT n …)` → `Some(n)`; `NIL`, another answer or no such item
+/// → `None`. The item list is the last parenthesised group (a name may hold parentheses).
+fn parse_status_append_limit(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("* ")?;
+    let (word, rest) = rest.split_once(' ')?;
+    if !word.eq_ignore_ascii_case("STATUS") {
+        return None;
+    }
+    let list = &rest[rest.rfind('(')? + 1..];
+    let list = list.trim_end().trim_end_matches(')');
+    let items: Vec<&str> = list.split_whitespace().collect();
+    items
+        .chunks_exact(2)
+        .find(|c| c[0].eq_ignore_ascii_case("APPENDLIMIT"))
+        .and_then(|c| c[1].parse().ok())
+}
+
 /// `* QUOTA "root" (STORAGE 10 1024 MESSAGE 3 100)` → (used, limit) of STORAGE, in bytes.
 pub(super) fn parse_storage_quota(line: &str) -> Option<(u64, u64)> {
     let rest = line.strip_prefix("* ")?;
@@ -841,7 +904,24 @@ pub(super) fn parse_storage_quota(line: &str) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod quota_tests {
-    use super::parse_storage_quota;
+    use super::{parse_status_append_limit, parse_storage_quota};
+
+    #[test]
+    fn status_append_limit_lines() {
+        let parse = parse_status_append_limit;
+        assert_eq!(
+            parse("* STATUS Small (APPENDLIMIT 50000)\r\n"),
+            Some(50_000)
+        );
+        assert_eq!(
+            parse("* STATUS \"a (b)\" (MESSAGES 3 APPENDLIMIT 7)"),
+            Some(7)
+        );
+        assert_eq!(parse("* status INBOX (appendlimit 9)"), Some(9));
+        assert_eq!(parse("* STATUS INBOX (APPENDLIMIT NIL)"), None);
+        assert_eq!(parse("* STATUS INBOX (MESSAGES 3)"), None);
+        assert_eq!(parse("* QUOTA \"\" (APPENDLIMIT 1)"), None);
+    }
 
     #[test]
     fn storage_quota_lines() {

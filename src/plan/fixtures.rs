@@ -41,6 +41,7 @@ pub(crate) fn folder(wire: &str, attrs: &[&str], messages: Vec<MessageMeta>) -> 
             exists: messages.len() as u32,
         }),
         messages,
+        append_limit: None,
     }
 }
 

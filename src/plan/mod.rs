@@ -659,6 +659,7 @@ fn view_only_folders(source: &Inventory) -> HashMap<&WireName, crate::inventory:
                 noselect: f.noselect,
                 subscribed: f.subscribed,
                 status: f.status,
+                append_limit: f.append_limit,
                 messages: f
                     .messages
                     .iter()
@@ -747,9 +748,11 @@ pub(crate) fn plan_account(
             diff_folder(&src_messages, dst_messages, rules.messages),
         );
     }
-    // Messages the destination would refuse for their size are skipped, with the reason.
-    if let Some(limit) = destination.limits.append_limit {
-        for diff in diffs.values_mut() {
+    // Messages the destination would refuse for their size are skipped, with the reason:
+    // the folder's own APPENDLIMIT where the server gives one, else the server-wide one.
+    for (wire, diff) in diffs.iter_mut() {
+        let own = destination.folder(wire).and_then(|f| f.append_limit);
+        if let Some(limit) = own.or(destination.limits.append_limit) {
             let (too_big, fit): (Vec<MessageCopy>, Vec<MessageCopy>) =
                 std::mem::take(&mut diff.copy)
                     .into_iter()

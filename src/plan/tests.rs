@@ -317,3 +317,45 @@ fn a_noselect_placeholder_is_created_and_counted_only_as_a_needed_parent() {
     let p = plan(&src, &dst, &f, &m);
     assert_eq!(p.summary.folders_to_create, 0, "{:?}", p.folders);
 }
+
+#[test]
+fn a_folders_own_appendlimit_beats_the_server_wide_one() {
+    let (f, m) = rules();
+    let src = Inventory::modern(vec![
+        folder("INBOX", &[], vec![msg(1, 1, 500, &[]), msg(2, 2, 50, &[])]),
+        folder("Small", &[], vec![msg(1, 3, 500, &[]), msg(2, 4, 50, &[])]),
+        folder("Roomy", &[], vec![msg(1, 5, 5_000, &[])]),
+        folder("New", &[], vec![msg(1, 6, 5_000, &[])]),
+    ]);
+    let limited = |mut x: crate::inventory::Folder, limit: u64| {
+        x.append_limit = Some(limit);
+        x
+    };
+    let mut dst = Inventory::modern(vec![
+        folder("INBOX", &[], vec![]),
+        limited(folder("Small", &[], vec![]), 100),
+        limited(folder("Roomy", &[], vec![]), 10_000),
+    ]);
+    let skipped = |p: &AccountPlan| -> Vec<(String, u32)> {
+        p.folders
+            .iter()
+            .flat_map(|f| {
+                f.skipped.iter().map(|s| {
+                    assert_eq!(s.reason, SkipReason::OverAppendLimit);
+                    (f.destination.clone(), s.uid)
+                })
+            })
+            .collect()
+    };
+    // Per folder only: INBOX and the new folder have no limit.
+    let p = plan(&src, &dst, &f, &m);
+    assert_eq!(skipped(&p), [("Small".to_string(), 1)]);
+    assert_eq!(p.summary.messages_to_copy, 5);
+    // With a server-wide limit too: it applies where a folder has none of its own.
+    dst.limits.append_limit = Some(1_000);
+    let p = plan(&src, &dst, &f, &m);
+    assert_eq!(
+        skipped(&p),
+        [("New".to_string(), 1), ("Small".to_string(), 1)]
+    );
+}

@@ -107,6 +107,7 @@ mod tests {
             from: String::new(),
             subject: String::new(),
             size: 0,
+            hint: None,
         });
         a.settle();
         let r = Report::new(vec![a], false);

@@ -167,6 +167,7 @@ fn sample_report() -> Report {
         from: "robot@old.example".to_string(),
         subject: "Quarterly report".to_string(),
         size: 52_428_800,
+        hint: None,
     });
     partial.seconds = 0.25;
     partial.settle();

@@ -49,8 +49,8 @@ impl Column {
     }
 }
 
-/// Whether an admin login exists on each side: then the matching password column may be
-/// empty (or absent).
+/// Whether an admin login (or a bearer token) replaces the users' passwords on each side:
+/// then the matching password column may be empty (or absent).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct AdminLogins {
     pub source: bool,
@@ -153,7 +153,7 @@ pub(crate) fn parse(
                     format!("`{}` is empty", name(column)),
                     format!(
                         "fill it in, or configure `[{side}.admin]` to log in on each user's \
-                         behalf"
+                         behalf (or `auth = \"xoauth2\"` with a `token-command`)"
                     ),
                 ),
             )),

@@ -766,9 +766,10 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
     let all_accounts = accounts::parse(
         &csv_bytes,
         &csv_name,
+        // An admin login or a bearer token from `token-command` replaces the passwords.
         AdminLogins {
-            source: source.admin.is_some(),
-            destination: destination.admin.is_some(),
+            source: source.admin.is_some() || source.settings.uses_token(),
+            destination: destination.admin.is_some() || destination.settings.uses_token(),
         },
     )?;
     let digest = config_digest(&parsed, &all_accounts);

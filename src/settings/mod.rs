@@ -80,6 +80,14 @@ pub struct ServerSettings {
     pub admin: Option<AdminLogin>,
 }
 
+impl ServerSettings {
+    /// Logs in with a bearer token from `token-command` (XOAUTH2, OAUTHBEARER): the
+    /// accounts CSV needs no password for this side.
+    pub(crate) fn uses_token(&self) -> bool {
+        matches!(self.auth, AuthMethod::Xoauth2 | AuthMethod::OAuthBearer)
+    }
+}
+
 /// `[folders]`.
 #[derive(Debug, Clone, Default)]
 pub struct FolderRules {

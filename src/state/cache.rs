@@ -182,6 +182,7 @@ mod tests {
                 exists: 1,
             }),
             messages,
+            append_limit: None,
         };
         let mut stamps = std::collections::HashMap::new();
         stamps.insert(

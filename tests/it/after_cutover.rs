@@ -477,3 +477,137 @@ fn keywords_are_kept_by_a_destination_that_under_reports_permanentflags() {
     }
     src_before.assert_unchanged(&src.snapshot());
 }
+
+/// Dovecot 2.3 advertises a bare `APPENDLIMIT` (limits per folder, RFC 7889) when told to,
+/// but refuses `STATUS … (APPENDLIMIT)` with BAD.
+const PER_FOLDER_APPENDLIMIT: &str = "protocol imap {\n  imap_capability = +APPENDLIMIT\n}";
+
+/// What a server with per-folder limits answers to `STATUS name (APPENDLIMIT)`: 50,000
+/// bytes for `Small`, no limit (`NIL`) elsewhere. Other lines are forwarded to Dovecot.
+fn status_appendlimit(line: &[u8]) -> Option<Vec<u8>> {
+    let line = std::str::from_utf8(line).ok()?.strip_suffix("\r\n")?;
+    let (tag, rest) = line.split_once(' ')?;
+    let name = rest
+        .strip_prefix("STATUS ")?
+        .strip_suffix(" (APPENDLIMIT)")?;
+    let limit = if name.trim_matches('"') == "Small" {
+        "50000"
+    } else {
+        "NIL"
+    };
+    Some(
+        format!("* STATUS {name} (APPENDLIMIT {limit})\r\n{tag} OK Status completed.\r\n")
+            .into_bytes(),
+    )
+}
+
+#[test]
+fn a_folders_own_appendlimit_is_read_with_status_and_skips_before_copying() {
+    use crate::scenario::Side;
+    use crate::support::FaultProxy;
+    let mut s = Scenario::new()
+        .source(Layout::Modern)
+        .destination_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Modern)
+                .extra_config(PER_FOLDER_APPENDLIMIT),
+        )
+        .account("lena");
+    let tag = crate::support::unique_user("limit");
+    let sized = |i: &str, size: usize| {
+        NewMessage::new(
+            crate::support::MessageBuilder::new()
+                .subject(&format!("{tag} {i}"))
+                .pad_to(size)
+                .build(),
+        )
+    };
+    let inbox = [sized("inbox big", 100_000), sized("inbox small", 2_000)];
+    let small = [sized("small big", 100_000), sized("small fits", 2_000)];
+    let mut src = s.src("lena");
+    src.create("Small");
+    src.append_many("INBOX", &inbox);
+    src.append_many("Small", &small);
+    let src_before = src.snapshot();
+    let mut dst = s.dst("lena");
+    dst.create("Small");
+    // Dovecot 2.3 cannot say a folder's own limit: the proxy answers the STATUS for it.
+    let proxy = FaultProxy::to(s.port(Side::Destination))
+        .answer(status_appendlimit)
+        .start();
+    s.set_port(Side::Destination, proxy.port());
+
+    let r = plan_ok(&s);
+    assert!(
+        proxy.answered() >= 2,
+        "STATUS (APPENDLIMIT) was never asked"
+    );
+    assert!(
+        block_line(&r, "skipped in Small:")
+            .is_some_and(|l| l.contains("1 over the destination's APPENDLIMIT")),
+        "{r}"
+    );
+    assert!(
+        r.last_line()
+            .starts_with("Plan: 0 folders to create, 3 messages"),
+        "{r}"
+    );
+    assert!(
+        r.last_line().ends_with("0 already present, 1 skipped."),
+        "{r}"
+    );
+    let json = s.run(&["plan", "--format", "json"]).json();
+    let folder = |name: &str| {
+        json["accounts"][0]["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["destination"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {json:#}"))
+            .clone()
+    };
+    assert_eq!(folder("Small")["skipped"][0]["reason"], "over-append-limit");
+    assert_eq!(folder("INBOX")["skipped"].as_array().map(Vec::len), Some(0));
+
+    apply_ok(&s, &[], 3);
+    // Read back from Dovecot itself, past the proxy.
+    let lena = s.acct("lena");
+    let mut dst = RawImap::login(
+        s.destination_dovecot().port(),
+        &lena.destination_user,
+        &lena.destination_password,
+    );
+    assert_bodies(&multiset(&inbox), &dst.fetch_all("INBOX"), "INBOX");
+    assert_bodies(&multiset(&small[1..]), &dst.fetch_all("Small"), "Small");
+    assert_no_changes(&s);
+    src_before.assert_unchanged(&src.snapshot());
+}
+
+#[test]
+fn a_destination_refusing_status_appendlimit_is_planned_without_per_folder_limits() {
+    let s = Scenario::new()
+        .source(Layout::Modern)
+        .destination_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Modern)
+                .extra_config(PER_FOLDER_APPENDLIMIT),
+        )
+        .account("mona");
+    let msgs = small_messages(3, &crate::support::unique_user("nolimit"));
+    let mut src = s.src("mona");
+    src.append_many("INBOX", &msgs);
+    let src_before = src.snapshot();
+    let r = plan_ok(&s);
+    assert!(
+        r.last_line()
+            .starts_with("Plan: 0 folders to create, 3 messages"),
+        "{r}"
+    );
+    // Asked once, refused (BAD), not asked again on that connection: one warning.
+    assert_eq!(
+        r.stderr.matches("refuses STATUS (APPENDLIMIT)").count(),
+        1,
+        "{r}"
+    );
+    src_before.assert_unchanged(&src.snapshot());
+}

@@ -266,14 +266,14 @@ pub(crate) fn small_messages(n: usize, tag: &str) -> Vec<NewMessage> {
 }
 
 /// A running `mailshift` child (stdout/stderr to files in the scenario dir).
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stdout: PathBuf,
     stderr: PathBuf,
 }
 
 impl Running {
-    fn start(s: &Scenario, args: &[&str]) -> Running {
+    pub(crate) fn start(s: &Scenario, args: &[&str]) -> Running {
         s.write_files();
         let stdout = s.path(".bg-stdout");
         let stderr = s.path(".bg-stderr");
@@ -294,7 +294,7 @@ impl Running {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!(
             "--- stdout ---\n{}--- stderr ---\n{}",
             String::from_utf8_lossy(&fs::read(&self.stdout).unwrap_or_default()),
@@ -303,7 +303,12 @@ impl Running {
     }
 
     /// Polls the destination until it holds some but not all of `total` messages.
-    fn wait_until_partly_copied(&mut self, dst: &mut RawImap, folder: &str, total: u64) -> u64 {
+    pub(crate) fn wait_until_partly_copied(
+        &mut self,
+        dst: &mut RawImap,
+        folder: &str,
+        total: u64,
+    ) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -327,7 +332,7 @@ impl Running {
     }
 
     /// Waits for the exit (at most 60 s); returns the exit code (-1 for a signal).
-    fn wait(mut self) -> (i32, String) {
+    pub(crate) fn wait(mut self) -> (i32, String) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -917,7 +922,7 @@ both_directions!(apply_without_terminal_needs_auto_approve);
 // ---------------------------------------------------------------------------------------
 // Interruptions (big folder on tmpfs).
 
-const BIG_FOLDER: usize = 20_000;
+pub(crate) const BIG_FOLDER: usize = 20_000;
 
 fn big_scenario(src_layout: Layout, dst_layout: Layout) -> (Scenario, Vec<NewMessage>) {
     let s = Scenario::new()

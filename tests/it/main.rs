@@ -21,6 +21,7 @@ mod imap_writer;
 mod inventory_cache;
 mod man_cli;
 mod mapping_cli;
+mod oauth_cli;
 mod output_cli;
 mod pipelining;
 mod plan_cli;

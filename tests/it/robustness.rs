@@ -221,21 +221,51 @@ fn source_cut_mid_body_fetch_reconnects_and_copies_exactly_once() {
 }
 
 #[test]
-fn source_cut_on_every_connection_fails_the_account_instead_of_looping() {
+fn source_cut_on_every_connection_still_moves_forward_and_completes() {
     let (mut s, before, bytes) = filled_scenario("");
+    // Every connection carries a quarter of the bodies, then is cut: each one lets some
+    // messages through, so the account is never given up.
     let proxy = FaultProxy::to(s.port(Side::Source))
         .fault(Fault::cut_after(Direction::ServerToClient, bytes / 4))
         .start();
     s.set_port(Side::Source, proxy.port());
-    let r = run_bounded(&s, APPLY, Duration::from_secs(30));
-    assert!(proxy.fired() >= 1, "the cut never happened\n{r}");
+    let r = run_bounded(&s, APPLY, Duration::from_secs(60));
+    assert!(proxy.fired() >= 4, "fewer cuts than the bodies need\n{r}");
+    assert_eq!(r.status, 0, "{r}");
+    assert_copied_exactly_once(&s, &before, &r);
+    let rep = report(&s);
+    let a = &rep["accounts"][0];
+    assert_eq!(a["status"], "done", "{rep:#}");
+    assert!(a["reconnects"].as_u64().unwrap() >= 3, "{rep:#}");
+    assert!(a["retries"].as_u64().unwrap() >= 3, "{rep:#}");
+}
+
+#[test]
+fn source_cut_before_any_body_on_every_connection_gives_up_within_the_budget() {
+    let (mut s, before, _) = filled_scenario("[limits]\nconnect-timeout = \"1s\"\n");
+    // No body ever gets through: the no-progress budget ends the account (no endless
+    // retry, no message counted as copied).
+    let proxy = FaultProxy::to(s.port(Side::Source))
+        .fault(Fault::cut_at_every(Direction::ServerToClient, b"BODY[] {"))
+        .start();
+    s.set_port(Side::Source, proxy.port());
+    let r = run_bounded(&s, APPLY, Duration::from_secs(60));
+    assert!(proxy.fired() >= 5, "the cuts never happened\n{r}");
     assert_eq!(r.status, 1, "{r}");
     let port = proxy.port().to_string();
+    let out = r.all_output();
     assert!(
-        r.all_output().contains(&format!("127.0.0.1:{port}")),
-        "the error names the source server\n{r}"
+        out.contains(&format!("127.0.0.1:{port}")) && out.contains("without progress"),
+        "the error names the source server and the give-up\n{r}"
     );
-    assert_ne!(report(&s)["accounts"][0]["status"], "done");
+    assert!(
+        r.elapsed < Duration::from_secs(40),
+        "took {:?}\n{r}",
+        r.elapsed
+    );
+    let rep = report(&s);
+    assert_eq!(rep["accounts"][0]["status"], "failed", "{rep:#}");
+    assert_eq!(rep["accounts"][0]["copied"], 0, "{rep:#}");
     before.assert_unchanged(&s.src("alice").snapshot());
 }
 
@@ -259,9 +289,15 @@ fn destination_stalled_once_times_out_reconnects_and_finishes() {
 
 #[test]
 fn destination_stalled_on_every_connection_fails_with_a_timeout_naming_the_server() {
-    let (mut s, before, bytes) = filled_scenario("[limits]\nidle-timeout = \"2s\"\n");
+    let (mut s, before, _) =
+        filled_scenario("[limits]\nidle-timeout = \"1s\"\nconnect-timeout = \"1s\"\n");
+    // Every APPEND stalls: no progress is possible, so the stalls (caught by the idle
+    // timeout) use up the retry budget.
     let proxy = FaultProxy::to(s.port(Side::Destination))
-        .fault(Fault::stall_after(Direction::ClientToServer, bytes / 3))
+        .fault(Fault::stall_at_every(
+            Direction::ClientToServer,
+            b" APPEND ",
+        ))
         .start();
     s.set_port(Side::Destination, proxy.port());
     let r = run_bounded(&s, APPLY, Duration::from_secs(60));
@@ -274,7 +310,7 @@ fn destination_stalled_on_every_connection_fails_with_a_timeout_naming_the_serve
     );
     let out = r.all_output();
     assert!(
-        out.contains(&format!("`127.0.0.1:{}`", proxy.port())) && out.contains("within 2s"),
+        out.contains(&format!("`127.0.0.1:{}`", proxy.port())) && out.contains("within 1s"),
         "a timeout error naming the destination server\n{r}"
     );
     let rep = report(&s);

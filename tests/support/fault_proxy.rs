@@ -44,9 +44,9 @@ pub(crate) enum Trigger {
     /// Once this connection has carried this many bytes in the fault's direction: exactly
     /// that many are forwarded, the rest is not.
     AfterBytes(u64),
-    /// At the `occurrence`-th time (1-based, counted over all connections) `pattern` is seen
-    /// in the fault's direction: the line holding it is not forwarded (bytes before that
-    /// line are). Patterns are matched within one line.
+    /// At the `occurrence`-th time (1-based, counted over all connections; 0 = every time)
+    /// `pattern` is seen in the fault's direction: the line holding it is not forwarded
+    /// (bytes before that line are). Patterns are matched within one line.
     AtPattern { pattern: Vec<u8>, occurrence: usize },
 }
 
@@ -95,6 +95,28 @@ impl Fault {
         }
     }
 
+    /// Cut at every occurrence of `pattern` (on every connection): a link on which that
+    /// step never gets through.
+    pub(crate) fn cut_at_every(direction: Direction, pattern: &[u8]) -> Fault {
+        Fault {
+            direction,
+            trigger: Trigger::AtPattern {
+                pattern: pattern.to_vec(),
+                occurrence: 0,
+            },
+            action: FaultAction::Cut,
+            times: None,
+        }
+    }
+
+    /// Stall at every occurrence of `pattern` (on every connection).
+    pub(crate) fn stall_at_every(direction: Direction, pattern: &[u8]) -> Fault {
+        Fault {
+            action: FaultAction::Stall,
+            ..Fault::cut_at_every(direction, pattern)
+        }
+    }
+
     /// For a pattern trigger: fire at the `n`-th occurrence (1-based) instead of the first.
     pub(crate) fn nth(mut self, n: usize) -> Fault {
         assert!(n >= 1, "occurrences count from 1");
@@ -121,7 +143,14 @@ pub(crate) struct FaultProxyBuilder {
     fault: Option<Fault>,
     delay: Option<Duration>,
     rewrite: Option<Rewrite>,
+    answer: Option<Answer>,
 }
+
+/// Answers some client command lines itself instead of forwarding them (a server feature
+/// the real server lacks, e.g. RFC 7889 `STATUS (APPENDLIMIT)` on Dovecot 2.3): given one
+/// whole command line (CRLF included), the bytes to send back to the client, or `None` to
+/// forward it. Only for commands a client sends on their own line and waits for.
+pub(crate) type Answer = fn(&[u8]) -> Option<Vec<u8>>;
 
 /// A same-length byte substitution in one direction (a server that "edits" what it stores,
 /// as seen from the client). Matched within one read chunk only: keep patterns short.
@@ -154,6 +183,12 @@ impl FaultProxyBuilder {
         self
     }
 
+    /// Answer the client lines for which `answer` returns bytes; forward the rest.
+    pub(crate) fn answer(mut self, answer: Answer) -> Self {
+        self.answer = Some(answer);
+        self
+    }
+
     /// Sleep this long before forwarding each chunk (a slow network).
     pub(crate) fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
@@ -172,6 +207,8 @@ impl FaultProxyBuilder {
             fault: self.fault,
             delay: self.delay,
             rewrite: self.rewrite,
+            answer: self.answer,
+            answered: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             fired: AtomicUsize::new(0),
@@ -207,6 +244,7 @@ impl FaultProxy {
             fault: None,
             delay: None,
             rewrite: None,
+            answer: None,
         }
     }
 
@@ -220,9 +258,24 @@ impl FaultProxy {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// How many client lines the proxy answered itself (see [`FaultProxyBuilder::answer`]).
+    pub(crate) fn answered(&self) -> usize {
+        self.shared.answered.load(Ordering::SeqCst)
+    }
+
     /// How many times the fault fired (a test should check it did, or it proved nothing).
     pub(crate) fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
+    }
+
+    /// Cuts every connection open now (later ones are forwarded as usual); returns how
+    /// many sockets were shut down.
+    pub(crate) fn cut_all_now(&self) -> usize {
+        let sockets: Vec<TcpStream> = self.shared.sockets.lock().unwrap().drain(..).collect();
+        for s in &sockets {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        sockets.len()
     }
 }
 
@@ -247,6 +300,8 @@ struct Shared {
     fault: Option<Fault>,
     delay: Option<Duration>,
     rewrite: Option<Rewrite>,
+    answer: Option<Answer>,
+    answered: AtomicUsize,
     stop: AtomicBool,
     connections: AtomicUsize,
     fired: AtomicUsize,
@@ -355,6 +410,21 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
             }
         }
         let chunk = &buf[..n];
+        if direction == Direction::ClientToServer {
+            // A command line the proxy answers itself (the client sent it alone in one
+            // write and waits for its tagged reply, so the server is quiet meanwhile).
+            if let Some(reply) = shared
+                .answer
+                .filter(|_| chunk.ends_with(b"\r\n"))
+                .and_then(|answer| answer(chunk))
+            {
+                shared.answered.fetch_add(1, Ordering::SeqCst);
+                if (&conn.client).write_all(&reply).is_err() {
+                    break;
+                }
+                continue;
+            }
+        }
         // How much of the chunk to forward before the fault fires, if it fires here.
         let fire_at: Option<usize> = match fault {
             Some(f) if armed => match &f.trigger {
@@ -366,7 +436,7 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
                     occurrence,
                 } => pattern_position(&mut line, chunk, pattern).and_then(|at| {
                     let seen = shared.pattern_seen.fetch_add(1, Ordering::SeqCst) + 1;
-                    (seen == *occurrence).then_some(at)
+                    (*occurrence == 0 || seen == *occurrence).then_some(at)
                 }),
             },
             _ => None,

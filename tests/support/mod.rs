@@ -21,6 +21,7 @@ mod dns;
 mod dovecot;
 mod fault_proxy;
 mod message;
+mod oauth;
 mod raw_imap;
 
 pub(crate) use dns::DnsServer;
@@ -29,6 +30,7 @@ pub(crate) use fault_proxy::{
     Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Rewrite, Trigger,
 };
 pub(crate) use message::{to_crlf, MessageBuilder};
+pub(crate) use oauth::{Checked, Introspection};
 pub(crate) use raw_imap::{
     quote, FolderSnapshot, MailboxSnapshot, NewMessage, RawImap, RawMessage,
 };

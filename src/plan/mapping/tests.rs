@@ -20,6 +20,7 @@ fn folder(wire: &str, attributes: &[&str]) -> Folder {
         attributes,
         status: None,
         messages: vec![],
+        append_limit: None,
     }
 }
 

@@ -792,3 +792,49 @@ fn bad_cutover_and_state_keys_name_the_line_and_key() {
         assert!(e.contains(want), "{extra:?}:\n{e}");
     }
 }
+
+#[test]
+fn the_oauth_examples_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/oauth");
+    for (file, host, needle) in [
+        (
+            "microsoft365.toml",
+            "outlook.office365.com",
+            "scope=https://outlook.office365.com/.default",
+        ),
+        ("google-workspace.toml", "imap.gmail.com", "{user}"),
+    ] {
+        let s = load(&dir.join(file), &Selection::default())
+            .unwrap_or_else(|e| panic!("examples/oauth/{file}: {e}"));
+        assert_eq!(s.destination.host, host, "{file}");
+        assert_eq!(s.destination.port, 993, "{file}");
+        assert_eq!(s.destination.auth, AuthMethod::Xoauth2, "{file}");
+        let command = s.destination.token_command.as_deref().unwrap();
+        assert!(command.contains(needle), "{file}: {command}");
+        assert!(s.warnings.is_empty(), "{file}: {:?}", s.warnings);
+        // The token replaces the destination passwords: the CSV has none.
+        assert_eq!(s.accounts.len(), 2, "{file}");
+        assert!(
+            s.accounts
+                .iter()
+                .all(|a| a.destination_password.is_none() && a.source_password.is_some()),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn a_token_side_needs_no_passwords_in_the_csv_a_password_side_does() {
+    let config = BASE.replace(
+        "host = \"imap.new.example\"",
+        "host = \"imap.new.example\"\nauth = \"oauthbearer\"\ntoken-command = \"get-token {user}\"",
+    );
+    let csv = "source_user,source_password,destination_user,destination_password\n\
+               alice@old.example,pw-SECRET-1,alice@new.example,\n";
+    let s = load_ok(&config, csv);
+    assert!(s.accounts[0].destination_password.is_none());
+    let csv = "source_user,source_password,destination_user,destination_password\n\
+               alice@old.example,,alice@new.example,\n";
+    let e = try_load(&config, csv, &Selection::default()).unwrap_err();
+    assert!(e.contains("`source_password` is empty"), "{e}");
+}
