@@ -32,6 +32,8 @@ pub(crate) enum ApplyError {
     RewritesHeaders { folder: String, uid: u32 },
     #[error("another mailshift apply is running for destination user `{user}` on `{host}`")]
     Locked { host: String, user: String },
+    #[error("refusing the lock directory `{path}`: {why}")]
+    LockDir { path: String, why: String },
     #[error("cannot create the lock file `{path}`")]
     LockFile {
         path: String,
@@ -89,6 +91,11 @@ impl crate::diagnostics::HasHint for ApplyError {
             ApplyError::RewritesHeaders { .. } => Some(
                 "this server changes Message-ID, Date, From, To, Cc or Subject on APPEND; \
                  report it with `-vv` output, and do not re-run apply on this account"
+                    .into(),
+            ),
+            ApplyError::LockDir { .. } => Some(
+                "remove it (mailshift makes a private one: owner-only, not a link), or point \
+                 `[state] dir` or `XDG_RUNTIME_DIR` elsewhere"
                     .into(),
             ),
             ApplyError::Locked { .. } => {

@@ -201,6 +201,7 @@ impl Lane<'_, '_> {
             if to_append.is_empty() && to_fetch.is_empty() {
                 return Ok(());
             }
+            let refused = self.refused_keywords();
             let (src, dst) = (&mut self.src, &mut self.dst);
             let (wire, allowed) = (&run.folder.destination_wire, run.allowed);
             let fetch = async {
@@ -231,7 +232,7 @@ impl Lane<'_, '_> {
                 }
                 let bytes: u64 = to_append.iter().map(|r| r.body.len() as u64).sum();
                 ctx.pace(Side::Destination, bytes).await;
-                let items = append_items(&to_append, allowed);
+                let items = append_items(&to_append, allowed, &refused);
                 Some(dst.append_batch(wire, &items).await)
             };
             let (fetched, appended) = tokio::join!(fetch, append);

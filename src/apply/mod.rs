@@ -203,8 +203,12 @@ impl Executor<'_> {
         &self,
         plan: &AccountPlan,
     ) -> Result<(DestinationLock, LedgerWriter), ApplyError> {
-        let lock =
-            DestinationLock::acquire(&self.settings.destination.host, &plan.destination_user)?;
+        let lock = DestinationLock::acquire(
+            &self.settings.state_dir,
+            &self.settings.destination.host,
+            self.settings.destination.port,
+            &plan.destination_user,
+        )?;
         let mut ledger = LedgerWriter::open(
             &self.settings.state_dir,
             &self.settings.destination,

@@ -334,19 +334,19 @@ fn untrusted_certificate() {
     );
 }
 
-/// The file `apply` locks for (destination host, user): the same name the executor uses
-/// (`src/apply/lock.rs`, `DestinationLock`), so that the test can hold it like a running apply.
-fn lock_path(host: &str, user: &str) -> std::path::PathBuf {
+/// The file `apply` locks for (destination host, port, user): the same name the executor
+/// uses (`src/apply/lock.rs`, `DestinationLock`), under the state dir's private `locks/`
+/// (the test runs without `XDG_RUNTIME_DIR`), so that the test can hold it like a running
+/// apply.
+fn lock_path(s: &Scenario, host: &str, port: u16, user: &str) -> std::path::PathBuf {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!(
-        "{}\0{}",
+        "{}\0{port}\0{}",
         host.to_ascii_lowercase(),
         user.to_lowercase()
     ));
     let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    std::env::temp_dir()
-        .join("mailshift-locks")
-        .join(format!("{name}.lock"))
+    s.path(".mailshift/locks").join(format!("{name}.lock"))
 }
 
 #[test]
@@ -361,8 +361,18 @@ fn lock_held() {
     let mut dst = s.dst("alice");
     let dst_before = dst.snapshot();
     // Held as a running apply holds it.
-    let path = lock_path("127.0.0.1", &s.acct("alice").destination_user);
+    let path = lock_path(
+        &s,
+        "127.0.0.1",
+        s.port(Side::Destination),
+        &s.acct("alice").destination_user,
+    );
     fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::set_permissions(
+        path.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let held = fs::File::options()
         .create(true)
         .truncate(false)
@@ -385,6 +395,12 @@ fn lock_held() {
     assert_eq!(account["hint"], hint, "{report:#}");
     dst_before.assert_unchanged(&dst.snapshot());
     src_before.assert_unchanged(&src.snapshot());
+    // Released, the next apply runs and removes its lock file afterwards.
+    fs::remove_file(&path).unwrap();
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.status, 0, "{r}");
+    let left: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+    assert!(left.is_empty(), "lock files left behind: {left:?}");
 }
 
 // ---------------------------------------------------------------------------------------

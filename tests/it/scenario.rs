@@ -417,6 +417,8 @@ pub(crate) fn run_mailshift(dir: &Path, args: &[&str]) -> CmdResult {
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .env_remove("CLICOLOR_FORCE")
+        // Locks go under the test's own state dir, not the user's runtime dir.
+        .env_remove("XDG_RUNTIME_DIR")
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
