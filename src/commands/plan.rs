@@ -79,7 +79,8 @@ pub(super) async fn plan_account(
         }
     };
     match try_plan_account(settings, account, caps, ledger.as_ref()).await {
-        Ok(plan) => {
+        Ok(mut plan) => {
+            plan.pacing = crate::plan::pacing::time_floor(&plan.summary, &settings.limits.pacing);
             if let Some(q) = plan.quota.filter(|q| q.over_quota) {
                 tracing::warn!(
                     account = %account.source_user,

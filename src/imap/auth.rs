@@ -513,6 +513,7 @@ mod tests {
             connections_per_account: 1,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
+            pacing: Default::default(),
         };
         let mut s = server(AuthMethod::Xoauth2);
         s.token_command = Some("printf '  tok-%s\\n' {user}".into());
@@ -543,6 +544,7 @@ mod tests {
             connections_per_account: 1,
             connect_timeout: Duration::from_millis(300),
             idle_timeout: Duration::from_secs(5),
+            pacing: Default::default(),
         };
         let mut s = server(AuthMethod::OAuthBearer);
         s.token_command = Some("echo tok-secret-123; sleep 30; echo more".into());

@@ -5,6 +5,7 @@
 
 mod account_wide;
 pub(crate) mod mapping;
+pub(crate) mod pacing;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -262,6 +263,9 @@ pub(crate) struct AccountPlan {
     /// The destination's storage quota (RFC 9208, the INBOX's root), when it offers QUOTA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<QuotaCheck>,
+    /// With pacing caps (`[limits]`): the least time the copy can take under them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<pacing::TimeFloor>,
     pub summary: Summary,
 }
 
@@ -316,6 +320,7 @@ impl AccountPlan {
             deletions: Deletions::default(),
             ledger_updates: Vec::new(),
             quota: None,
+            pacing: None,
             summary: Summary::default(),
         }
     }
@@ -895,6 +900,7 @@ pub(crate) fn plan_account(
         deletions: settled.deletions,
         ledger_updates: settled.ledger_updates,
         quota,
+        pacing: None,
         summary,
     }
 }

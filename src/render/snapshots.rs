@@ -275,3 +275,37 @@ fn text_plan_into_a_classic_destination() {
     );
     insta::assert_snapshot!(text);
 }
+
+/// With pacing caps, the account block says how long the copy takes at least (DESIGN §2
+/// "Text plan"), and the JSON plan carries it as `pacing`.
+#[test]
+fn pacing_floor_in_the_account_block_and_the_json() {
+    let mut account = sample_account();
+    account.pacing = crate::plan::pacing::time_floor(
+        &crate::plan::Summary {
+            messages_to_copy: 1_000,
+            bytes_to_copy: 5_000_000_000,
+            ..Default::default()
+        },
+        &crate::settings::PacingLimits {
+            account_bytes_per_day: Some(500_000_000),
+            ..Default::default()
+        },
+    );
+    let plan = PlanFile::new("0123abcd".to_string(), vec![account]);
+    let text = render_plan(&plan, TextOptions::default());
+    assert!(
+        text.lines()
+            .any(|l| l == "  at least 10 days at 500 MB/day"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&plan.to_json()).unwrap();
+    assert_eq!(
+        json["accounts"][0]["pacing"],
+        serde_json::json!({"seconds": 897_808, "cap": "500 MB/day"})
+    );
+    // Without caps: no line, no field.
+    let plain = PlanFile::new("0123abcd".to_string(), vec![sample_account()]);
+    assert!(!render_plan(&plain, TextOptions::default()).contains("at least"));
+    assert!(!plain.to_json().contains("\"pacing\""));
+}

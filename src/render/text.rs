@@ -393,6 +393,9 @@ fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
             "  deleted on the destination: not known (no ledger yet; anything missing is copied)"
         );
     }
+    if let Some(p) = &a.pacing {
+        let _ = writeln!(out, "  at least {} at {}", least_duration(p.seconds), p.cap);
+    }
     if let Some(q) = &a.quota {
         let _ = writeln!(
             out,
@@ -409,6 +412,28 @@ fn after_cutover_lines(out: &mut String, a: &AccountPlan) {
             );
         }
     }
+}
+
+/// A lower bound in words, rounded down: `10.3 days`, `5 hours`, `1 minute`, `42 seconds`.
+fn least_duration(seconds: u64) -> String {
+    let units: [(u64, &str, &str); 3] = [
+        (86_400, "day", "days"),
+        (3_600, "hour", "hours"),
+        (60, "minute", "minutes"),
+    ];
+    for (size, one, many) in units {
+        if seconds >= size {
+            // One decimal below 10 (rounded down, it stays a lower bound), whole above.
+            let tenths = seconds * 10 / size;
+            return if tenths >= 100 || tenths.is_multiple_of(10) {
+                let n = tenths / 10;
+                format!("{n} {}", if n == 1 { one } else { many })
+            } else {
+                format!("{}.{} {many}", tenths / 10, tenths % 10)
+            };
+        }
+    }
+    format!("{seconds} second{}", if seconds == 1 { "" } else { "s" })
 }
 
 fn nonempty<'a>(s: &'a str, fallback: &'a str) -> &'a str {
@@ -506,6 +531,19 @@ mod tests {
             summary_line(&one, false),
             "Plan: 0 folders to create, 1 message (0 B) to copy; 0 already present, 0 skipped."
         );
+    }
+
+    #[test]
+    fn least_durations_round_down() {
+        assert_eq!(least_duration(1), "1 second");
+        assert_eq!(least_duration(59), "59 seconds");
+        assert_eq!(least_duration(60), "1 minute");
+        assert_eq!(least_duration(90), "1.5 minutes");
+        assert_eq!(least_duration(3_599), "59 minutes");
+        assert_eq!(least_duration(5 * 3_600 + 1), "5 hours");
+        assert_eq!(least_duration(897_808), "10 days");
+        assert_eq!(least_duration(86_400 * 4 + 43_200), "4.5 days");
+        assert_eq!(least_duration(86_400 * 2 - 1), "1.9 days");
     }
 
     #[test]

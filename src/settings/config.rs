@@ -22,8 +22,8 @@ use super::select::{self, Selection};
 use super::size::parse_size;
 use super::{
     secret, Account, AdminLogin, AuthMethod, CutoverSettings, DeletedOnDestination,
-    FlagsOnExisting, FolderRules, Limits, MessageRules, MovedOnDestination, SecretSource, Security,
-    ServerSettings, Settings, SettingsError, TlsRoots, ViewOnlyMessages,
+    FlagsOnExisting, FolderRules, Limits, MessageRules, MovedOnDestination, PacingLimits,
+    SecretSource, Security, ServerSettings, Settings, SettingsError, TlsRoots, ViewOnlyMessages,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -148,6 +148,9 @@ struct RawLimits {
     connections_per_account: NonZeroUsize,
     connect_timeout: HumanDuration,
     idle_timeout: HumanDuration,
+    account_bytes_per_day: Option<RateSize>,
+    account_messages_per_second: Option<PositiveNumber>,
+    bytes_per_second: Option<RateSize>,
 }
 
 impl Default for RawLimits {
@@ -157,6 +160,9 @@ impl Default for RawLimits {
             connections_per_account: NonZeroUsize::new(2).unwrap(),
             connect_timeout: HumanDuration(Duration::from_secs(30)),
             idle_timeout: HumanDuration(Duration::from_secs(120)),
+            account_bytes_per_day: None,
+            account_messages_per_second: None,
+            bytes_per_second: None,
         }
     }
 }
@@ -210,6 +216,71 @@ impl<'de> Deserialize<'de> for ByteSize {
                 u64::try_from(v)
                     .map(ByteSize)
                     .map_err(|_| E::custom("a size cannot be negative"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A pacing size (`"500MB"`, `"1GiB"`, a number of bytes), more than zero: SI units are
+/// decimal here, as providers state their caps.
+struct RateSize(u64);
+
+impl<'de> Deserialize<'de> for RateSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RateSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"500MB\" or \"1GiB\", or a number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RateSize, E> {
+                let n = super::size::parse_rate_size(v).map_err(E::custom)?;
+                self.visit_u64(n)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RateSize, E> {
+                if v == 0 {
+                    return Err(E::custom(
+                        "must be more than zero (leave the key out for no cap)",
+                    ));
+                }
+                Ok(RateSize(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RateSize, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A number of things per second (`5`, `0.5`), more than zero and finite.
+struct PositiveNumber(f64);
+
+impl<'de> Deserialize<'de> for PositiveNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PositiveNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number more than zero, such as 5 or 0.5")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<PositiveNumber, E> {
+                if v.is_finite() && v > 0.0 {
+                    Ok(PositiveNumber(v))
+                } else {
+                    Err(E::custom(
+                        "must be more than zero (leave the key out for no cap)",
+                    ))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PositiveNumber, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PositiveNumber, E> {
+                self.visit_f64(v as f64)
             }
         }
         d.deserialize_any(V)
@@ -814,6 +885,11 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
             connections_per_account: raw.limits.connections_per_account.get(),
             connect_timeout: raw.limits.connect_timeout.0,
             idle_timeout: raw.limits.idle_timeout.0,
+            pacing: PacingLimits {
+                account_bytes_per_day: raw.limits.account_bytes_per_day.map(|s| s.0),
+                account_messages_per_second: raw.limits.account_messages_per_second.map(|n| n.0),
+                bytes_per_second: raw.limits.bytes_per_second.map(|s| s.0),
+            },
         },
         state_dir,
         cutover,

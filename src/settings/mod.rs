@@ -160,6 +160,19 @@ pub struct Limits {
     pub connections_per_account: usize,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+    pub pacing: PacingLimits,
+}
+
+/// The pacing caps of `[limits]` for providers' quotas; `None` = no cap. Downloads from
+/// the source and uploads to the destination are each counted against the same cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PacingLimits {
+    /// `account-bytes-per-day`: per account and direction, in any 24 hours.
+    pub account_bytes_per_day: Option<u64>,
+    /// `account-messages-per-second`: per account and direction.
+    pub account_messages_per_second: Option<f64>,
+    /// `bytes-per-second`: the whole run, per direction.
+    pub bytes_per_second: Option<u64>,
 }
 
 /// `[cutover]`.

@@ -5,6 +5,17 @@
 /// binary (`KiB`, `MiB`, `GiB`, `TiB`, case-insensitive); the SI spellings (`KB`, `MB`, `GB`,
 /// `TB`) are refused with a message, because they are ambiguous.
 pub fn parse_size(input: &str) -> Result<u64, String> {
+    parse(input, false)
+}
+
+/// Like [`parse_size`], and also the decimal SI units (`kB`/`KB` = 1,000 bytes, `MB`,
+/// `GB`, `TB`): for the pacing caps, which providers state in decimal units ("500 MB per
+/// day").
+pub(crate) fn parse_rate_size(input: &str) -> Result<u64, String> {
+    parse(input, true)
+}
+
+fn parse(input: &str, si: bool) -> Result<u64, String> {
     let s = input.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -21,6 +32,10 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
         "mib" | "m" => 1 << 20,
         "gib" | "g" => 1 << 30,
         "tib" | "t" => 1 << 40,
+        "kb" if si => 1_000,
+        "mb" if si => 1_000_000,
+        "gb" if si => 1_000_000_000,
+        "tb" if si => 1_000_000_000_000,
         "kb" | "mb" | "gb" | "tb" => {
             return Err(format!(
                 "invalid size `{input}`: use binary units (`KiB`, `MiB`, `GiB`, `TiB`), \
@@ -28,9 +43,17 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
             ))
         }
         _ => {
-            return Err(format!(
-                "invalid size `{input}`: unknown unit, expected `B`, `KiB`, `MiB`, `GiB` or `TiB`"
-            ))
+            return Err(if si {
+                format!(
+                    "invalid size `{input}`: unknown unit, expected `B`, `KiB`, `MiB`, `GiB`, \
+                     `TiB` or `kB`, `MB`, `GB`, `TB`"
+                )
+            } else {
+                format!(
+                    "invalid size `{input}`: unknown unit, expected `B`, `KiB`, `MiB`, `GiB` or \
+                     `TiB`"
+                )
+            })
         }
     };
     let too_big = || format!("invalid size `{input}`: too large");
@@ -53,6 +76,21 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_sizes_also_take_decimal_units() {
+        assert_eq!(parse_rate_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_rate_size("2,500MB").ok(), None);
+        assert_eq!(parse_rate_size("2.5GB"), Ok(2_500_000_000));
+        assert_eq!(parse_rate_size("10kB"), Ok(10_000));
+        assert_eq!(parse_rate_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_rate_size("7"), Ok(7));
+        assert!(parse_rate_size("5 MBps").unwrap_err().contains("`MB`"));
+        assert!(
+            parse_size("500MB").is_err(),
+            "max-size keeps refusing SI units"
+        );
+    }
 
     #[test]
     fn sizes() {

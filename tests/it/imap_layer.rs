@@ -40,6 +40,7 @@ pub(crate) fn limits() -> Limits {
         connections_per_account: 1,
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
+        pacing: Default::default(),
     }
 }
 

@@ -292,6 +292,44 @@ fn config_errors_name_file_line_and_key() {
             vec!["`parallel-accounts` in `[limits]`"],
         ),
         (
+            format!(
+                "{BASE}\n[limits]\nparallel-accounts = 2\naccount-bytes-per-day = \"500 MBs\"\n"
+            ),
+            CSV,
+            Some(12),
+            vec!["`account-bytes-per-day` in `[limits]`", "unknown unit"],
+        ),
+        (
+            format!("{BASE}\n[limits]\nbytes-per-second = 0\n"),
+            CSV,
+            Some(11),
+            vec!["`bytes-per-second` in `[limits]`", "more than zero"],
+        ),
+        (
+            format!("{BASE}\n[limits]\naccount-messages-per-second = -2\n"),
+            CSV,
+            Some(11),
+            vec![
+                "`account-messages-per-second` in `[limits]`",
+                "more than zero",
+            ],
+        ),
+        (
+            format!("{BASE}\n[limits]\naccount-messages-per-second = \"fast\"\n"),
+            CSV,
+            Some(11),
+            vec![
+                "`account-messages-per-second` in `[limits]`",
+                "a number more than zero",
+            ],
+        ),
+        (
+            format!("{BASE}\n[limits]\naccount-bytes-per-day = \"500MB\"\nbytes-per-secnd = 5\n"),
+            CSV,
+            Some(12),
+            vec!["bytes-per-secnd"],
+        ),
+        (
             format!("{BASE}\n[messages]\nmax-size = \"50MB\"\n"),
             CSV,
             Some(11),
@@ -811,6 +849,9 @@ fn the_oauth_examples_parse() {
         assert_eq!(s.destination.auth, AuthMethod::Xoauth2, "{file}");
         let command = s.destination.token_command.as_deref().unwrap();
         assert!(command.contains(needle), "{file}: {command}");
+        if host == "imap.gmail.com" {
+            assert_eq!(s.limits.pacing.account_bytes_per_day, Some(500_000_000));
+        }
         assert!(s.warnings.is_empty(), "{file}: {:?}", s.warnings);
         // The token replaces the destination passwords: the CSV has none.
         assert_eq!(s.accounts.len(), 2, "{file}");
@@ -837,4 +878,28 @@ fn a_token_side_needs_no_passwords_in_the_csv_a_password_side_does() {
                alice@old.example,,alice@new.example,\n";
     let e = try_load(&config, csv, &Selection::default()).unwrap_err();
     assert!(e.contains("`source_password` is empty"), "{e}");
+}
+
+#[test]
+fn pacing_caps() {
+    let s = load_ok(BASE, CSV);
+    assert_eq!(s.limits.pacing, PacingLimits::default());
+    let config = format!(
+        "{BASE}\n[limits]\naccount-bytes-per-day = \"500MB\"\naccount-messages-per-second = 2.5\n\
+         bytes-per-second = \"10MiB\"\n"
+    );
+    let s = load_ok(&config, CSV);
+    assert_eq!(
+        s.limits.pacing,
+        PacingLimits {
+            account_bytes_per_day: Some(500_000_000),
+            account_messages_per_second: Some(2.5),
+            bytes_per_second: Some(10 << 20),
+        }
+    );
+    let s = load_ok(
+        &format!("{BASE}\n[limits]\naccount-messages-per-second = 3\n"),
+        CSV,
+    );
+    assert_eq!(s.limits.pacing.account_messages_per_second, Some(3.0));
 }
