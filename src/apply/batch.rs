@@ -2,16 +2,20 @@
 //! destination in one (MULTI)APPEND, then settled message by message (copied or refused
 //! with the server's words, bare LF and keyword fallbacks, quota).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::identity::IdentityKey;
 use crate::imap::{classify_words, AppendItem, AppendResult, Transience};
 use crate::plan::{FolderPlan, MessageCopy};
 use crate::report::FailedMessage;
 
-use super::flags::FlagFilter;
+use super::flags::{without_refused, FlagFilter};
 use super::lanes::Lane;
 use super::ApplyError;
+
+/// A refused message with at most this many keywords PERMANENTFLAGS does not name is
+/// tried again without each of them in turn before it is tried without all of them.
+const MAX_KEYWORD_PROBES: usize = 4;
 
 /// At most this many messages per batch (and the size batches grow back to).
 const BATCH_MESSAGES: usize = 200;
@@ -80,10 +84,12 @@ pub(super) struct Ready<'p> {
     pub(super) permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// The APPEND items of a batch, with every flag but `\Recent`.
+/// The APPEND items of a batch, with every flag but `\Recent` and the keywords the
+/// account's destination already refused.
 pub(super) fn append_items<'b>(
     batch: &'b [Ready<'_>],
     allowed: &FlagFilter,
+    refused: &BTreeSet<String>,
 ) -> Vec<AppendItem<'b>> {
     batch
         .iter()
@@ -91,7 +97,7 @@ pub(super) fn append_items<'b>(
             // Keywords the folder does not claim to store are tried anyway: some
             // servers under-report PERMANENTFLAGS (pymap, some Exchange versions) and
             // store them. A refusal is retried without them (`retry_without_keywords`).
-            flags: allowed.optimistic(&r.copy.flags),
+            flags: without_refused(allowed.optimistic(&r.copy.flags), refused),
             internal_date: r.copy.internal_date.clone(),
             body: std::borrow::Cow::Borrowed(r.body.as_slice()),
         })
@@ -148,11 +154,18 @@ impl Lane<'_, '_> {
         let mut temporary: Vec<Ready<'p>> = Vec::new();
         let mut wait: Option<std::time::Duration> = None;
         let mut last_words = String::new();
+        let refused = self.refused_keywords();
         for (ready, result) in batch.into_iter().zip(results) {
             let (m, body) = (ready.copy, &ready.body);
+            let all = allowed.optimistic(&m.flags);
+            // What the batch sent (keywords refused earlier in the run left out).
+            let tried = without_refused(all.clone(), &refused);
             let mut dropped_keywords = false;
             let result = match result {
-                Ok(uid) => Ok((uid, false)),
+                Ok(uid) => {
+                    dropped_keywords = tried.len() != all.len();
+                    Ok((uid, false))
+                }
                 Err(words) => {
                     if let Transience::Transient { after } = classify_words(&words) {
                         wait = wait.max(after);
@@ -160,23 +173,28 @@ impl Lane<'_, '_> {
                         temporary.push(ready);
                         continue;
                     }
-                    match self.retry_without_keywords(folder, m, body, allowed).await {
-                        Some(Ok(uid)) => {
+                    match self
+                        .retry_without_keywords(folder, m, body, allowed, &tried, &words)
+                        .await
+                    {
+                        Some((Ok(uid), sent)) => {
                             dropped_keywords = true;
-                            self.warn_dropped_keywords(m, allowed);
+                            self.warn_dropped_keywords(m, &sent);
                             Ok((uid, false))
                         }
-                        _ => match self.retry_with_crlf(folder, m, body, allowed).await {
-                            Some(Ok(uid)) => {
-                                dropped_keywords =
-                                    allowed.filter(&m.flags) != allowed.optimistic(&m.flags);
-                                if dropped_keywords {
-                                    self.warn_dropped_keywords(m, allowed);
+                        _ => {
+                            let strict = without_refused(allowed.filter(&m.flags), &refused);
+                            match self.retry_with_crlf(folder, m, body, &strict).await {
+                                Some(Ok(uid)) => {
+                                    dropped_keywords = strict.len() != all.len();
+                                    if dropped_keywords {
+                                        self.warn_dropped_keywords(m, &strict);
+                                    }
+                                    Ok((uid, true))
                                 }
-                                Ok((uid, true))
+                                _ => Err(words),
                             }
-                            _ => Err(words),
-                        },
+                        }
                     }
                 }
             };
@@ -261,13 +279,13 @@ impl Lane<'_, '_> {
         folder: &FolderPlan,
         m: &MessageCopy,
         body: &[u8],
-        allowed: &FlagFilter,
+        flags: &[String],
     ) -> Option<AppendResult> {
         if !self.ctx.settings().messages.fix_bare_lf || !has_bare_lf(body) {
             return None;
         }
         let item = AppendItem {
-            flags: allowed.filter(&m.flags),
+            flags: flags.to_vec(),
             internal_date: m.internal_date.clone(),
             body: to_crlf(body).into(),
         };
@@ -281,33 +299,67 @@ impl Lane<'_, '_> {
         }
     }
 
-    /// The destination refused a message that carried keywords it does not list as
-    /// storable: appends it again with only what PERMANENTFLAGS allows. `None` when there
-    /// was nothing to drop (then the refusal is about something else).
+    /// The destination refused a message that carried keywords PERMANENTFLAGS does not
+    /// name (`tried`: the flags it was sent with): appends it again, in this order, with
+    /// what PERMANENTFLAGS allows (a folder without `\*`); with one of those keywords left
+    /// out at a time (a server that offers `\*` but refuses one keyword, e.g. Dovecot's
+    /// `mail_max_keyword_length`); with only the flags PERMANENTFLAGS names. A refused
+    /// attempt stores nothing, so the first accepted one is the only copy. Returns its
+    /// result and flags; `None` when there was nothing to drop or the refusal is about
+    /// something else (quota, size).
     async fn retry_without_keywords(
         &mut self,
         folder: &FolderPlan,
         m: &MessageCopy,
         body: &[u8],
         allowed: &FlagFilter,
-    ) -> Option<AppendResult> {
-        let strict = allowed.filter(&m.flags);
-        if strict == allowed.optimistic(&m.flags) {
+        tried: &[String],
+        words: &str,
+    ) -> Option<(AppendResult, Vec<String>)> {
+        let words = words.to_ascii_uppercase();
+        if ["[OVERQUOTA]", "[TOOBIG]"]
+            .iter()
+            .any(|c| words.contains(c))
+        {
             return None;
         }
-        let item = AppendItem {
-            flags: strict,
-            internal_date: m.internal_date.clone(),
-            body: body.into(),
-        };
-        match self
-            .dst
-            .append_batch(&folder.destination_wire, std::slice::from_ref(&item))
-            .await
-        {
-            Ok(Ok(mut results)) => results.pop(),
-            _ => None,
+        let unlisted: Vec<&String> = tried.iter().filter(|f| !allowed.is_listed(f)).collect();
+        if unlisted.is_empty() {
+            return None;
         }
+        let mut attempts: Vec<Vec<String>> = Vec::new();
+        let mut add = |flags: Vec<String>| {
+            if flags.as_slice() != tried && !attempts.contains(&flags) {
+                attempts.push(flags);
+            }
+        };
+        add(allowed.filter(tried));
+        if unlisted.len() <= MAX_KEYWORD_PROBES {
+            for k in &unlisted {
+                add(tried.iter().filter(|f| f != k).cloned().collect());
+            }
+        }
+        add(allowed.listed(tried));
+        for flags in attempts {
+            let item = AppendItem {
+                flags,
+                internal_date: m.internal_date.clone(),
+                body: body.into(),
+            };
+            match self
+                .dst
+                .append_batch(&folder.destination_wire, std::slice::from_ref(&item))
+                .await
+            {
+                Ok(Ok(mut results)) => match results.pop() {
+                    Some(Ok(uid)) => return Some((Ok(uid), item.flags)),
+                    Some(Err(_)) => continue,
+                    None => return None,
+                },
+                _ => return None,
+            }
+        }
+        None
     }
 }
 

@@ -1,6 +1,8 @@
 //! Flags: which flags a destination folder stores, `flags-on-existing = "add"`, and the
 //! one warning per keyword the destination refuses.
 
+use std::collections::BTreeSet;
+
 use crate::plan::{FolderPlan, MessageCopy};
 
 use super::lanes::Lane;
@@ -44,6 +46,30 @@ impl FlagFilter {
             .cloned()
             .collect()
     }
+
+    /// System flags (but `\Recent`) and the keywords PERMANENTFLAGS names: what the folder
+    /// certainly stores, even when it offers `\*` and still refuses some keyword (Dovecot's
+    /// `mail_max_keyword_length`: `NO [CANNOT] Keyword length too long`).
+    pub(crate) fn listed(&self, flags: &[String]) -> Vec<String> {
+        flags
+            .iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && self.is_listed(f))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether PERMANENTFLAGS names this flag (or it is a system flag).
+    pub(crate) fn is_listed(&self, flag: &str) -> bool {
+        flag.starts_with('\\') || self.permanent.iter().any(|p| p.eq_ignore_ascii_case(flag))
+    }
+}
+
+/// `flags` without the keywords the destination account already refused.
+pub(crate) fn without_refused(flags: Vec<String>, refused: &BTreeSet<String>) -> Vec<String> {
+    if refused.is_empty() {
+        return flags;
+    }
+    flags.into_iter().filter(|f| !refused.contains(f)).collect()
 }
 
 impl Lane<'_, '_> {
@@ -82,10 +108,22 @@ impl Lane<'_, '_> {
         Ok(())
     }
 
-    /// One warning per keyword and account, for a message copied without it.
-    pub(super) fn warn_dropped_keywords(&self, m: &MessageCopy, allowed: &FlagFilter) {
+    /// The keywords the destination account refused so far (each warned about once): left
+    /// out of every later APPEND of the run.
+    pub(super) fn refused_keywords(&self) -> BTreeSet<String> {
+        self.tally
+            .warned_keywords
+            .lock()
+            .expect("not poisoned")
+            .clone()
+    }
+
+    /// One warning per keyword and account, for a message copied without it (`sent`: the
+    /// flags it was appended with).
+    pub(super) fn warn_dropped_keywords(&self, m: &MessageCopy, sent: &[String]) {
         for flag in &m.flags {
-            if !allowed.allows(flag)
+            if !flag.eq_ignore_ascii_case("\\Recent")
+                && !sent.contains(flag)
                 && self
                     .tally
                     .warned_keywords
@@ -124,6 +162,29 @@ mod tests {
         assert_eq!(
             f.optimistic(&flags),
             vec!["\\Seen", "$Label1", "custom", "\\Flagged"]
+        );
+    }
+
+    #[test]
+    fn listed_keeps_only_what_permanentflags_names() {
+        // `\*` offered, but only `$Label1` named: a refusal falls back to these.
+        let f = FlagFilter::new(&["\\Seen".into(), "$Label1".into(), "\\*".into()], true);
+        let flags: Vec<String> = [
+            "\\Seen",
+            "\\Recent",
+            "$Label1",
+            "Too-Long-Keyword",
+            "\\Flagged",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(f.listed(&flags), vec!["\\Seen", "$Label1", "\\Flagged"]);
+        assert!(f.is_listed("$label1") && !f.is_listed("Too-Long-Keyword"));
+        let refused: BTreeSet<String> = ["Too-Long-Keyword".to_string()].into();
+        assert_eq!(
+            without_refused(f.optimistic(&flags), &refused),
+            vec!["\\Seen", "$Label1", "\\Flagged"]
         );
     }
 }

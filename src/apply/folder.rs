@@ -4,12 +4,12 @@
 //! bodies read before a cut are kept, and an APPEND that was cut is looked up on the
 //! destination before anything of it is sent again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::imap::{AppendResult, BodiesOutcome, ImapError, SessionError, SourceSession};
-use crate::model::Side;
-use crate::plan::{FolderPlan, MessageCopy};
+use crate::model::{Side, WireName};
+use crate::plan::{AccountPlan, FolderPlan, MessageCopy};
 use crate::report::VanishedMessage;
 
 use super::batch::{append_items, Batcher, Ready};
@@ -23,6 +23,50 @@ use super::{ApplyError, Ctx, BODY_BUDGET_KIB};
 const ALONE_ATTEMPTS: u32 = 3;
 
 impl Ctx<'_> {
+    /// Checks that every source folder the plan reads still has the planned UIDVALIDITY,
+    /// before anything is written: one pipelined STATUS round for all of them (retried by
+    /// the session). A folder STATUS says nothing about is opened with EXAMINE
+    /// ([`Ctx::open_source`]).
+    pub(super) async fn check_sources(
+        &self,
+        plan: &AccountPlan,
+        src: &mut SourceSession,
+    ) -> Result<(), ApplyError> {
+        let mut wanted: Vec<(&FolderPlan, usize)> = Vec::new();
+        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
+            let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
+            wanted.extend(sources.into_iter().map(|i| (folder, i)));
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut names: Vec<WireName> = wanted
+            .iter()
+            .map(|(f, i)| f.sources[*i].wire_name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        let found = src.statuses(&names).await.map_err(ApplyError::src)?;
+        for (folder, index) in wanted {
+            let source = &folder.sources[index];
+            match (
+                found.get(&source.wire_name).and_then(|s| s.uidvalidity),
+                source.status,
+            ) {
+                (Some(now), Some(planned)) if now != planned.uidvalidity => {
+                    return Err(ApplyError::StaleSource {
+                        folder: source.name.clone(),
+                        planned: planned.uidvalidity,
+                        now,
+                    });
+                }
+                (Some(_), _) => {}
+                (None, _) => self.open_source(folder, index, src).await?,
+            }
+        }
+        Ok(())
+    }
+
     /// Opens the source folder read-only (retried) and checks it is the one the plan saw.
     pub(super) async fn open_source(
         &self,
@@ -157,6 +201,7 @@ impl Lane<'_, '_> {
             if to_append.is_empty() && to_fetch.is_empty() {
                 return Ok(());
             }
+            let refused = self.refused_keywords();
             let (src, dst) = (&mut self.src, &mut self.dst);
             let (wire, allowed) = (&run.folder.destination_wire, run.allowed);
             let fetch = async {
@@ -191,7 +236,7 @@ impl Lane<'_, '_> {
                 if !ctx.pace(Side::Destination, to_append.len(), bytes).await {
                     return None; // cancelled while pacing: these stay pending
                 }
-                let items = append_items(&to_append, allowed);
+                let items = append_items(&to_append, allowed, &refused);
                 Some(dst.append_batch(wire, &items).await)
             };
             let (fetched, appended) = tokio::join!(fetch, append);

@@ -28,9 +28,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::imap::{
-    ConnectionCaps, Credentials, DestinationSession, RetryPolicy, SessionConfig, SourceSession,
+    ConnectionCaps, Credentials, DestinationSession, RetryPolicy, SessionConfig, SessionError,
+    SourceSession,
 };
-use crate::model::Side;
+use crate::model::{Side, WireName};
 use crate::plan::{AccountPlan, FolderAction, FolderPlan, MessageCopy};
 use crate::report::AccountReport;
 use crate::settings::{Account, Settings};
@@ -249,53 +250,71 @@ impl Ctx<'_> {
             .await
             .expect("never closed");
         // Refuse a stale plan before writing anything: every source folder the plan reads
-        // must still have the UIDVALIDITY the plan saw (`open_source` checks it). Checked
-        // per folder only, a saved plan would create folders and fill the folders before
-        // the stale one, and only then be refused.
+        // must still have the UIDVALIDITY the plan saw. Checked per folder only, a saved
+        // plan would create folders and fill the folders before the stale one, and only
+        // then be refused. One pipelined STATUS round, while the destination connects.
         let mut src = self.source_session();
-        for folder in plan.folders.iter().filter(|f| !f.copy.is_empty()) {
-            let sources: BTreeSet<usize> = folder.copy.iter().map(|m| m.source).collect();
-            for index in sources {
-                self.open_source(folder, index, &mut src).await?;
-            }
+        let (checked, dst) = tokio::join!(
+            self.check_sources(plan, &mut src),
+            self.destination_session()
+        );
+        checked?;
+        let mut dst = dst?;
+        if self.cancelled() {
+            return Ok(());
         }
-        let mut dst = self.destination_session().await?;
-        // Folders first, parents before children (the plan is in tree order).
-        for folder in plan
+        // Folders first, parents before children (the plan is in tree order): every CREATE
+        // in one pipelined round, then the SUBSCRIBEs of those that exist now (never of a
+        // folder whose CREATE was refused).
+        let creates: Vec<&FolderPlan> = plan
             .folders
             .iter()
             .filter(|f| f.action == FolderAction::Create)
-        {
-            if self.cancelled() {
-                return Ok(());
-            }
-            let created = dst
-                .create(&folder.destination_wire)
-                .await
-                .map_err(ApplyError::dst)?;
-            if folder.subscribe {
-                dst.subscribe(&folder.destination_wire)
-                    .await
-                    .map_err(ApplyError::dst)?;
-            }
-            dst.backoff.progress();
-            // A saved plan applied again finds its folders there already: not created now.
-            if created == crate::imap::Created::New {
-                tally.report.folders_created += 1;
-                tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+            .collect();
+        let names: Vec<WireName> = creates.iter().map(|f| f.destination_wire.clone()).collect();
+        let created = dst.create_all(&names).await.map_err(ApplyError::dst)?;
+        let mut refused = None;
+        let mut subscribe = Vec::new();
+        for (folder, result) in creates.iter().zip(created) {
+            match result {
+                Ok(created) => {
+                    if folder.subscribe {
+                        subscribe.push(folder.destination_wire.clone());
+                    }
+                    // A saved plan applied again finds its folders there already: not
+                    // created now.
+                    if created == crate::imap::Created::New {
+                        tally.report.folders_created += 1;
+                        tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+                    }
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
             }
         }
         // The existing INBOX, subscribed like the source's (the only existing folder a
         // plan subscribes; SUBSCRIBE of a subscribed folder is harmless on a re-run).
-        for folder in plan.folders.iter().filter(|f| f.subscribes_existing()) {
-            if self.cancelled() {
-                return Ok(());
-            }
-            dst.subscribe(&folder.destination_wire)
-                .await
-                .map_err(ApplyError::dst)?;
+        let existing: Vec<&FolderPlan> = plan
+            .folders
+            .iter()
+            .filter(|f| f.subscribes_existing())
+            .collect();
+        subscribe.extend(existing.iter().map(|f| f.destination_wire.clone()));
+        for result in dst
+            .subscribe_all(&subscribe)
+            .await
+            .map_err(ApplyError::dst)?
+        {
+            result.map_err(|e| ApplyError::dst(SessionError::Permanent(e)))?;
+        }
+        for folder in existing {
             tracing::info!(account = %plan.source_user, "subscribed folder `{}`", folder.destination);
         }
+        if let Some(e) = refused {
+            return Err(ApplyError::dst(SessionError::Permanent(e)));
+        }
+        dst.backoff.progress();
         let work: Vec<&FolderPlan> = plan
             .folders
             .iter()

@@ -17,6 +17,9 @@ use super::auth::Credentials;
 use super::error::ImapError;
 use super::reader::{BodiesOutcome, Reader};
 use super::writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
+use std::collections::HashMap;
+
+use super::pipeline::MailboxStatus;
 use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
@@ -393,6 +396,21 @@ impl SourceSession {
         }
     }
 
+    /// `STATUS` of every folder in one pipelined round (retried as a whole); a folder the
+    /// server refuses STATUS for is left out.
+    pub async fn statuses(
+        &mut self,
+        wire_names: &[WireName],
+    ) -> Result<HashMap<WireName, MailboxStatus>, SessionError> {
+        loop {
+            let reader = self.live().await?;
+            match reader.statuses(wire_names).await {
+                Ok(found) => return Ok(found),
+                Err(err) => self.fail(err, "source: STATUS").await?,
+            }
+        }
+    }
+
     /// One attempt at `UID FETCH … BODY.PEEK[]` in the open folder (connecting and
     /// reopening first as needed, which is retried). Bodies are handed over as they
     /// arrive, so a cut keeps what came before it. A failure is returned as is (the
@@ -539,6 +557,98 @@ impl DestinationSession {
                 }
             }
         }
+    }
+
+    /// `CREATE` of every folder in one pipelined round ([`Writer::create_all`]). A lost
+    /// connection, or a temporary refusal, sends again what has no success yet (a folder
+    /// that exists then was made by the lost round: it counts as new). Per folder: created,
+    /// or the refusal that retrying cannot cure.
+    pub async fn create_all(
+        &mut self,
+        wire_names: &[WireName],
+    ) -> Result<Vec<Result<Created, ImapError>>, SessionError> {
+        let mut first = true;
+        self.pipelined_rounds(wire_names, "destination: CREATE", |writer, names| {
+            let retried = !std::mem::replace(&mut first, false);
+            Box::pin(async move {
+                let results = writer.create_all(names).await?;
+                Ok(results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(Created::AlreadyThere) if retried => Ok(Created::New),
+                        other => other,
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    /// `SUBSCRIBE` of every folder in one pipelined round (retried like
+    /// [`Self::create_all`]; subscribing twice is harmless).
+    pub async fn subscribe_all(
+        &mut self,
+        wire_names: &[WireName],
+    ) -> Result<Vec<Result<(), ImapError>>, SessionError> {
+        self.pipelined_rounds(wire_names, "destination: SUBSCRIBE", |writer, names| {
+            Box::pin(writer.subscribe_all(names))
+        })
+        .await
+    }
+
+    /// Runs `round` over the folders that have no success yet until every folder has a
+    /// success or a refusal no retry changes; connection losses and temporary refusals
+    /// count against the retry budget.
+    async fn pipelined_rounds<T>(
+        &mut self,
+        wire_names: &[WireName],
+        what: &str,
+        mut round: impl for<'w> FnMut(
+            &'w mut Writer,
+            &'w [WireName],
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<Vec<Result<T, ImapError>>, ImapError>>
+                    + Send
+                    + 'w,
+            >,
+        >,
+    ) -> Result<Vec<Result<T, ImapError>>, SessionError> {
+        let mut done: Vec<Option<Result<T, ImapError>>> =
+            (0..wire_names.len()).map(|_| None).collect();
+        loop {
+            let todo: Vec<usize> = (0..wire_names.len())
+                .filter(|i| done[*i].is_none())
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            let names: Vec<WireName> = todo.iter().map(|i| wire_names[*i].clone()).collect();
+            let writer = self.live().await?;
+            let err = match round(writer, &names).await {
+                Ok(results) => {
+                    let mut transient = None;
+                    for (i, result) in todo.into_iter().zip(results) {
+                        match result {
+                            Err(e) if classify(&e) != Transience::Permanent => {
+                                transient.get_or_insert(e);
+                            }
+                            other => done[i] = Some(other),
+                        }
+                    }
+                    match transient {
+                        None => break,
+                        Some(e) => e,
+                    }
+                }
+                Err(err) => err,
+            };
+            self.fail(err, what).await?;
+        }
+        Ok(done
+            .into_iter()
+            .map(|d| d.expect("every folder answered"))
+            .collect())
     }
 
     /// `SUBSCRIBE` (retried).

@@ -138,6 +138,62 @@ impl Writer {
         Err(self.conn.ep.protocol(display, text))
     }
 
+    /// CREATE of every folder, pipelined in the order given (parents before children):
+    /// one round trip for all. Per folder as [`Writer::create`]: a folder that already
+    /// exists is a success; a refusal is that folder's error and the others still go on.
+    /// Nothing here depends on another command's success, so nothing waits; subscribing
+    /// is a separate round ([`Writer::subscribe_all`]) so that a folder whose CREATE
+    /// failed is never subscribed.
+    pub async fn create_all(
+        &mut self,
+        wire_names: &[WireName],
+    ) -> Result<Vec<Result<Created, ImapError>>, ImapError> {
+        let mut commands = Vec::with_capacity(wire_names.len());
+        for name in wire_names {
+            commands.push(format!("CREATE {}", self.conn.quoted(name, "CREATE")?));
+        }
+        let ends = self.conn.pipeline(&commands, "CREATE", |_, _| {}).await?;
+        let mut out = Vec::with_capacity(ends.len());
+        for ((name, command), end) in wire_names.iter().zip(&commands).zip(ends) {
+            out.push(match end {
+                CommandEnd::Ok => Ok(Created::New),
+                CommandEnd::No(text) if text.to_ascii_uppercase().contains("[ALREADYEXISTS]") => {
+                    Ok(Created::AlreadyThere)
+                }
+                // Servers without [ALREADYEXISTS]: a LIST decides (rare: one round each).
+                CommandEnd::No(text) => match self.exists(name).await? {
+                    true => Ok(Created::AlreadyThere),
+                    false => Err(self.conn.ep.protocol(command, text)),
+                },
+                CommandEnd::Bad(text) => Err(self.conn.ep.protocol(command, text)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// SUBSCRIBE of every folder, pipelined; per folder its outcome.
+    pub async fn subscribe_all(
+        &mut self,
+        wire_names: &[WireName],
+    ) -> Result<Vec<Result<(), ImapError>>, ImapError> {
+        let mut commands = Vec::with_capacity(wire_names.len());
+        for name in wire_names {
+            commands.push(format!(
+                "SUBSCRIBE {}",
+                self.conn.quoted(name, "SUBSCRIBE")?
+            ));
+        }
+        let ends = self
+            .conn
+            .pipeline(&commands, "SUBSCRIBE", |_, _| {})
+            .await?;
+        Ok(commands
+            .iter()
+            .zip(ends)
+            .map(|(command, end)| end.ok_or_protocol(&self.conn.ep, command))
+            .collect())
+    }
+
     /// Whether LIST shows `wire_name` as an existing folder (selectable or not).
     async fn exists(&mut self, wire_name: &WireName) -> Result<bool, ImapError> {
         if wire_name.as_str().is_empty() {

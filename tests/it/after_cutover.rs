@@ -611,3 +611,46 @@ fn a_destination_refusing_status_appendlimit_is_planned_without_per_folder_limit
     );
     src_before.assert_unchanged(&src.snapshot());
 }
+
+#[test]
+fn the_account_table_marks_an_account_over_quota() {
+    let s = Scenario::new()
+        .source(Layout::Classic)
+        .destination_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Modern)
+                .extra_config(QUOTA_CONFIG),
+        )
+        .account("quentin")
+        .account("rita");
+    let tag = crate::support::unique_user("table");
+    let big: Vec<NewMessage> = (0..12)
+        .map(|i| {
+            NewMessage::new(
+                crate::support::MessageBuilder::new()
+                    .subject(&format!("{tag} {i}"))
+                    .pad_to(100_000)
+                    .build(),
+            )
+        })
+        .collect();
+    let mut quentin = s.src("quentin");
+    quentin.append_many("INBOX", &big);
+    let mut rita = s.src("rita");
+    rita.append_many("INBOX", &small_messages(2, &tag));
+    let before = (quentin.snapshot(), rita.snapshot());
+
+    let r = plan_ok(&s);
+    let row = |name: &str| {
+        let user = &s.acct(name).source_user;
+        r.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(user.as_str()) && !l.contains('→'))
+            .map(|l| squash(l).trim().to_string())
+            .unwrap_or_else(|| panic!("no table row for {user}\n{r}"))
+    };
+    assert!(row("quentin").ends_with(" over quota"), "{r}");
+    assert!(row("rita").ends_with(" changes"), "{r}");
+    before.0.assert_unchanged(&quentin.snapshot());
+    before.1.assert_unchanged(&rita.snapshot());
+}

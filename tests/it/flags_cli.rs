@@ -59,3 +59,84 @@ fn add_adds_missing_flags_and_removes_none() {
     let again = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status, 0, "{again}");
 }
+
+/// Issue 8: keywords the destination refuses are dropped with one warning per keyword, the
+/// message still copied with every flag it takes. Real Dovecot refuses a keyword longer
+/// than `mail_max_keyword_length` with `NO [CANNOT] Keyword length too long` while its
+/// PERMANENTFLAGS still offers `\*` (verified on 2.3.19), so only the APPEND's answer
+/// tells.
+#[test]
+fn keywords_the_destination_refuses_are_dropped_with_one_warning_each() {
+    let s = Scenario::new()
+        .source(Layout::Modern)
+        .destination_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Modern)
+                .extra_config("mail_max_keyword_length = 12"),
+        )
+        .account("kira");
+    let long = "Quite-A-Long-Keyword";
+    let other = "Another-Long-Keyword";
+    let tag = crate::support::unique_user("kwlen");
+    let msg = |i: u32, flags: &[&str]| {
+        NewMessage::new(MessageBuilder::new().subject(&format!("{tag} {i}")).build()).flags(flags)
+    };
+    let msgs = vec![
+        msg(1, &["\\Seen", "$Label1", long]),
+        msg(2, &[long, other]),
+        msg(3, &[long]),
+        msg(4, &["$Label1"]),
+        msg(5, &["\\Flagged", long]),
+    ];
+    let mut src = s.src("kira");
+    src.append_many("INBOX", &msgs);
+    let src_before = src.snapshot();
+    // The destination really refuses the long keyword, and still offers `\*`.
+    let mut probe = s.dst("kira");
+    let select = probe.raw_command("SELECT INBOX");
+    assert!(
+        select
+            .iter()
+            .any(|l| l.contains("PERMANENTFLAGS") && l.contains("\\*")),
+        "{select:?}"
+    );
+    probe.raw_command("UNSELECT");
+
+    let (run, report) = crate::apply_cli::apply(&s, &[]);
+    assert_eq!(run.status, 0, "{run}");
+    let account = &report["accounts"][0];
+    assert_eq!(account["status"], "done", "{report:#}");
+    assert_eq!(account["copied"], 5, "{report:#}");
+    assert_eq!(account["keywords_dropped"], 4, "{report:#}");
+    for keyword in [long, other] {
+        let warning = format!("does not store the keyword `{keyword}`");
+        assert_eq!(run.stderr.matches(&warning).count(), 1, "{run}");
+    }
+    assert!(!run.stderr.contains("keyword `$Label1`"), "{run}");
+
+    // Each message arrived once, with every flag but the refused keywords.
+    let mut dst = s.dst("kira");
+    let copied = dst.fetch_all("INBOX");
+    assert_eq!(copied.len(), 5);
+    let want: Vec<(Vec<u8>, Vec<&str>)> = vec![
+        (msgs[0].body.clone(), vec!["$Label1", "\\Seen"]),
+        (msgs[1].body.clone(), vec![]),
+        (msgs[2].body.clone(), vec![]),
+        (msgs[3].body.clone(), vec!["$Label1"]),
+        (msgs[4].body.clone(), vec!["\\Flagged"]),
+    ];
+    for (body, flags) in want {
+        let got = copied
+            .iter()
+            .find(|m| m.body == body)
+            .expect("every message arrived");
+        let mut got_flags: Vec<&str> = got.flags.iter().map(String::as_str).collect();
+        got_flags.sort_unstable();
+        let mut flags = flags;
+        flags.sort_unstable();
+        assert_eq!(got_flags, flags);
+    }
+    let again = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status, 0, "{again}");
+    src_before.assert_unchanged(&src.snapshot());
+}

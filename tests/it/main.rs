@@ -24,6 +24,7 @@ mod mapping_cli;
 mod oauth_cli;
 mod output_cli;
 mod pacing_cli;
+mod pipelining;
 mod plan_cli;
 mod robustness;
 mod rules_cli;

@@ -1,0 +1,182 @@
+//! Pipelined steps that fail half-way (issue 7): one CREATE of a pipelined round refused,
+//! the connection cut after some answers of a pipelined round (CREATE on the destination,
+//! EXAMINE + FETCH of the inventory on the source). Whatever happened, a re-run leaves the
+//! destination with every source message exactly once, checked with the test's own
+//! client, and the source unchanged.
+
+use std::collections::BTreeMap;
+
+use crate::scenario::{Scenario, Side};
+use crate::support::{
+    Direction, Fault, FaultProxy, Layout, MailboxSnapshot, MessageBuilder, RawImap,
+};
+
+/// Source folders (classic wire names) and their message counts.
+const FOLDERS: &[(&str, usize)] = &[
+    ("INBOX", 3),
+    ("INBOX.Alpha", 2),
+    ("INBOX.Beta", 2),
+    ("INBOX.Gamma", 2),
+    ("INBOX.Zeta", 2),
+];
+
+/// A classic source with a few folders, an empty modern destination.
+fn scenario() -> (Scenario, MailboxSnapshot) {
+    let s = Scenario::new()
+        .source(Layout::Classic)
+        .destination(Layout::Modern)
+        .account("alice");
+    let mut src = s.src("alice");
+    for (folder, n) in FOLDERS {
+        if *folder != "INBOX" {
+            src.create(folder);
+            src.subscribe(folder);
+        }
+        for i in 0..*n {
+            let m = MessageBuilder::new()
+                .subject(&format!("{folder} {i}"))
+                .build();
+            src.append(folder, &["\\Seen"], None, &m);
+        }
+    }
+    let before = src.snapshot();
+    (s, before)
+}
+
+/// Subjects per destination folder, by the test's own client.
+fn destination_subjects(dst: &mut RawImap) -> BTreeMap<String, Vec<String>> {
+    let snap = dst.snapshot();
+    snap.folders
+        .iter()
+        .map(|(name, f)| {
+            let mut subjects: Vec<String> = f
+                .messages
+                .iter()
+                .map(|m| {
+                    let text = String::from_utf8_lossy(&m.body).into_owned();
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect();
+            subjects.sort();
+            (name.clone(), subjects)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+/// Every source message exactly once in its mapped destination folder.
+#[track_caller]
+fn assert_complete_once(s: &Scenario, before: &MailboxSnapshot) {
+    let got = destination_subjects(&mut s.dst("alice"));
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (folder, n) in FOLDERS {
+        let dst = folder.strip_prefix("INBOX.").unwrap_or(folder).to_string();
+        let mut subjects: Vec<String> = (0..*n).map(|i| format!("{folder} {i}")).collect();
+        subjects.sort();
+        want.insert(dst, subjects);
+    }
+    assert_eq!(got, want, "lost or doubled on the destination");
+    before.assert_unchanged(&s.src("alice").snapshot());
+}
+
+#[test]
+fn one_refused_create_in_a_pipelined_round_loses_and_doubles_nothing() {
+    let (mut s, before) = scenario();
+    // The destination sees `CREATE "~eta"` (an invalid name for Dovecot) instead of
+    // `CREATE "Zeta"`: that one CREATE of the round is refused, the others succeed.
+    let proxy = FaultProxy::to(s.port(Side::Destination))
+        .rewrite(
+            Direction::ClientToServer,
+            b"CREATE \"Zeta\"",
+            b"CREATE \"~eta\"",
+        )
+        .start();
+    s.set_port(Side::Destination, proxy.port());
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.status, 1, "the refused CREATE fails the account\n{r}");
+    assert!(
+        r.all_output().contains("CREATE"),
+        "the error names the command\n{r}"
+    );
+    let mut dst = s.dst("alice");
+    let names: Vec<String> = dst.list().into_iter().map(|(_, _, n)| n).collect();
+    assert!(
+        !names.iter().any(|n| n == "Zeta"),
+        "the refused folder exists: {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "Alpha"),
+        "the other CREATEs of the round went through: {names:?}"
+    );
+    // A folder whose CREATE failed is never subscribed; the created ones are.
+    let subscribed = dst.list_subscribed();
+    assert!(!subscribed.iter().any(|n| n == "Zeta"), "{subscribed:?}");
+    assert!(subscribed.iter().any(|n| n == "Alpha"), "{subscribed:?}");
+    // Nothing was appended before the folders were all there.
+    assert!(destination_subjects(&mut dst).is_empty());
+    before.assert_unchanged(&s.src("alice").snapshot());
+
+    // Again, without the fault: complete, nothing twice.
+    let port = s.destination_dovecot().port();
+    s.set_port(Side::Destination, port);
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.status, 0, "{r}");
+    assert_complete_once(&s, &before);
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
+}
+
+#[test]
+fn a_connection_cut_after_some_create_answers_loses_and_doubles_nothing() {
+    let (mut s, before) = scenario();
+    // The first CREATE answer arrives, the second (tag `P2` of the writer's first
+    // pipelined round) and those after it never do: the server may have made every folder.
+    let proxy = FaultProxy::to(s.port(Side::Destination))
+        .fault(Fault::cut_at(Direction::ServerToClient, b"P2 OK Create"))
+        .start();
+    s.set_port(Side::Destination, proxy.port());
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    // The session reconnects and sends again what had no answer; the folders the lost
+    // round made are found there, and every message is copied once.
+    assert_eq!(r.status, 0, "{r}");
+    assert_complete_once(&s, &before);
+    let subscribed = s.dst("alice").list_subscribed();
+    for name in ["Alpha", "Beta", "Gamma", "Zeta"] {
+        assert!(
+            subscribed.iter().any(|n| n == name),
+            "{name}: {subscribed:?}"
+        );
+    }
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
+}
+
+#[test]
+fn a_source_cut_in_the_pipelined_inventory_fails_the_plan_and_a_rerun_is_complete() {
+    let (mut s, before) = scenario();
+    // Cut after the answers to two EXAMINEs of the pipelined inventory round.
+    let proxy = FaultProxy::to(s.port(Side::Source))
+        .fault(Fault::cut_at(Direction::ServerToClient, b"[READ-ONLY]").nth(3))
+        .start();
+    s.set_port(Side::Source, proxy.port());
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    assert_eq!(
+        r.status, 1,
+        "a cut inventory is an error, never a short plan\n{r}"
+    );
+    assert!(destination_subjects(&mut s.dst("alice")).is_empty());
+
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.status, 0, "{r}");
+    assert_complete_once(&s, &before);
+}
