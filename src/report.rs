@@ -97,6 +97,13 @@ pub(crate) struct AccountReport {
     /// Seconds spent waiting before retries (backoff, and waits a server asked for).
     #[serde(default)]
     pub retry_wait_seconds: f64,
+    /// How often the pacing caps (`[limits]`) made the copy wait before a FETCH or an
+    /// APPEND.
+    #[serde(default)]
+    pub pacing_waits: u64,
+    /// Seconds spent in those waits.
+    #[serde(default)]
+    pub pacing_wait_seconds: f64,
     pub seconds: f64,
     /// When the work on this account ended (RFC 3339, UTC). `mailshift report` keeps the
     /// latest entry of an account across report files; absent in reports written before it.
@@ -126,6 +133,8 @@ impl AccountReport {
             retries: 0,
             reconnects: 0,
             retry_wait_seconds: 0.0,
+            pacing_waits: 0,
+            pacing_wait_seconds: 0.0,
             seconds: 0.0,
             finished_at: None,
         }

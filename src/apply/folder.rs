@@ -209,7 +209,9 @@ impl Lane<'_, '_> {
                     return None;
                 }
                 let bytes: u64 = to_fetch.iter().map(|m| m.size).sum();
-                ctx.pace(Side::Source, bytes).await;
+                if !ctx.pace(Side::Source, to_fetch.len(), bytes).await {
+                    return None; // cancelled while pacing: these stay pending
+                }
                 // Wait for room in the body budget before reading the bodies.
                 let kib: u64 = to_fetch.iter().map(|m| m.size.div_ceil(1024)).sum();
                 let kib = kib.clamp(1, BODY_BUDGET_KIB as u64) as u32;
@@ -231,7 +233,9 @@ impl Lane<'_, '_> {
                     return None;
                 }
                 let bytes: u64 = to_append.iter().map(|r| r.body.len() as u64).sum();
-                ctx.pace(Side::Destination, bytes).await;
+                if !ctx.pace(Side::Destination, to_append.len(), bytes).await {
+                    return None; // cancelled while pacing: these stay pending
+                }
                 let items = append_items(&to_append, allowed, &refused);
                 Some(dst.append_batch(wire, &items).await)
             };

@@ -9,7 +9,7 @@
 //! `lanes.rs` spreads folders over connection pairs; `folder.rs` copies one folder;
 //! `batch.rs` fetches and appends one batch; `reconcile.rs` finds out what already
 //! arrived; `flags.rs` decides which flags a folder stores; `lock.rs` is the local lock;
-//! `error.rs` says why an account stopped.
+//! `pacing.rs` keeps to the `[limits]` pacing caps; `error.rs` says why an account stopped.
 
 mod batch;
 mod error;
@@ -17,6 +17,7 @@ mod flags;
 mod folder;
 mod lanes;
 mod lock;
+mod pacing;
 mod reconcile;
 
 use std::collections::BTreeSet;
@@ -39,6 +40,8 @@ use crate::state::LedgerWriter;
 pub(crate) use error::ApplyError;
 use lanes::{split_into_lanes, Lane};
 use lock::DestinationLock;
+use pacing::AccountPacer;
+pub(crate) use pacing::RunPacing;
 
 /// Default body budget: 24 MiB of fetched-but-not-yet-appended bodies in the whole run.
 pub(crate) const BODY_BUDGET_KIB: usize = 24 * 1024;
@@ -55,6 +58,8 @@ pub(crate) struct Executor<'a> {
     pub progress: crate::progress::Progress,
     /// Finds the hints of an account's error (the command layer knows every error type).
     pub hints: crate::diagnostics::HintLookup,
+    /// The pacing caps of `[limits]`: the run's buckets, and each account's.
+    pub pacing: RunPacing,
 }
 
 /// What every step of one account's copy needs to know: the run and the account.
@@ -62,6 +67,7 @@ pub(crate) struct Executor<'a> {
 struct Ctx<'r> {
     exec: &'r Executor<'r>,
     account: &'r Account,
+    pacer: &'r AccountPacer<'r>,
 }
 
 impl Ctx<'_> {
@@ -73,10 +79,15 @@ impl Ctx<'_> {
         self.exec.cancel.is_cancelled()
     }
 
-    /// The pacing point: called with the bytes about to be read from the source or
-    /// written to the destination, before each FETCH and each APPEND. Waits here keep an
-    /// account under its provider's caps (`[limits]` pacing keys).
-    async fn pace(&self, _side: Side, _bytes: u64) {}
+    /// The pacing point: called with the messages and bytes about to be read from the
+    /// source or written to the destination, before each FETCH and each APPEND. Waits here
+    /// keep an account under its provider's caps (`[limits]` pacing keys, `pacing.rs`).
+    /// `false` when the run was cancelled while waiting: then nothing is moved.
+    async fn pace(&self, side: Side, messages: usize, bytes: u64) -> bool {
+        self.pacer
+            .admit(side, messages, bytes, &self.exec.cancel)
+            .await
+    }
 
     fn session_config(&self, side: Side) -> SessionConfig {
         let settings = self.settings();
@@ -151,6 +162,7 @@ impl Executor<'_> {
             report.settle();
             return report;
         }
+        let pacer = self.pacing.account();
         if plan.has_changes() || !plan.ledger_updates.is_empty() {
             let result = match self.start_account(plan) {
                 Ok((lock, ledger)) if plan.has_changes() => {
@@ -170,6 +182,7 @@ impl Executor<'_> {
                     let ctx = Ctx {
                         exec: self,
                         account,
+                        pacer: &pacer,
                     };
                     let result = ctx.copy_account(plan, &mut tally).await;
                     progress.finish();
@@ -192,6 +205,7 @@ impl Executor<'_> {
             + report.already_present;
         report.pending = planned.saturating_sub(accounted);
         report.seconds = started.elapsed().as_secs_f64();
+        (report.pacing_waits, report.pacing_wait_seconds) = pacer.waited();
         report.stamp_finished();
         report.settle();
         report

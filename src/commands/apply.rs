@@ -95,6 +95,7 @@ pub(super) async fn run(
         cancel: cancel.clone(),
         progress: Progress::new(std::io::stderr().is_terminal()),
         hints: super::hint_of,
+        pacing: crate::apply::RunPacing::new(&settings.limits.pacing),
     };
     let parallel = settings.limits.parallel_accounts.max(1);
     let reports = stream::iter(work.iter())

@@ -663,11 +663,16 @@ impl DestinationSession {
     }
 
     /// `UID STORE +FLAGS.SILENT` in the selected folder (retried: adding is idempotent).
-    pub async fn add_flags(&mut self, uids: &[u32], flags: &[String]) -> Result<(), SessionError> {
+    /// A permanent refusal is `Ok(Err(the server's words))`.
+    pub async fn add_flags(
+        &mut self,
+        uids: &[u32],
+        flags: &[String],
+    ) -> Result<Result<(), String>, SessionError> {
         loop {
             let writer = self.live().await?;
             match writer.add_flags(uids, flags).await {
-                Ok(()) => return Ok(()),
+                Ok(done) => return Ok(done),
                 Err(err) => self.fail(err, "destination: UID STORE").await?,
             }
         }

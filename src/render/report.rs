@@ -60,6 +60,16 @@ pub(crate) fn report(report: &Report) -> String {
                 esc(&f.reason)
             ));
         }
+        if a.pacing_waits > 0 {
+            out.push_str(&format!(
+                "{}: pacing slowed the copy: {} for {} in all ([limits] caps)\n",
+                esc(&a.source_user),
+                counted(a.pacing_waits, "wait", "waits"),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    a.pacing_wait_seconds.round() as u64
+                )),
+            ));
+        }
         if !a.vanished.is_empty() {
             out.push_str(&format!(
                 "{}: {} vanished from the source since the plan (not copied)\n",
@@ -95,6 +105,21 @@ pub(crate) fn report(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::report::{AccountReport, FailedMessage};
+
+    #[test]
+    fn pacing_waits_are_told() {
+        let mut a = AccountReport::new("a", "b");
+        a.pacing_waits = 3;
+        a.pacing_wait_seconds = 125.4;
+        a.settle();
+        let text = report(&Report::new(vec![a], false));
+        assert!(
+            text.contains("a: pacing slowed the copy: 3 waits for 2m 5s in all ([limits] caps)\n"),
+            "{text}"
+        );
+        let quiet = report(&Report::new(vec![AccountReport::new("a", "b")], false));
+        assert!(!quiet.contains("pacing"), "{quiet}");
+    }
 
     #[test]
     fn failed_messages_are_listed_under_the_table() {

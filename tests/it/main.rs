@@ -23,6 +23,7 @@ mod man_cli;
 mod mapping_cli;
 mod oauth_cli;
 mod output_cli;
+mod pacing_cli;
 mod pipelining;
 mod plan_cli;
 mod reliability;
