@@ -90,22 +90,62 @@ impl Lane<'_, '_> {
             );
             return Ok(());
         }
+        let refused = self.refused_keywords();
         let mut by_flags: std::collections::BTreeMap<Vec<String>, Vec<u32>> = Default::default();
         for u in &folder.flag_updates {
-            let flags = allowed.filter(&u.add);
+            let flags = without_refused(allowed.filter(&u.add), &refused);
             if !flags.is_empty() {
                 by_flags.entry(flags).or_default().push(u.uid);
             }
         }
         for (flags, uids) in by_flags {
-            self.dst
+            let mut added = false;
+            match self
+                .dst
                 .add_flags(&uids, &flags)
                 .await
-                .map_err(ApplyError::dst)?;
+                .map_err(ApplyError::dst)?
+            {
+                Ok(()) => added = true,
+                // One flag refused (Dovecot: a keyword longer than `mail_max_keyword_length`,
+                // though PERMANENTFLAGS offers `\*`): each flag alone, the refused ones
+                // dropped with one warning each.
+                Err(_) => {
+                    for flag in &flags {
+                        match self
+                            .dst
+                            .add_flags(&uids, std::slice::from_ref(flag))
+                            .await
+                            .map_err(ApplyError::dst)?
+                        {
+                            Ok(()) => added = true,
+                            Err(words) => self.warn_refused_keyword(flag, &words),
+                        }
+                    }
+                }
+            }
             self.dst.backoff.progress();
-            self.tally.report.flags_updated += uids.len() as u64;
+            if added {
+                self.tally.report.flags_updated += uids.len() as u64;
+            }
         }
         Ok(())
+    }
+
+    /// One warning per flag and account that the destination refused to add.
+    fn warn_refused_keyword(&self, flag: &str, words: &str) {
+        if self
+            .tally
+            .warned_keywords
+            .lock()
+            .expect("not poisoned")
+            .insert(flag.to_string())
+        {
+            tracing::warn!(
+                account = %self.tally.report.source_user,
+                "the destination refused to add the flag `{flag}` to existing messages ({words}); left out"
+            );
+        }
     }
 
     /// The keywords the destination account refused so far (each warned about once): left

@@ -20,7 +20,7 @@ use super::{ApplyError, Ctx, BODY_BUDGET_KIB};
 
 /// Attempts at one message sent alone before it is given up (recorded as failed, with the
 /// reason) so that the rest of the folder goes on.
-const ALONE_ATTEMPTS: u32 = 3;
+const ALONE_ATTEMPTS: u32 = 10;
 
 impl Ctx<'_> {
     /// Checks that every source folder the plan reads still has the planned UIDVALIDITY,

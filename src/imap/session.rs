@@ -36,15 +36,15 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Waits from 200 ms doubling up to 30 s (or `connect-timeout`, when shorter, but at
-    /// least 1 s); ten failures in a row without progress give up. A server refusing
-    /// connections is thus waited for one to two minutes with the defaults.
+    /// least 1 s); sixteen failures in a row without progress give up. A server refusing
+    /// connections is thus waited for about four to six minutes with the defaults.
     pub fn from_limits(limits: &Limits) -> RetryPolicy {
         RetryPolicy {
             first: Duration::from_millis(200),
             cap: limits
                 .connect_timeout
                 .clamp(Duration::from_secs(1), Duration::from_secs(30)),
-            budget: 10,
+            budget: 16,
         }
     }
 
@@ -663,11 +663,16 @@ impl DestinationSession {
     }
 
     /// `UID STORE +FLAGS.SILENT` in the selected folder (retried: adding is idempotent).
-    pub async fn add_flags(&mut self, uids: &[u32], flags: &[String]) -> Result<(), SessionError> {
+    /// A permanent refusal is `Ok(Err(the server's words))`.
+    pub async fn add_flags(
+        &mut self,
+        uids: &[u32],
+        flags: &[String],
+    ) -> Result<Result<(), String>, SessionError> {
         loop {
             let writer = self.live().await?;
             match writer.add_flags(uids, flags).await {
-                Ok(()) => return Ok(()),
+                Ok(done) => return Ok(done),
                 Err(err) => self.fail(err, "destination: UID STORE").await?,
             }
         }

@@ -283,8 +283,14 @@ impl Writer {
 
     /// `UID STORE <uids> +FLAGS.SILENT (<flags>)` in the selected folder: adds flags to
     /// existing messages (`flags-on-existing = "add"`), never removes one. Flags that are
-    /// not valid atoms, and `\Recent`, are left out.
-    pub async fn add_flags(&mut self, uids: &[u32], flags: &[String]) -> Result<(), ImapError> {
+    /// not valid atoms, and `\Recent`, are left out. A permanent refusal is `Ok(Err(the
+    /// server's words))` and leaves the session usable; a temporary one (`[UNAVAILABLE]`,
+    /// throttling) is an `ImapError`, to be retried.
+    pub async fn add_flags(
+        &mut self,
+        uids: &[u32],
+        flags: &[String],
+    ) -> Result<Result<(), String>, ImapError> {
         if self.selected.is_none() {
             return Err(self
                 .conn
@@ -297,17 +303,34 @@ impl Writer {
             .filter(|f| keep_flag(f) && is_flag_atom(f))
             .collect();
         if flags.is_empty() || uids.is_empty() {
-            return Ok(());
+            return Ok(Ok(()));
         }
         let list = flags.join(" ");
         for set in uid_sets(uids, 8_000) {
             let command = format!("UID STORE {set} +FLAGS.SILENT ({list})");
-            self.conn
+            match self
+                .conn
                 .run(&command, "UID STORE +FLAGS.SILENT", |_| {})
                 .await?
-                .ok_or_protocol(&self.conn.ep, "UID STORE +FLAGS.SILENT")?;
+            {
+                CommandEnd::Ok => {}
+                // Refused (Dovecot: a keyword longer than `mail_max_keyword_length`): the
+                // server's words; the session is fine.
+                CommandEnd::No(text)
+                    if super::session::classify_words(&text)
+                        == super::session::Transience::Permanent =>
+                {
+                    return Ok(Err(text))
+                }
+                CommandEnd::No(text) => {
+                    return Err(self.conn.ep.protocol("UID STORE +FLAGS.SILENT", text))
+                }
+                CommandEnd::Bad(text) => {
+                    return Err(self.conn.ep.protocol("UID STORE +FLAGS.SILENT", text))
+                }
+            }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// The inventory metadata of every message with UID ≥ `first_uid` in the selected

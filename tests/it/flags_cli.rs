@@ -140,3 +140,48 @@ fn keywords_the_destination_refuses_are_dropped_with_one_warning_each() {
     assert_eq!(again.status, 0, "{again}");
     src_before.assert_unchanged(&src.snapshot());
 }
+
+/// `flags-on-existing = "add"` against the same Dovecot refusal: `UID STORE +FLAGS` with a
+/// too-long keyword is `NO [CANNOT] Keyword length too long`; the other flags are still
+/// added, the refused keyword is dropped with one warning, and the account is not failed.
+#[test]
+fn add_drops_a_keyword_the_destination_refuses_and_adds_the_rest() {
+    let s = Scenario::new()
+        .source(Layout::Classic)
+        .destination_with(
+            crate::support::Dovecot::builder()
+                .layout(Layout::Modern)
+                .extra_config("mail_max_keyword_length = 12"),
+        )
+        .account("alma")
+        .config("[messages]\nflags-on-existing = \"add\"\n");
+    let long = "Quite-A-Long-Keyword";
+    let body = MessageBuilder::new().subject("flags, one refused").build();
+    let mut src = s.src("alma");
+    src.append_many(
+        "INBOX",
+        &[NewMessage::new(body.clone()).flags(&["\\Seen", "$Label1", long])],
+    );
+    s.dst("alma").append_many(
+        "INBOX",
+        &[NewMessage::new(body.clone()).flags(&["\\Flagged"])],
+    );
+    let src_before = src.snapshot();
+
+    let (run, report) = crate::apply_cli::apply(&s, &[]);
+    assert_eq!(run.status, 0, "{run}");
+    assert_eq!(report["accounts"][0]["status"], "done", "{report:#}");
+    assert_eq!(report["accounts"][0]["flags_updated"], 1, "{report:#}");
+    assert_eq!(
+        run.stderr
+            .matches(&format!("refused to add the flag `{long}`"))
+            .count(),
+        1,
+        "{run}"
+    );
+    let msgs = s.dst("alma").fetch_all("INBOX");
+    assert_eq!(msgs.len(), 1, "no copy was added");
+    assert_eq!(msgs[0].body, body);
+    assert_eq!(msgs[0].flags, vec!["$Label1", "\\Flagged", "\\Seen"]);
+    src_before.assert_unchanged(&src.snapshot());
+}
