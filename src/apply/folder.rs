@@ -247,6 +247,13 @@ impl Lane<'_, '_> {
                     .await;
                 Some((result, got, permit))
             };
+            // The batch's share of the body budget is released as soon as its bodies are
+            // sent (inside the join), so that the fetch beside it, waiting for budget,
+            // never waits on its own lane.
+            let permits: Vec<_> = to_append
+                .iter_mut()
+                .filter_map(|r| r.permit.take())
+                .collect();
             let append = async {
                 if to_append.is_empty() {
                     return None;
@@ -256,14 +263,11 @@ impl Lane<'_, '_> {
                     return None; // cancelled while pacing: these stay pending
                 }
                 let items = append_items(&to_append, allowed, &refused);
-                Some(dst.append_batch(wire, &items).await)
+                let result = dst.append_batch(wire, &items).await;
+                drop(permits);
+                Some(result)
             };
             let (fetched, appended) = tokio::join!(fetch, append);
-            // Released as soon as the bodies are sent, so that a lane waiting for budget
-            // never waits on itself.
-            for r in &mut to_append {
-                r.permit = None;
-            }
             if let Some(result) = appended {
                 self.settle_append(run, to_append, result).await?;
             }
