@@ -106,6 +106,9 @@ pub(super) async fn plan_account(
     }
 }
 
+/// Attempts at one side's inventory when its connection is lost midway.
+const INVENTORY_ATTEMPTS: u32 = 5;
+
 async fn try_plan_account(
     settings: &Settings,
     account: &Account,
@@ -118,20 +121,43 @@ async fn try_plan_account(
     };
     let collect = |side: Side| async move {
         let _permit = caps.of(side).acquire().await.expect("never closed");
-        let cached = cache::read(&settings.state_dir, settings.server(side), user(side), side);
-        let extra = inventory::Extra {
-            caps,
-            connections: settings.limits.connections_per_account,
-        };
-        inventory::collect(
-            side,
-            settings.server(side),
-            &settings.limits,
-            &Credentials::of(account, side),
-            cached,
-            Some(extra),
-        )
-        .await
+        // A connection lost or stalled in the middle of the inventory (a flaky link, a
+        // restarting server) is read again, a few times, after a backoff.
+        let mut backoff = crate::imap::Backoff::new(crate::imap::RetryPolicy {
+            budget: INVENTORY_ATTEMPTS - 1,
+            ..crate::imap::RetryPolicy::from_limits(&settings.limits)
+        });
+        loop {
+            let cached = cache::read(&settings.state_dir, settings.server(side), user(side), side);
+            let extra = inventory::Extra {
+                caps,
+                connections: settings.limits.connections_per_account,
+            };
+            let result = inventory::collect(
+                side,
+                settings.server(side),
+                &settings.limits,
+                &Credentials::of(account, side),
+                cached,
+                Some(extra),
+            )
+            .await;
+            match &result {
+                Err(
+                    InventoryError::Imap { source, .. } | InventoryError::Folder { source, .. },
+                ) if matches!(
+                    source,
+                    crate::imap::ImapError::Closed { .. } | crate::imap::ImapError::Timeout { .. }
+                ) =>
+                {
+                    tracing::warn!(account = %account.source_user, %side, "inventory: {source}; reading again");
+                    if !backoff.failed(None).await {
+                        return result;
+                    }
+                }
+                _ => return result,
+            }
+        }
     };
     let (source, destination) = tokio::join!(collect(Side::Source), collect(Side::Destination));
     let (mut source, mut destination) = (source?, destination?);

@@ -36,15 +36,15 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Waits from 200 ms doubling up to 30 s (or `connect-timeout`, when shorter, but at
-    /// least 1 s); ten failures in a row without progress give up. A server refusing
-    /// connections is thus waited for one to two minutes with the defaults.
+    /// least 1 s); sixteen failures in a row without progress give up. A server refusing
+    /// connections is thus waited for about four to six minutes with the defaults.
     pub fn from_limits(limits: &Limits) -> RetryPolicy {
         RetryPolicy {
             first: Duration::from_millis(200),
             cap: limits
                 .connect_timeout
                 .clamp(Duration::from_secs(1), Duration::from_secs(30)),
-            budget: 10,
+            budget: 16,
         }
     }
 

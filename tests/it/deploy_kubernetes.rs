@@ -277,6 +277,14 @@ fn the_apply_job_is_an_indexed_job_whose_shards_agree_with_completions() {
         "a failed shard retries alone: {job:#}"
     );
     assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
+    // SIGTERM is an orderly stop (report written, exit 143): give it time.
+    assert!(
+        spec["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30)
+            >= 60,
+        "{job:#}"
+    );
     let containers = spec["template"]["spec"]["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1);
     let args = strings(&containers[0]["args"]);

@@ -27,6 +27,7 @@ mod output_cli;
 mod pacing_cli;
 mod pipelining;
 mod plan_cli;
+mod reliability;
 mod robustness;
 mod rules_cli;
 mod scenario;

@@ -161,7 +161,7 @@ fn a_connection_cut_after_some_create_answers_loses_and_doubles_nothing() {
 }
 
 #[test]
-fn a_source_cut_in_the_pipelined_inventory_fails_the_plan_and_a_rerun_is_complete() {
+fn a_source_cut_in_the_pipelined_inventory_is_read_again_never_short() {
     let (mut s, before) = scenario();
     // Cut after the answers to two EXAMINEs of the pipelined inventory round.
     let proxy = FaultProxy::to(s.port(Side::Source))
@@ -170,13 +170,17 @@ fn a_source_cut_in_the_pipelined_inventory_fails_the_plan_and_a_rerun_is_complet
     s.set_port(Side::Source, proxy.port());
     let r = s.run(&["apply", "--auto-approve"]);
     assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
-    assert_eq!(
-        r.status, 1,
-        "a cut inventory is an error, never a short plan\n{r}"
+    // A cut inventory is never a short plan: the lost side is read again whole (issue 6:
+    // a flaky link must not fail the account), and everything is copied once.
+    assert!(
+        r.stderr.contains("reading again"),
+        "the inventory was not read again\n{r}"
     );
-    assert!(destination_subjects(&mut s.dst("alice")).is_empty());
-
-    let r = s.run(&["apply", "--auto-approve"]);
     assert_eq!(r.status, 0, "{r}");
     assert_complete_once(&s, &before);
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
 }

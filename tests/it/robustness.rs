@@ -304,7 +304,7 @@ fn destination_stalled_on_every_connection_fails_with_a_timeout_naming_the_serve
     assert!(proxy.fired() >= 1, "the stall never happened\n{r}");
     assert_eq!(r.status, 1, "{r}");
     assert!(
-        r.elapsed < Duration::from_secs(30),
+        r.elapsed < Duration::from_secs(50),
         "took {:?}\n{r}",
         r.elapsed
     );

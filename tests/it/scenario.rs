@@ -275,6 +275,17 @@ impl Scenario {
     }
 
     /// Kill one server (its port stays in the config: connections are then refused).
+    /// Restarts one side's Dovecot (SIGTERM, then the same port and mail); how long it
+    /// was away.
+    pub(crate) fn restart(&mut self, side: Side) -> Duration {
+        match side {
+            Side::Source => self.source.as_mut(),
+            Side::Destination => self.destination.as_mut(),
+        }
+        .unwrap_or_else(|| panic!("no running {side:?} server to restart"))
+        .restart()
+    }
+
     pub(crate) fn stop(&mut self, side: Side) {
         let dc = match side {
             Side::Source => self.source.take(),

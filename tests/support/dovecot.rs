@@ -215,6 +215,8 @@ impl DovecotBuilder {
                         cert_path: cert.map(|c| c.cert.clone()),
                         conf_path,
                         log_path,
+                        stderr_path,
+                        greeting,
                         mail_root,
                         passwd: Mutex::new(passwd),
                         start_time: started.elapsed(),
@@ -314,6 +316,8 @@ pub(crate) struct Dovecot {
     cert_path: Option<PathBuf>,
     conf_path: PathBuf,
     log_path: PathBuf,
+    stderr_path: PathBuf,
+    greeting: String,
     mail_root: PathBuf,
     passwd: Mutex<Passwd>,
     start_time: Duration,
@@ -432,6 +436,62 @@ impl Dovecot {
     /// The last 40 lines of dovecot.log.
     pub(crate) fn log_tail(&self) -> String {
         tail(&read_lossy(&self.log_path), 40)
+    }
+
+    /// Stops the server as an admin does (SIGTERM: clients get `BYE Server shutting
+    /// down`), then starts it again on the same port with the same mail and users.
+    /// Returns how long it was away.
+    pub(crate) fn restart(&mut self) -> Duration {
+        let started = Instant::now();
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+        // The master's own children first (imap sessions survive a master that only
+        // stops: SIGTERM makes each say `BYE Server shutting down`), then the master.
+        let master = self.child.id();
+        let children = fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default();
+        let mut pids: Vec<String> = children.split_whitespace().map(str::to_string).collect();
+        pids.push(master.to_string());
+        let _ = Command::new("kill").arg("-TERM").args(&pids).status();
+        let _ = self.child.wait();
+        for _ in 0..100 {
+            let stderr = fs::File::create(&self.stderr_path).expect("create dovecot.stderr");
+            let mut child = Command::new(find_program("dovecot"))
+                .arg("-F")
+                .arg("-c")
+                .arg(&self.conf_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("restart dovecot");
+            match wait_ready(
+                &mut child,
+                self.port,
+                &self.greeting,
+                Instant::now() + START_TIMEOUT,
+            ) {
+                Ready::Yes => {
+                    let (watchdog, stdin) = spawn_watchdog(child.id());
+                    self.child = child;
+                    self.watchdog = watchdog;
+                    self._watchdog_stdin = stdin;
+                    return started.elapsed();
+                }
+                // The old master's children may still hold the port for a moment.
+                Ready::Exited(_) => std::thread::sleep(Duration::from_millis(50)),
+                Ready::TimedOut => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("dovecot did not come back on port {}", self.port);
+                }
+            }
+        }
+        panic!(
+            "dovecot did not restart on port {}\n{}",
+            self.port,
+            self.log_tail()
+        );
     }
 }
 

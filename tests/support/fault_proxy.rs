@@ -36,6 +36,9 @@ pub(crate) enum FaultAction {
     Cut,
     /// Forward nothing more in either direction, keep both sockets open.
     Stall,
+    /// Send these bytes instead of the line holding the trigger, then stall (e.g. a
+    /// FETCH response announcing a literal far bigger than the client can hold).
+    Replace(&'static [u8]),
 }
 
 /// When a fault fires.
@@ -44,6 +47,9 @@ pub(crate) enum Trigger {
     /// Once this connection has carried this many bytes in the fault's direction: exactly
     /// that many are forwarded, the rest is not.
     AfterBytes(u64),
+    /// Like `AfterBytes`, with a limit drawn per connection from `min..max` by a generator
+    /// seeded with `seed` and the connection's number (a reproducible flaky link).
+    RandomBytes { min: u64, max: u64, seed: u64 },
     /// At the `occurrence`-th time (1-based, counted over all connections; 0 = every time)
     /// `pattern` is seen in the fault's direction: the line holding it is not forwarded
     /// (bytes before that line are). Patterns are matched within one line.
@@ -77,6 +83,30 @@ impl Fault {
         Fault {
             action: FaultAction::Stall,
             ..Fault::cut_after(direction, bytes)
+        }
+    }
+
+    /// Cut each connection after a random number of bytes in `min..max` in `direction`
+    /// (seeded: the same seed cuts at the same places).
+    pub(crate) fn cut_randomly(direction: Direction, min: u64, max: u64, seed: u64) -> Fault {
+        assert!(min < max);
+        Fault {
+            direction,
+            trigger: Trigger::RandomBytes { min, max, seed },
+            action: FaultAction::Cut,
+            times: None,
+        }
+    }
+
+    /// Instead of the line holding `pattern` (every occurrence), send `with` and stall.
+    pub(crate) fn replace_at_every(
+        direction: Direction,
+        pattern: &[u8],
+        with: &'static [u8],
+    ) -> Fault {
+        Fault {
+            action: FaultAction::Replace(with),
+            ..Fault::cut_at_every(direction, pattern)
         }
     }
 
@@ -144,6 +174,26 @@ pub(crate) struct FaultProxyBuilder {
     delay: Option<Duration>,
     rewrite: Option<Rewrite>,
     answer: Option<Answer>,
+    throttle: Option<Throttle>,
+}
+
+/// Answer APPEND commands on the proxy's own with a tagged NO (`text`) instead of
+/// forwarding them: the first `times` of them, and then every one that arrives within
+/// `window` of the last throttled answer (a throttling server such as Microsoft 365's).
+#[derive(Clone, Debug)]
+pub(crate) struct Throttle {
+    pub times: usize,
+    pub window: Duration,
+    pub text: String,
+}
+
+/// What a throttling proxy saw.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AppendLog {
+    /// When each throttled APPEND was answered.
+    pub throttled: Vec<std::time::Instant>,
+    /// When each forwarded APPEND command line arrived.
+    pub forwarded: Vec<std::time::Instant>,
 }
 
 /// Answers some client command lines itself instead of forwarding them (a server feature
@@ -189,6 +239,17 @@ impl FaultProxyBuilder {
         self
     }
 
+    /// Throttle APPENDs (see [`Throttle`]); `MULTIAPPEND` is hidden from the client so that
+    /// every message is its own APPEND, as with Microsoft 365.
+    pub(crate) fn throttle(mut self, times: usize, window: Duration, text: &str) -> Self {
+        self.throttle = Some(Throttle {
+            times,
+            window,
+            text: text.to_string(),
+        });
+        self.rewrite(Direction::ServerToClient, b"MULTIAPPEND", b"XULTIAPPEND")
+    }
+
     /// Sleep this long before forwarding each chunk (a slow network).
     pub(crate) fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
@@ -209,6 +270,10 @@ impl FaultProxyBuilder {
             rewrite: self.rewrite,
             answer: self.answer,
             answered: AtomicUsize::new(0),
+            throttle: self.throttle,
+            refuse_until: Mutex::new(None),
+            refused: AtomicUsize::new(0),
+            appends: Mutex::new(AppendLog::default()),
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             fired: AtomicUsize::new(0),
@@ -245,6 +310,7 @@ impl FaultProxy {
             delay: None,
             rewrite: None,
             answer: None,
+            throttle: None,
         }
     }
 
@@ -266,6 +332,25 @@ impl FaultProxy {
     /// How many times the fault fired (a test should check it did, or it proved nothing).
     pub(crate) fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
+    }
+
+    /// Cuts every open connection now and refuses new ones for `how_long` (a server that
+    /// is restarting or overloaded).
+    pub(crate) fn refuse_for(&self, how_long: Duration) {
+        *self.shared.refuse_until.lock().unwrap() = Some(std::time::Instant::now() + how_long);
+        for s in self.shared.sockets.lock().unwrap().iter() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Connections closed because the proxy was refusing.
+    pub(crate) fn refused(&self) -> usize {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
+
+    /// The APPENDs a throttling proxy answered and forwarded.
+    pub(crate) fn appends(&self) -> AppendLog {
+        self.shared.appends.lock().unwrap().clone()
     }
 
     /// Cuts every connection open now (later ones are forwarded as usual); returns how
@@ -302,6 +387,12 @@ struct Shared {
     rewrite: Option<Rewrite>,
     answer: Option<Answer>,
     answered: AtomicUsize,
+    throttle: Option<Throttle>,
+    /// New connections are closed at once until then.
+    refuse_until: Mutex<Option<std::time::Instant>>,
+    refused: AtomicUsize,
+    /// When each throttled APPEND was answered and when forwarded ones arrived.
+    appends: Mutex<AppendLog>,
     stop: AtomicBool,
     connections: AtomicUsize,
     fired: AtomicUsize,
@@ -350,7 +441,18 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Err(_) => continue,
         };
         let _ = client.set_nonblocking(false);
-        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let index = shared.connections.fetch_add(1, Ordering::SeqCst);
+        let refusing = shared
+            .refuse_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| std::time::Instant::now() < until);
+        if refusing {
+            // Like a server that is down: the connection ends before any greeting.
+            shared.refused.fetch_add(1, Ordering::SeqCst);
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
         let server = match TcpStream::connect(("127.0.0.1", shared.upstream_port)) {
             Ok(s) => s,
             Err(_) => continue, // dropping `client` refuses it, as the server would
@@ -370,13 +472,27 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let mut threads = shared.threads.lock().unwrap();
         for direction in [Direction::ClientToServer, Direction::ServerToClient] {
             let (conn, shared) = (Arc::clone(&conn), Arc::clone(&shared));
-            threads.push(thread::spawn(move || pump(&conn, &shared, direction)));
+            threads.push(thread::spawn(move || {
+                if direction == Direction::ClientToServer && shared.throttle.is_some() {
+                    throttle_pump(&conn, &shared)
+                } else {
+                    pump(&conn, &shared, direction, index)
+                }
+            }));
         }
     }
 }
 
+/// A well-mixed 64-bit number from `x` (splitmix64): reproducible per connection.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Forwards one direction of one connection until EOF, an error, or the fault.
-fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
+fn pump(conn: &Conn, shared: &Shared, direction: Direction, index: usize) {
     let (mut from, mut to) = match direction {
         Direction::ClientToServer => (&conn.client, &conn.server),
         Direction::ServerToClient => (&conn.server, &conn.client),
@@ -431,6 +547,10 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
                 Trigger::AfterBytes(limit) => {
                     (carried + n as u64 >= *limit).then(|| (*limit - carried.min(*limit)) as usize)
                 }
+                Trigger::RandomBytes { min, max, seed } => {
+                    let limit = min + splitmix(seed ^ (index as u64)) % (max - min);
+                    (carried + n as u64 >= limit).then(|| (limit - carried.min(limit)) as usize)
+                }
                 Trigger::AtPattern {
                     pattern,
                     occurrence,
@@ -466,12 +586,110 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction) {
                         conn.stalled.store(true, Ordering::SeqCst);
                         park(shared);
                     }
+                    FaultAction::Replace(with) => {
+                        let _ = to.write_all(with);
+                        let _ = to.flush();
+                        conn.stalled.store(true, Ordering::SeqCst);
+                        park(shared);
+                    }
                 }
                 return;
             }
         }
     }
     // One side closed: pass it on.
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Client → server with APPEND throttling: forwards line by line (literals raw), and
+/// answers throttled APPEND commands itself, swallowing their literals (LITERAL+ only:
+/// the client must not wait for `+`).
+fn throttle_pump(conn: &Conn, shared: &Shared) {
+    let throttle = shared.throttle.as_ref().expect("throttle mode");
+    let (mut from, mut to, mut client) = (&conn.client, &conn.server, &conn.client);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    // Raw literal bytes still to pass (or swallow) before the next line.
+    let mut literal: usize = 0;
+    // The command being swallowed: its tag.
+    let mut swallowing: Option<String> = None;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        loop {
+            if literal > 0 {
+                let k = literal.min(pending.len());
+                if k == 0 {
+                    break;
+                }
+                let chunk: Vec<u8> = pending.drain(..k).collect();
+                if swallowing.is_none() && to.write_all(&chunk).is_err() {
+                    return;
+                }
+                literal -= k;
+                continue;
+            }
+            let Some(end) = pending.windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let line: Vec<u8> = pending.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&line).to_string();
+            let trimmed = text.trim_end();
+            let next_literal = trimmed
+                .strip_suffix('}')
+                .and_then(|t| t.rsplit_once('{'))
+                .and_then(|(_, n)| n.trim_end_matches('+').parse::<usize>().ok());
+            if swallowing.is_none() {
+                let mut words = trimmed.splitn(3, ' ');
+                let tag = words.next().unwrap_or("").to_string();
+                let is_append = words
+                    .next()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("APPEND"));
+                if is_append {
+                    let mut log = shared.appends.lock().unwrap();
+                    let now = std::time::Instant::now();
+                    let within = log
+                        .throttled
+                        .last()
+                        .is_some_and(|t| now.duration_since(*t) < throttle.window);
+                    if log.throttled.len() < throttle.times || within {
+                        log.throttled.push(now);
+                        shared.fired.fetch_add(1, Ordering::SeqCst);
+                        swallowing = Some(tag);
+                    } else {
+                        log.forwarded.push(now);
+                    }
+                }
+            }
+            match &swallowing {
+                Some(tag) => {
+                    if let Some(n) = next_literal {
+                        literal = n;
+                        if !trimmed.ends_with("+}") {
+                            // A synchronising literal waits for the server's go-ahead.
+                            let _ = client.write_all(b"+ go ahead\r\n");
+                        }
+                    } else {
+                        // The command ends here: answer it.
+                        let answer = format!("{tag} NO {}\r\n", throttle.text);
+                        let _ = client.write_all(answer.as_bytes());
+                        swallowing = None;
+                    }
+                }
+                None => {
+                    if to.write_all(&line).is_err() {
+                        return;
+                    }
+                    if let Some(n) = next_literal {
+                        literal = n;
+                    }
+                }
+            }
+        }
+    }
     let _ = to.shutdown(Shutdown::Write);
 }
 
