@@ -46,6 +46,7 @@ const TARGET_RSS_MB: f64 = 64.0;
 const TARGET_NOOP_S: f64 = 0.5;
 const TARGET_DELTA_S: f64 = 0.6;
 const GNU_TIME: &str = "/usr/bin/time";
+const MBSYNC: &str = "/usr/bin/mbsync";
 
 struct Options {
     bin: PathBuf,
@@ -59,6 +60,12 @@ struct Options {
     csv_rows: Option<usize>,
     /// `--huge N`: one account of N messages instead (plan, apply, no-op plan).
     huge: Option<usize>,
+    /// `--rtt-ms N`: a delaying proxy (N/2 ms each way) in front of both Dovecots.
+    rtt_ms: u64,
+    /// `--folders N` (≥ 7): INBOX's share spread over N - 6 more folders.
+    folders: usize,
+    /// `--mbsync`: the same steps with mbsync (isync) through the same proxy.
+    mbsync: bool,
 }
 
 /// The three measured steps of a run.
@@ -82,10 +89,13 @@ fn parse_args() -> Options {
         parallel_accounts: None,
         csv_rows: None,
         huge: None,
+        rtt_ms: 0,
+        folders: FOLDERS.len(),
+        mbsync: false,
     };
     let mut args = std::env::args().skip(1);
     let usage =
-        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]\n             [--csv-rows N] [--huge N]";
+        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]\n             [--csv-rows N] [--huge N]\n             [--rtt-ms N] [--folders N] [--mbsync]";
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -126,6 +136,19 @@ fn parse_args() -> Options {
             }
             "--csv-rows" => o.csv_rows = Some(number(value("--csv-rows"))),
             "--huge" => o.huge = Some(number(value("--huge"))),
+            "--rtt-ms" => {
+                let v = value("--rtt-ms");
+                o.rtt_ms = v
+                    .parse()
+                    .unwrap_or_else(|_| die(&format!("`{v}` is not a number of milliseconds")))
+            }
+            "--folders" => {
+                o.folders = number(value("--folders"));
+                if o.folders < FOLDERS.len() {
+                    die(&format!("--folders must be at least {}", FOLDERS.len()));
+                }
+            }
+            "--mbsync" => o.mbsync = true,
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0);
@@ -138,6 +161,9 @@ fn parse_args() -> Options {
             "no mailshift binary at `{}`\nhint: cargo build --release, or pass --bin",
             o.bin.display()
         ));
+    }
+    if o.mbsync && !Path::new(MBSYNC).is_file() {
+        die("--mbsync needs mbsync (isync 1.4)\nhint: apt-get install -y isync");
     }
     if !Path::new(GNU_TIME).is_file() {
         die("GNU time is needed to measure the tool's CPU and peak RSS\nhint: apt-get install -y time");
@@ -381,7 +407,17 @@ fn flags_for(rng: &mut Rng, folder: &str) -> Vec<&'static str> {
 
 /// One account's messages, grouped by source folder.
 struct AccountData {
-    folders: Vec<(&'static str, Vec<NewMessage>)>,
+    folders: Vec<(String, Vec<NewMessage>)>,
+}
+
+/// The source folders of an account: the seven of [`FOLDERS`], then `INBOX.Folder NN` up
+/// to `n`.
+fn folder_names(n: usize) -> Vec<String> {
+    let mut names: Vec<String> = FOLDERS.iter().map(|(f, _)| f.to_string()).collect();
+    for k in FOLDERS.len()..n {
+        names.push(format!("INBOX.Folder {:02}", k - FOLDERS.len() + 1));
+    }
+    names
 }
 
 impl AccountData {
@@ -396,11 +432,20 @@ impl AccountData {
 
 /// Messages `first..first+count` of one account; the folder of message `n` depends on `n`
 /// only through the seeded generator, so every run builds the same set.
-fn generate(account: usize, first: usize, count: usize, delta: bool) -> AccountData {
+fn generate(
+    account: usize,
+    first: usize,
+    count: usize,
+    delta: bool,
+    folder_count: usize,
+) -> AccountData {
     let seed = 0x6d61_696c_7368_6966 ^ ((account as u64) << 32);
     let mut rng = Rng(seed ^ first as u64);
-    let mut folders: Vec<(&'static str, Vec<NewMessage>)> =
-        FOLDERS.iter().map(|(f, _)| (*f, Vec::new())).collect();
+    let mut folders: Vec<(String, Vec<NewMessage>)> = folder_names(folder_count)
+        .into_iter()
+        .map(|f| (f, Vec::new()))
+        .collect();
+    let extra = folder_count - FOLDERS.len();
     for n in first..first + count {
         let idx = if delta {
             // New mail arrives in INBOX, plus what the user sent meanwhile.
@@ -412,13 +457,17 @@ fn generate(account: usize, first: usize, count: usize, delta: bool) -> AccountD
                 r -= FOLDERS[i].1;
                 i += 1;
             }
-            i
+            // With extra folders, INBOX's share is spread over INBOX and them.
+            match n % (extra + 1) {
+                k if i == 0 && k > 0 => FOLDERS.len() + k - 1,
+                _ => i,
+            }
         };
         let size = message_size(&mut rng);
         // The text comes from its own generator, so that how many draws a body takes
         // never shifts the sizes, folders and flags of the messages after it.
         let body = build_message(&mut Rng(!seed ^ n as u64), account, n, size);
-        let flags = flags_for(&mut rng, FOLDERS[idx].0);
+        let flags = flags_for(&mut rng, &folders[idx].0);
         let date = format!(
             "{:02}-{}-2023 {:02}:{:02}:{:02} +0100",
             1 + rng.below(28),
@@ -450,6 +499,8 @@ struct Setup {
     /// Messages and bytes on the source.
     messages: usize,
     bytes: u64,
+    /// Kept alive for the run.
+    _proxies: (Option<DelayProxy>, Option<DelayProxy>),
 }
 
 impl Setup {
@@ -470,16 +521,17 @@ impl Setup {
             let (user, password) = source.fresh_user(&format!("bench{a}"));
             destination.add_user(&user, &password);
             let mut imap = RawImap::login(source.port(), &user, &password);
-            for (folder, _) in FOLDERS {
+            for folder in folder_names(o.folders) {
+                let folder = folder.as_str();
                 if !matches!(
-                    *folder,
+                    folder,
                     "INBOX" | "INBOX.Sent Items" | "INBOX.Drafts" | "INBOX.Deleted Items"
                 ) {
                     imap.create(folder);
                     imap.subscribe(folder);
                 }
             }
-            let data = generate(a, 0, o.messages, false);
+            let data = generate(a, 0, o.messages, false, o.folders);
             bytes += data.bytes();
             for (folder, msgs) in &data.folders {
                 if !msgs.is_empty() {
@@ -488,6 +540,9 @@ impl Setup {
             }
             imap.logout();
             csv.push_str(&format!("{user},{password},{user},{password}\n"));
+            if o.mbsync {
+                destination.add_user(&mbsync_user(&user), &password);
+            }
             accounts.push(Account { user, password });
         }
         let dir = tempfile::Builder::new()
@@ -495,13 +550,29 @@ impl Setup {
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("accounts.csv"), csv).expect("write accounts.csv");
+        // Both servers behind a delaying proxy when a round trip time is asked for.
+        let (source_proxy, destination_proxy) = if o.rtt_ms > 0 {
+            let one_way = Duration::from_micros(o.rtt_ms * 500);
+            (
+                Some(DelayProxy::start(source.port(), one_way)),
+                Some(DelayProxy::start(destination.port(), one_way)),
+            )
+        } else {
+            (None, None)
+        };
+        let source_port = source_proxy.as_ref().map_or(source.port(), |p| p.port);
+        let destination_port = destination_proxy
+            .as_ref()
+            .map_or(destination.port(), |p| p.port);
+        if o.mbsync {
+            write_mbsync_config(dir.path(), &accounts, source_port, destination_port);
+        }
         let mut config = format!(
             "# mailshift benchmark (DESIGN.md §7): classic source -> modern destination\n\
              [source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
              [destination]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
              [accounts]\ncsv = \"accounts.csv\"\n",
-            source.port(),
-            destination.port()
+            source_port, destination_port
         );
         if let Some(n) = o.parallel_accounts {
             config.push_str(&format!("\n[limits]\nparallel-accounts = {n}\n"));
@@ -514,13 +585,14 @@ impl Setup {
             dir,
             messages: o.accounts * o.messages,
             bytes,
+            _proxies: (source_proxy, destination_proxy),
         }
     }
 
     fn add_delta(&mut self, o: &Options) -> (usize, u64) {
         let mut bytes = 0;
         for (a, acc) in self.accounts.iter().enumerate() {
-            let data = generate(a, o.messages, DELTA_PER_ACCOUNT, true);
+            let data = generate(a, o.messages, DELTA_PER_ACCOUNT, true, o.folders);
             bytes += data.bytes();
             let mut imap = RawImap::login(self.source.port(), &acc.user, &acc.password);
             for (folder, msgs) in &data.folders {
@@ -534,6 +606,25 @@ impl Setup {
         self.messages += n;
         self.bytes += bytes;
         (n, bytes)
+    }
+
+    /// Fails the benchmark unless every mbsync destination account holds exactly as many
+    /// messages as its source account.
+    fn verify_mbsync(&self, what: &str) {
+        for acc in &self.accounts {
+            let src = count_messages(self.source.port(), acc);
+            let mb = Account {
+                user: mbsync_user(&acc.user),
+                password: acc.password.clone(),
+            };
+            let dst = count_messages(self.destination.port(), &mb);
+            if src != dst {
+                die(&format!(
+                    "{what}: `{}` has {src} messages on the source but {dst} in mbsync's copy",
+                    acc.user
+                ));
+            }
+        }
     }
 
     /// Fails the benchmark unless every destination account holds exactly as many messages
@@ -595,6 +686,107 @@ fn count_messages(port: u16, acc: &Account) -> usize {
     }
     imap.logout();
     total
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency: a delaying proxy, and mbsync as the reference
+
+/// A TCP proxy that delays every byte by `one_way` in each direction without limiting
+/// throughput (a delay line: each chunk is due `one_way` after it was read), so a round
+/// trip through it costs `2 × one_way` more, like a long network path.
+struct DelayProxy {
+    port: u16,
+}
+
+impl DelayProxy {
+    fn start(upstream: u16, one_way: Duration) -> DelayProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the delay proxy");
+        let port = listener.local_addr().expect("local address").port();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (c2, s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                delay_line(client, server, one_way);
+                delay_line(s2, c2, one_way);
+            }
+        });
+        DelayProxy { port }
+    }
+}
+
+/// Copies `from` → `to`, each chunk written `delay` after it was read.
+fn delay_line(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+    use std::io::{Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping `tx` ends the writer once everything due has been written.
+    });
+    std::thread::spawn(move || {
+        while let Ok((due, bytes)) = rx.recv() {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if to.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+/// The destination account mbsync copies into (beside mailshift's).
+fn mbsync_user(user: &str) -> String {
+    format!("mb-{user}")
+}
+
+/// `mbsyncrc`: per account a channel from the classic source (namespace `INBOX.`) into its
+/// own destination account, `Sync Pull` and `Create Near` (mbsync's fastest one-way copy;
+/// `Sent` and `Trash` exist only on the destination and would make it fail),
+/// state under the bench's temp dir.
+fn write_mbsync_config(dir: &Path, accounts: &[Account], source_port: u16, dest_port: u16) {
+    let state = dir.join("mbsync-state");
+    std::fs::create_dir_all(&state).expect("mbsync state dir");
+    let mut rc = String::new();
+    for (i, acc) in accounts.iter().enumerate() {
+        let _ = write!(
+            rc,
+            "IMAPAccount src{i}\nHost 127.0.0.1\nPort {source_port}\nUser {}\nPass {}\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore src{i}\nAccount src{i}\nPath INBOX.\n\n\
+             IMAPAccount dst{i}\nHost 127.0.0.1\nPort {dest_port}\nUser {}\nPass {}\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore dst{i}\nAccount dst{i}\n\n\
+             Channel ch{i}\nFar :src{i}:\nNear :dst{i}:\nPatterns * !Sent !Trash\nSync Pull\nCreate Near\nSyncState {}/\n\n",
+            acc.user,
+            acc.password,
+            mbsync_user(&acc.user),
+            acc.password,
+            state.join(format!("ch{i}")).display()
+        );
+        std::fs::create_dir_all(state.join(format!("ch{i}"))).expect("mbsync state dir");
+    }
+    std::fs::write(dir.join("mbsyncrc"), rc).expect("write mbsyncrc");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -679,6 +871,54 @@ fn run_tool(o: &Options, setup: &Setup, args: &[&str], step: Step) -> Outcome {
             load,
         },
         stdout,
+    }
+}
+
+/// One mbsync run of every channel (`mbsync -a`), timed like [`run_tool`].
+fn run_mbsync(setup: &Setup) -> Sample {
+    let time_file = setup.dir.path().join("time.out");
+    let load = loadavg();
+    let src_before = dovecot_cpu(&setup.source);
+    let dst_before = dovecot_cpu(&setup.destination);
+    let started = Instant::now();
+    let out = Command::new(GNU_TIME)
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(&time_file)
+        .arg(MBSYNC)
+        .arg("-c")
+        .arg(setup.dir.path().join("mbsyncrc"))
+        .args(["-a", "-q"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mbsync under /usr/bin/time");
+    let wall = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(150));
+    if !out.status.success() {
+        die(&format!(
+            "mbsync failed ({})\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let times = std::fs::read_to_string(&time_file).expect("read /usr/bin/time output");
+    let nums: Vec<f64> = times
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if nums.len() != 4 {
+        die(&format!("cannot read /usr/bin/time output: {times:?}"));
+    }
+    Sample {
+        wall,
+        cpu: nums[1] + nums[2],
+        rss_mb: nums[3] / 1024.0,
+        source_cpu: dovecot_cpu(&setup.source) - src_before,
+        destination_cpu: dovecot_cpu(&setup.destination) - dst_before,
+        load,
     }
 }
 
@@ -794,6 +1034,9 @@ fn csv_bench(o: &Options, rows: usize) {
         parallel_accounts: o.parallel_accounts,
         csv_rows: None,
         huge: None,
+        rtt_ms: 0,
+        folders: FOLDERS.len(),
+        mbsync: false,
     });
     let user = &setup.accounts[0].user;
     let password = &setup.accounts[0].password;
@@ -936,6 +1179,7 @@ fn huge_bench(o: &Options, n: usize) {
         dir,
         messages: n,
         bytes,
+        _proxies: (None, None),
     };
     let report = setup.dir.path().join("report.json");
     let report = report.to_str().expect("utf-8 temp path");
@@ -985,12 +1229,15 @@ fn main() {
         return;
     }
     println!(
-        "mailshift bench: {} account(s) × {} messages, {} run(s), binary `{}`",
+        "mailshift bench: {} account(s) × {} messages in {} folders, {} run(s), round trip +{} ms, binary `{}`",
         o.accounts,
         o.messages,
+        o.folders,
         o.runs,
+        o.rtt_ms,
         o.bin.display()
     );
+    let (mut mb_full, mut mb_noop, mut mb_delta) = (Vec::new(), Vec::new(), Vec::new());
     let mut full = Vec::new();
     let mut noop = Vec::new();
     let mut noop_warm = Vec::new();
@@ -1051,6 +1298,26 @@ fn main() {
             samples.push(s);
         }
 
+        if o.mbsync {
+            let s = run_mbsync(&setup);
+            setup.verify_mbsync("mbsync full copy");
+            println!(
+                "  mbsync full: {:6.2} s wall, {:7.0} msg/s, tool CPU {:.2} s, RSS {:.1} MB, load {:.2}",
+                s.wall,
+                setup.messages as f64 / s.wall,
+                s.cpu,
+                s.rss_mb,
+                s.load
+            );
+            mb_full.push(s);
+            let s = run_mbsync(&setup);
+            println!(
+                "  mbsync noop: {:6.2} s wall, tool CPU {:.2} s",
+                s.wall, s.cpu
+            );
+            mb_noop.push(s);
+        }
+
         let (added, added_bytes) = setup.add_delta(&o);
         delta_msgs = added;
         let d = run_tool(&o, &setup, &apply, Step::Delta);
@@ -1067,6 +1334,15 @@ fn main() {
             s.destination_cpu
         );
         delta.push(s);
+        if o.mbsync {
+            let s = run_mbsync(&setup);
+            setup.verify_mbsync("mbsync delta");
+            println!(
+                "  mbsync delta: {:6.2} s wall, tool CPU {:.2} s",
+                s.wall, s.cpu
+            );
+            mb_delta.push(s);
+        }
     }
 
     let mps = stats(full.iter().map(|s| data_msgs as f64 / s.wall));
@@ -1169,4 +1445,28 @@ fn main() {
         cell(&dsrc, 2),
         cell(&ddst, 2)
     );
+    if o.mbsync {
+        let mw = stats(mb_full.iter().map(|s| s.wall));
+        let mm = stats(mb_full.iter().map(|s| data_msgs_full(&o) as f64 / s.wall));
+        let mn = stats(mb_noop.iter().map(|s| s.wall));
+        let md = stats(mb_delta.iter().map(|s| s.wall));
+        let ratio = stats(full.iter().zip(&mb_full).map(|(a, b)| b.wall / a.wall));
+        println!(
+            "| mbsync full copy (same data, same proxy) | {} s, {} messages/s | | |",
+            cell(&mw, 2),
+            cell(&mm, 0)
+        );
+        println!(
+            "| mailshift full copy ÷ mbsync (messages/s, same run) | {}× | ≥ 4× at 50 ms | {} |",
+            cell(&ratio, 1),
+            verdict(ratio.median >= 4.0)
+        );
+        println!("| mbsync no-op run | {} s | | |", cell(&mn, 2));
+        println!("| mbsync delta pass | {} s | | |", cell(&md, 2));
+    }
+}
+
+/// Messages of the full copy (before the delta).
+fn data_msgs_full(o: &Options) -> usize {
+    o.accounts * o.messages
 }

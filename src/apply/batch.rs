@@ -232,7 +232,9 @@ impl Lane<'_, '_> {
                 words,
             });
         }
-        self.verify_keys(folder, &appended).await?;
+        if self.checks.due() {
+            self.verify_keys(folder, &appended).await?;
+        }
         if !temporary.is_empty() {
             tracing::info!(
                 account = %self.ctx.account.source_user,

@@ -108,15 +108,27 @@ struct SourceRun<'p, 'a> {
     /// The destination's UIDNEXT before the batch in flight: where to look for what of it
     /// arrived when its APPEND is cut.
     next_uid: Option<u32>,
+    /// The lane's last source folder: its last batch gets the key stability check.
+    last: bool,
 }
 
 impl Lane<'_, '_> {
     pub(super) async fn copy_folder(&mut self, folder: &FolderPlan) -> Result<(), ApplyError> {
-        let sel = self
-            .dst
-            .select(&folder.destination_wire)
-            .await
-            .map_err(ApplyError::dst)?;
+        // SELECT on the destination while the first source folder is opened (EXAMINE):
+        // two connections, one round trip instead of two.
+        let first_source = folder.copy.iter().map(|m| m.source).min();
+        let ctx = self.ctx;
+        let (sel, opened) = tokio::join!(self.dst.select(&folder.destination_wire), async {
+            match first_source {
+                Some(index) => ctx
+                    .open_source(folder, index, &mut self.src)
+                    .await
+                    .map(|_| true),
+                None => Ok(false),
+            }
+        });
+        let sel = sel.map_err(ApplyError::dst)?;
+        let mut opened = opened?.then_some(first_source).flatten();
         let mut remaining: Vec<&MessageCopy> = folder.copy.iter().collect();
         // What arrived on the destination since the plan was made is not copied again.
         let reread_from = match folder.destination_status {
@@ -159,13 +171,18 @@ impl Lane<'_, '_> {
         }
         let mut sources: Vec<usize> = by_source.keys().copied().collect();
         sources.sort_unstable();
+        let last_source = sources.last().copied();
         for source_index in sources {
             if self.ctx.cancelled() {
                 return Ok(());
             }
-            self.ctx
-                .open_source(folder, source_index, &mut self.src)
-                .await?;
+            if opened.take() != Some(source_index) {
+                self.ctx
+                    .open_source(folder, source_index, &mut self.src)
+                    .await?;
+            }
+            self.checks.last = false;
+            let last_run = self.checks.last_folder && last_source == Some(source_index);
             let mut run = SourceRun {
                 folder,
                 source_index,
@@ -176,6 +193,7 @@ impl Lane<'_, '_> {
                 append_size: Batcher::default(),
                 alone: HashMap::new(),
                 next_uid,
+                last: last_run,
             };
             self.copy_source(&mut run).await?;
             next_uid = run.next_uid;
@@ -191,6 +209,7 @@ impl Lane<'_, '_> {
                 .paced(run.append_size, Side::Destination)
                 .take(run.ready.iter().map(|r| r.body.len() as u64));
             let mut to_append: Vec<Ready<'p>> = run.ready.drain(..n).collect();
+            self.checks.last = run.last && run.ready.is_empty() && run.queue.is_empty();
             // Fetch only when everything fetched is on its way (bounded memory).
             let to_fetch: Vec<&'p MessageCopy> = if ctx.cancelled() || !run.ready.is_empty() {
                 Vec::new()

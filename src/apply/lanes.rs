@@ -14,6 +14,35 @@ pub(super) struct Lane<'r, 't> {
     /// The destination connection (reopened after a loss, its folder selected again).
     pub(super) dst: DestinationSession,
     pub(super) tally: Tally<'t>,
+    pub(super) checks: KeyChecks,
+}
+
+/// Which appended batches get the key stability check (ARCHITECTURE.md "Key stability
+/// check"). Reading the headers back costs a round trip per batch; across the internet
+/// that is a large share of a small folder's copy. A destination that rewrites identity
+/// headers does it to every message, so the lane's first batch, every
+/// [`KeyChecks::EVERY`]th batch after it and the lane's last batch are checked: the first
+/// stops the account before more than one batch is stored, and no lane ends without a
+/// check of what it appended last.
+#[derive(Debug, Default)]
+pub(super) struct KeyChecks {
+    /// Batches appended by the lane so far.
+    appended: u64,
+    /// The batch being appended is the lane's last (its last folder, source, batch).
+    pub(super) last: bool,
+    /// The lane is on its last folder.
+    pub(super) last_folder: bool,
+}
+
+impl KeyChecks {
+    pub(super) const EVERY: u64 = 8;
+
+    /// Whether the batch just appended is checked; counts it.
+    pub(super) fn due(&mut self) -> bool {
+        let due = self.appended.is_multiple_of(Self::EVERY) || self.last;
+        self.appended += 1;
+        due
+    }
 }
 
 impl Lane<'_, '_> {
@@ -21,10 +50,11 @@ impl Lane<'_, '_> {
     /// counts what retrying cost in the lane's report.
     pub(super) async fn run(&mut self, folders: &[&FolderPlan]) -> Result<(), ApplyError> {
         let mut result = Ok(());
-        for folder in folders {
+        for (i, folder) in folders.iter().enumerate() {
             if self.ctx.cancelled() {
                 break;
             }
+            self.checks.last_folder = i + 1 == folders.len();
             result = self.copy_folder(folder).await;
             if result.is_err() {
                 break;
@@ -82,6 +112,18 @@ pub(super) fn split_into_lanes<'p>(
 
 #[cfg(test)]
 mod tests {
+    use super::KeyChecks;
+
+    #[test]
+    fn key_checks_cover_the_first_every_eighth_and_the_last_batch() {
+        let mut c = KeyChecks::default();
+        let due: Vec<bool> = (0..17).map(|_| c.due()).collect();
+        let checked: Vec<usize> = (0..17).filter(|i| due[*i]).collect();
+        assert_eq!(checked, [0, 8, 16]);
+        c.last = true;
+        assert!(c.due(), "the lane's last batch is always checked");
+    }
+
     use super::*;
     use crate::apply::batch::tests::copy;
     use crate::plan::FolderAction;

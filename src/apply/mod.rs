@@ -38,7 +38,7 @@ use crate::settings::{Account, Settings};
 use crate::state::LedgerWriter;
 
 pub(crate) use error::ApplyError;
-use lanes::{split_into_lanes, Lane};
+use lanes::{split_into_lanes, KeyChecks, Lane};
 use lock::DestinationLock;
 use pacing::AccountPacer;
 pub(crate) use pacing::RunPacing;
@@ -356,6 +356,7 @@ impl Ctx<'_> {
             ctx: self,
             src,
             dst,
+            checks: KeyChecks::default(),
             tally: Tally {
                 report: &mut *tally.report,
                 progress,
@@ -370,6 +371,7 @@ impl Ctx<'_> {
                     ctx: self,
                     src: self.source_session(),
                     dst,
+                    checks: KeyChecks::default(),
                     tally: Tally {
                         report,
                         progress,
