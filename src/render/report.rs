@@ -59,6 +59,20 @@ pub(crate) fn report(report: &Report) -> String {
                 f.uid,
                 esc(&f.reason)
             ));
+            for hint in f.hint.iter().flat_map(|h| h.lines()) {
+                out.push_str(&format!("    hint: {}\n", esc(hint)));
+            }
+        }
+        if a.retries > 0 || a.reconnects > 0 {
+            out.push_str(&format!(
+                "{}: connections were lost or refused: {}, {}, {} waiting\n",
+                esc(&a.source_user),
+                counted(a.retries, "retry", "retries"),
+                counted(a.reconnects, "reconnect", "reconnects"),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    a.retry_wait_seconds.round() as u64
+                )),
+            ));
         }
         if a.pacing_waits > 0 {
             out.push_str(&format!(
@@ -119,6 +133,40 @@ mod tests {
         );
         let quiet = report(&Report::new(vec![AccountReport::new("a", "b")], false));
         assert!(!quiet.contains("pacing"), "{quiet}");
+    }
+
+    #[test]
+    fn retries_and_hints_of_failed_messages_are_told() {
+        let mut a = AccountReport::new("a", "b");
+        a.retries = 12;
+        a.reconnects = 1;
+        a.retry_wait_seconds = 61.2;
+        a.failed.push(FailedMessage {
+            folder: "INBOX".into(),
+            uid: 9,
+            reason: "the connection was lost 10 times".into(),
+            date: String::new(),
+            from: String::new(),
+            subject: String::new(),
+            size: 0,
+            hint: Some("skip such messages with `max-size`".into()),
+        });
+        a.settle();
+        let text = report(&Report::new(vec![a], false));
+        assert!(
+            text.contains(
+                "a: failed: `INBOX` uid 9: the connection was lost 10 times\n    hint: skip such messages with `max-size`\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "a: connections were lost or refused: 12 retries, 1 reconnect, 1m 1s waiting\n"
+            ),
+            "{text}"
+        );
+        let quiet = report(&Report::new(vec![AccountReport::new("a", "b")], false));
+        assert!(!quiet.contains("retries"), "{quiet}");
     }
 
     #[test]
