@@ -205,8 +205,8 @@ impl Lane<'_, '_> {
     async fn copy_source<'p>(&mut self, run: &mut SourceRun<'p, '_>) -> Result<(), ApplyError> {
         let ctx = self.ctx;
         loop {
-            let n = run
-                .append_size
+            let n = ctx
+                .paced(run.append_size, Side::Destination)
                 .take(run.ready.iter().map(|r| r.body.len() as u64));
             let mut to_append: Vec<Ready<'p>> = run.ready.drain(..n).collect();
             self.checks.last = run.last && run.ready.is_empty() && run.queue.is_empty();
@@ -221,7 +221,7 @@ impl Lane<'_, '_> {
                     .iter()
                     .take_while(|m| m.size <= stream_above)
                     .map(|m| m.size);
-                let n = run.fetch_size.take(small);
+                let n = ctx.paced(run.fetch_size, Side::Source).take(small);
                 run.queue.drain(..n).collect()
             };
             if to_append.is_empty() && to_fetch.is_empty() {

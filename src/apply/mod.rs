@@ -81,6 +81,15 @@ impl Ctx<'_> {
         self.exec.cancel.is_cancelled()
     }
 
+    /// `batcher` made no bigger than one burst of the pacing caps on `side`.
+    fn paced(&self, batcher: batch::Batcher, side: Side) -> batch::Batcher {
+        let (messages, bytes) = self.pacer.batch_limit(side);
+        batch::Batcher {
+            messages: batcher.messages.min(messages),
+            bytes: batcher.bytes.min(bytes),
+        }
+    }
+
     /// The pacing point: called with the messages and bytes about to be read from the
     /// source or written to the destination, before each FETCH and each APPEND. Waits here
     /// keep an account under its provider's caps (`[limits]` pacing keys, `pacing.rs`).
