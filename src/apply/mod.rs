@@ -7,11 +7,13 @@
 //!
 //! The parts: `mod.rs` runs an account (lock, ledger, stale check, folders, lanes);
 //! `lanes.rs` spreads folders over connection pairs; `folder.rs` copies one folder;
-//! `batch.rs` fetches and appends one batch; `reconcile.rs` finds out what already
+//! `batch.rs` fetches and appends one batch; `big.rs` streams one message over
+//! `stream-above` in pieces; `reconcile.rs` finds out what already
 //! arrived; `flags.rs` decides which flags a folder stores; `lock.rs` is the local lock;
 //! `pacing.rs` keeps to the `[limits]` pacing caps; `error.rs` says why an account stopped.
 
 mod batch;
+mod big;
 mod error;
 mod flags;
 mod folder;
@@ -77,6 +79,15 @@ impl Ctx<'_> {
 
     fn cancelled(&self) -> bool {
         self.exec.cancel.is_cancelled()
+    }
+
+    /// `batcher` made no bigger than one burst of the pacing caps on `side`.
+    fn paced(&self, batcher: batch::Batcher, side: Side) -> batch::Batcher {
+        let (messages, bytes) = self.pacer.batch_limit(side);
+        batch::Batcher {
+            messages: batcher.messages.min(messages),
+            bytes: batcher.bytes.min(bytes),
+        }
     }
 
     /// The pacing point: called with the messages and bytes about to be read from the

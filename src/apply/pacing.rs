@@ -157,6 +157,23 @@ impl AccountPacer<'_> {
         finished
     }
 
+    /// The most one batch should hold, (messages, bytes), so that it fits in one burst:
+    /// then a cap holds within each second (or hour, for a daily cap), not only on average
+    /// over many batches. A single bigger message still goes alone.
+    pub(crate) fn batch_limit(&self, side: Side) -> (usize, u64) {
+        let i = index(side);
+        let messages = self.messages[i]
+            .as_ref()
+            .map_or(usize::MAX, |b| (b.rate.burst.floor() as usize).max(1));
+        let bytes = [&self.run.bytes[i], &self.bytes[i]]
+            .into_iter()
+            .flatten()
+            .map(|b| (b.rate.burst as u64).max(1))
+            .min()
+            .unwrap_or(u64::MAX);
+        (messages, bytes)
+    }
+
     /// (waits, seconds waited) so far.
     pub(crate) fn waited(&self) -> (u64, f64) {
         (
@@ -243,6 +260,20 @@ mod tests {
         }
         let t = started.elapsed().as_secs_f64();
         assert!((t - 3.0).abs() < 0.01, "{t}");
+    }
+
+    #[test]
+    fn batches_fit_in_one_burst() {
+        let run = RunPacing::new(&PacingLimits::default());
+        assert_eq!(
+            run.account().batch_limit(Side::Source),
+            (usize::MAX, u64::MAX)
+        );
+        let run = RunPacing::new(&caps(Some(24_000_000), Some(2.5), Some(300_000)));
+        let p = run.account();
+        assert_eq!(p.batch_limit(Side::Source), (2, 300_000));
+        let run = RunPacing::new(&caps(Some(2_400_000), Some(0.2), None));
+        assert_eq!(run.account().batch_limit(Side::Destination), (1, 100_000));
     }
 
     #[tokio::test(start_paused = true)]
