@@ -258,7 +258,15 @@ impl Lane<'_, '_> {
                     return None; // cancelled while pacing: these stay pending
                 }
                 let items = append_items(&to_append, allowed, &refused);
-                Some(dst.append_batch(wire, &items).await)
+                let result = dst.append_batch(wire, &items).await;
+                drop(items);
+                // The bodies are sent: their share of the budget is free now, not once the
+                // fetch beside it is done too (which may be waiting for that very budget:
+                // with every lane there, nothing would move again).
+                for r in to_append.iter_mut() {
+                    r.permit = None;
+                }
+                Some(result)
             };
             let (fetched, appended) = tokio::join!(fetch, append);
             // Released as soon as the bodies are sent, so that a lane waiting for budget
