@@ -435,9 +435,10 @@ impl SourceSession {
         retry_after(&mut self.backoff, err, what, &user).await
     }
 
+    /// Says goodbye without waiting for the answer ([`Reader::close`]).
     pub async fn logout(self) {
         if let Some(r) = self.reader {
-            let _ = r.logout().await;
+            r.close().await;
         }
     }
 }
@@ -724,9 +725,10 @@ impl DestinationSession {
         retry_after(&mut self.backoff, err, what, &user).await
     }
 
+    /// Says goodbye without waiting for the answer ([`Writer::close`]).
     pub async fn logout(self) {
         if let Some(w) = self.writer {
-            let _ = w.logout().await;
+            w.close().await;
         }
     }
 }

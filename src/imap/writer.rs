@@ -644,6 +644,12 @@ impl Writer {
     pub async fn logout(self) -> Result<(), ImapError> {
         self.conn.logout().await
     }
+
+    /// Writes `LOGOUT` and closes without waiting for the answer (every command sent
+    /// before has been answered; across the internet the wait is a round trip).
+    pub async fn close(self) {
+        self.conn.close().await
+    }
 }
 
 /// What the server said next during an APPEND.
