@@ -18,6 +18,7 @@
 //!       [--parallel-accounts N]                           # written to migration.toml
 //!       [--csv-rows N]        # instead: a CSV of N rows, `check`/`plan --account` of one
 //!       [--huge N]            # instead: one account of N messages written into the maildir
+//!       [--big-message MB]    # instead: peak RSS of copying one MB-megabyte message
 //!       [--wrap 'perf record -g -o /tmp/full.data --' [--wrap-step full|noop|delta]]
 //! ```
 //!
@@ -60,6 +61,8 @@ struct Options {
     csv_rows: Option<usize>,
     /// `--huge N`: one account of N messages instead (plan, apply, no-op plan).
     huge: Option<usize>,
+    /// `--big-message MB`: the peak RSS of copying one message of MB megabytes instead.
+    big_message: Option<usize>,
     /// `--rtt-ms N`: a delaying proxy (N/2 ms each way) in front of both Dovecots.
     rtt_ms: u64,
     /// `--folders N` (≥ 7): INBOX's share spread over N - 6 more folders.
@@ -89,13 +92,14 @@ fn parse_args() -> Options {
         parallel_accounts: None,
         csv_rows: None,
         huge: None,
+        big_message: None,
         rtt_ms: 0,
         folders: FOLDERS.len(),
         mbsync: false,
     };
     let mut args = std::env::args().skip(1);
     let usage =
-        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]\n             [--csv-rows N] [--huge N]\n             [--rtt-ms N] [--folders N] [--mbsync]";
+        "usage: bench [--bin PATH] [--runs N] [--quick] [--accounts N] [--messages N]\n             [--parallel-accounts N] [--wrap CMD [--wrap-step full|noop|delta]]\n             [--csv-rows N] [--huge N] [--big-message MB]\n             [--rtt-ms N] [--folders N] [--mbsync]";
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -136,6 +140,7 @@ fn parse_args() -> Options {
             }
             "--csv-rows" => o.csv_rows = Some(number(value("--csv-rows"))),
             "--huge" => o.huge = Some(number(value("--huge"))),
+            "--big-message" => o.big_message = Some(number(value("--big-message"))),
             "--rtt-ms" => {
                 let v = value("--rtt-ms");
                 o.rtt_ms = v
@@ -1034,6 +1039,7 @@ fn csv_bench(o: &Options, rows: usize) {
         parallel_accounts: o.parallel_accounts,
         csv_rows: None,
         huge: None,
+        big_message: None,
         rtt_ms: 0,
         folders: FOLDERS.len(),
         mbsync: false,
@@ -1218,10 +1224,170 @@ fn huge_bench(o: &Options, n: usize) {
     }
 }
 
+/// `--big-message MB`: the peak RSS of copying one message of MB megabytes (Exchange
+/// Online's largest is 150 MB), above the baseline of the same account without it. Three
+/// accounts with the same 100 small messages in INBOX: `base` (only those), `big` (plus the
+/// big message, copied with the default `stream-above`: read and appended in pieces) and
+/// `whole` (the same, with `stream-above` above its size: held whole, as before issue 10
+/// item 6, for comparison). Each is applied alone (`--account`), then the big message is
+/// read back from the destination and compared byte for byte. Target: ≤ 64 MB above the
+/// baseline.
+fn big_message_bench(o: &Options, mb: usize) {
+    let t = Instant::now();
+    let vsz = "service imap {\n  vsz_limit = 2G\n}";
+    let source = Dovecot::builder()
+        .layout(Layout::Modern)
+        .mail_on_tmpfs(true)
+        .extra_config(vsz)
+        .start();
+    let destination = Dovecot::builder()
+        .layout(Layout::Modern)
+        .mail_on_tmpfs(true)
+        .extra_config(vsz)
+        .start();
+    // Numbered lines: a piece lost, doubled or out of order shows in the comparison.
+    let size = mb * 1_000_000;
+    let mut big = String::with_capacity(size + 1024);
+    big.push_str(
+        "From: Big Sender <big@old.example>\r\nTo: someone@old.example\r\n\
+         Subject: a big attachment\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\
+         Message-ID: <big-message@bench.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain\r\n\r\n",
+    );
+    let mut i = 0u64;
+    while big.len() + 80 < size {
+        let _ = write!(
+            big,
+            "line {i:010} {:016x} the quick brown fox jumps over the dog\r\n",
+            i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        );
+        i += 1;
+    }
+    let big = NewMessage::new(big.into_bytes())
+        .flags(&["\\Seen"])
+        .internal_date("01-Jan-2024 10:00:00 +0000");
+    let mut rng = Rng(0x6269_6721);
+    let smalls: Vec<NewMessage> = (0..100)
+        .map(|n| {
+            let size = message_size(&mut rng);
+            NewMessage::new(build_message(&mut rng, 0, n, size))
+        })
+        .collect();
+    let mut accounts = Vec::new();
+    let mut csv =
+        String::from("source_user,source_password,destination_user,destination_password\n");
+    let mut bytes = 0;
+    for (name, with_big) in [("base", false), ("big", true), ("whole", true)] {
+        let (user, password) = source.fresh_user(name);
+        destination.add_user(&user, &password);
+        let mut imap = RawImap::login(source.port(), &user, &password);
+        imap.append_many("INBOX", &smalls);
+        bytes += smalls.iter().map(|m| m.body.len() as u64).sum::<u64>();
+        if with_big {
+            imap.append_many("INBOX", std::slice::from_ref(&big));
+            bytes += big.body.len() as u64;
+        }
+        imap.logout();
+        csv.push_str(&format!("{user},{password},{user},{password}\n"));
+        accounts.push(Account { user, password });
+    }
+    println!(
+        "big message: {:.1} MB, plus 100 small messages per account, ready after {:.1} s",
+        big.body.len() as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("mailshift-bench-big-")
+        .tempdir()
+        .expect("temp dir");
+    std::fs::write(dir.path().join("accounts.csv"), csv).expect("write accounts.csv");
+    let (src_port, dst_port) = (source.port(), destination.port());
+    let config = |extra: &str| {
+        format!(
+            "[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+             [destination]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+             [accounts]\ncsv = \"accounts.csv\"\n{extra}",
+            src_port, dst_port
+        )
+    };
+    let setup = Setup {
+        source,
+        destination,
+        accounts,
+        dir,
+        messages: 0,
+        bytes,
+        _proxies: (None, None),
+    };
+    let report = setup.dir.path().join("report.json");
+    let report = report.to_str().expect("utf-8 temp path").to_string();
+    println!("| step | wall | tool CPU | peak RSS | above the baseline | target |");
+    println!("|---|---|---|---|---|---|");
+    let mut baseline = 0.0;
+    let steps = [
+        ("baseline: 100 small messages", 0, "", 100),
+        ("streamed (default `stream-above`)", 1, "", 101),
+        (
+            "held whole (`stream-above` above its size)",
+            2,
+            "\n[limits]\nstream-above = \"2GiB\"\n",
+            101,
+        ),
+    ];
+    for (label, index, extra, expected) in steps {
+        std::fs::write(setup.dir.path().join("migration.toml"), config(extra))
+            .expect("write migration.toml");
+        let user = setup.accounts[index].user.clone();
+        let args = [
+            "apply",
+            "--auto-approve",
+            "--account",
+            &user,
+            "--report",
+            &report,
+        ];
+        let s = run_tool(o, &setup, &args, Step::Other).sample;
+        check_report(&setup, expected, label);
+        if index == 0 {
+            baseline = s.rss_mb;
+        }
+        let target = if index == 1 { "≤ 64 MB above" } else { "" };
+        println!(
+            "| {label} | {:.1} s | {:.1} s | {:.1} MB | {:+.1} MB | {target} |",
+            s.wall,
+            s.cpu,
+            s.rss_mb,
+            s.rss_mb - baseline,
+        );
+        if index > 0 {
+            // Byte for byte, read back with the bench's own client.
+            let acc = &setup.accounts[index];
+            let mut imap = RawImap::login(setup.destination.port(), &acc.user, &acc.password);
+            let found = imap
+                .fetch_all("INBOX")
+                .into_iter()
+                .filter(|m| m.body == big.body)
+                .count();
+            imap.logout();
+            if found != 1 {
+                die(&format!(
+                    "{label}: the destination holds {found} exact copies of the big message"
+                ));
+            }
+        }
+    }
+    setup.verify("big message apply");
+    println!("load average: {:.2}", loadavg());
+}
+
 fn main() {
     let o = parse_args();
     if let Some(n) = o.huge {
         huge_bench(&o, n);
+        return;
+    }
+    if let Some(mb) = o.big_message {
+        big_message_bench(&o, mb);
         return;
     }
     if let Some(rows) = o.csv_rows {

@@ -93,23 +93,23 @@ impl Ctx<'_> {
 }
 
 /// The copy of one source folder's messages into the selected destination folder.
-struct SourceRun<'p, 'a> {
-    folder: &'p FolderPlan,
-    source_index: usize,
-    allowed: &'a FlagFilter,
+pub(super) struct SourceRun<'p, 'a> {
+    pub(super) folder: &'p FolderPlan,
+    pub(super) source_index: usize,
+    pub(super) allowed: &'a FlagFilter,
     /// Not fetched yet, in plan order.
-    queue: VecDeque<&'p MessageCopy>,
+    pub(super) queue: VecDeque<&'p MessageCopy>,
     /// Fetched, not appended yet.
-    ready: VecDeque<Ready<'p>>,
-    fetch_size: Batcher,
-    append_size: Batcher,
+    pub(super) ready: VecDeque<Ready<'p>>,
+    pub(super) fetch_size: Batcher,
+    pub(super) append_size: Batcher,
     /// Failed attempts at a message sent alone, per source UID.
-    alone: HashMap<u32, u32>,
+    pub(super) alone: HashMap<u32, u32>,
     /// The destination's UIDNEXT before the batch in flight: where to look for what of it
     /// arrived when its APPEND is cut.
-    next_uid: Option<u32>,
+    pub(super) next_uid: Option<u32>,
     /// The lane's last source folder: its last batch gets the key stability check.
-    last: bool,
+    pub(super) last: bool,
 }
 
 impl Lane<'_, '_> {
@@ -210,16 +210,27 @@ impl Lane<'_, '_> {
                 .take(run.ready.iter().map(|r| r.body.len() as u64));
             let mut to_append: Vec<Ready<'p>> = run.ready.drain(..n).collect();
             self.checks.last = run.last && run.ready.is_empty() && run.queue.is_empty();
-            // Fetch only when everything fetched is on its way (bounded memory).
+            // Fetch only when everything fetched is on its way (bounded memory). A batch
+            // stops before a message over `stream-above`: that one goes alone, streamed.
+            let stream_above = ctx.settings().limits.stream_above;
             let to_fetch: Vec<&'p MessageCopy> = if ctx.cancelled() || !run.ready.is_empty() {
                 Vec::new()
             } else {
-                let n = ctx
-                    .paced(run.fetch_size, Side::Source)
-                    .take(run.queue.iter().map(|m| m.size));
+                let small = run
+                    .queue
+                    .iter()
+                    .take_while(|m| m.size <= stream_above)
+                    .map(|m| m.size);
+                let n = ctx.paced(run.fetch_size, Side::Source).take(small);
                 run.queue.drain(..n).collect()
             };
             if to_append.is_empty() && to_fetch.is_empty() {
+                if !ctx.cancelled() && run.ready.is_empty() {
+                    if let Some(m) = run.queue.pop_front() {
+                        self.copy_big(run, m).await?;
+                        continue;
+                    }
+                }
                 return Ok(());
             }
             let refused = self.refused_keywords();
@@ -249,6 +260,13 @@ impl Lane<'_, '_> {
                     .await;
                 Some((result, got, permit))
             };
+            // The batch's share of the body budget is released as soon as its bodies are
+            // sent (inside the join), so that the fetch beside it, waiting for budget,
+            // never waits on its own lane.
+            let permits: Vec<_> = to_append
+                .iter_mut()
+                .filter_map(|r| r.permit.take())
+                .collect();
             let append = async {
                 if to_append.is_empty() {
                     return None;
@@ -259,21 +277,10 @@ impl Lane<'_, '_> {
                 }
                 let items = append_items(&to_append, allowed, &refused);
                 let result = dst.append_batch(wire, &items).await;
-                drop(items);
-                // The bodies are sent: their share of the budget is free now, not once the
-                // fetch beside it is done too (which may be waiting for that very budget:
-                // with every lane there, nothing would move again).
-                for r in to_append.iter_mut() {
-                    r.permit = None;
-                }
+                drop(permits);
                 Some(result)
             };
             let (fetched, appended) = tokio::join!(fetch, append);
-            // Released as soon as the bodies are sent, so that a lane waiting for budget
-            // never waits on itself.
-            for r in &mut to_append {
-                r.permit = None;
-            }
             if let Some(result) = appended {
                 self.settle_append(run, to_append, result).await?;
             }
@@ -419,7 +426,7 @@ impl Lane<'_, '_> {
 
     /// Counts a failed attempt at `m` sent alone; after [`ALONE_ATTEMPTS`] records it as
     /// failed (the folder goes on) and returns true.
-    fn given_up(
+    pub(super) fn given_up(
         &mut self,
         run: &mut SourceRun<'_, '_>,
         m: &MessageCopy,

@@ -7,11 +7,13 @@
 //!
 //! The parts: `mod.rs` runs an account (lock, ledger, stale check, folders, lanes);
 //! `lanes.rs` spreads folders over connection pairs; `folder.rs` copies one folder;
-//! `batch.rs` fetches and appends one batch; `reconcile.rs` finds out what already
+//! `batch.rs` fetches and appends one batch; `big.rs` streams one message over
+//! `stream-above` in pieces; `reconcile.rs` finds out what already
 //! arrived; `flags.rs` decides which flags a folder stores; `lock.rs` is the local lock;
 //! `pacing.rs` keeps to the `[limits]` pacing caps; `error.rs` says why an account stopped.
 
 mod batch;
+mod big;
 mod error;
 mod flags;
 mod folder;

@@ -514,6 +514,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
             pacing: Default::default(),
+            stream_above: 8 << 20,
         };
         let mut s = server(AuthMethod::Xoauth2);
         s.token_command = Some("printf '  tok-%s\\n' {user}".into());
@@ -545,6 +546,7 @@ mod tests {
             connect_timeout: Duration::from_millis(300),
             idle_timeout: Duration::from_secs(5),
             pacing: Default::default(),
+            stream_above: 8 << 20,
         };
         let mut s = server(AuthMethod::OAuthBearer);
         s.token_command = Some("echo tok-secret-123; sleep 30; echo more".into());

@@ -20,13 +20,13 @@ pub use auth::Credentials;
 pub use error::{ConnectReason, ImapError, Reason};
 pub use namespace::Namespace;
 pub use pipeline::{Examined, FetchItems, MailboxStatus, Overview};
-pub use reader::{Arrival, BodiesOutcome, FetchedMeta, ListEntry, Reader};
+pub use reader::{Arrival, BodiesOutcome, FetchedMeta, ListEntry, Piece, Reader};
 pub use session::{
     classify_words, suggested_backoff, Backoff, DestinationSession, RetryPolicy, RetryStats,
     SessionConfig, SessionError, SourceSession, Transience,
 };
 pub use transport::Capabilities;
-pub use writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
+pub use writer::{AppendItem, AppendResult, Created, SelectInfo, StreamedAppend, Writer};
 
 /// Caps on open connections per server (`max-connections`), shared by all accounts of a
 /// run.

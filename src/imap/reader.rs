@@ -67,6 +67,15 @@ pub struct FetchedMeta {
     pub header: Vec<u8>,
 }
 
+/// One piece of a message read with [`Reader::fetch_piece`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// RFC822.SIZE now: the length of the whole message.
+    pub size: u64,
+    /// The bytes from the offset asked for (shorter at the end of the message).
+    pub data: Vec<u8>,
+}
+
 /// What [`Reader::fetch_bodies`] could not deliver.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodiesOutcome {
@@ -489,6 +498,83 @@ impl Reader {
         missing.sort_unstable();
         outcome.missing = missing;
         Ok(outcome)
+    }
+
+    /// One piece of a big message: `UID FETCH <uid> (RFC822.SIZE BODY.PEEK[]<offset.len>)`
+    /// in the examined folder. Async-imap buffers a whole FETCH literal, so a big message
+    /// read in pieces never has more than one piece in memory. `None` when the server sent
+    /// nothing for `uid` (the message is gone).
+    pub async fn fetch_piece(
+        &mut self,
+        uid: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Piece>, ImapError> {
+        self.selected_folder("UID FETCH")?;
+        let mut piece: Option<Piece> = None;
+        let mut size: Option<u64> = None;
+        let done = self
+            .run(
+                &format!("UID FETCH {uid} (RFC822.SIZE BODY.PEEK[]<{offset}.{len}>)"),
+                "UID FETCH BODY.PEEK[]<offset.length>",
+                |r| {
+                    let Response::Fetch(_, attrs) = r else { return };
+                    let mut this_uid = None;
+                    let mut data = None;
+                    let mut this_size = None;
+                    for attr in attrs {
+                        match attr {
+                            AttributeValue::Uid(u) => this_uid = Some(*u),
+                            AttributeValue::Rfc822Size(n) => this_size = Some(u64::from(*n)),
+                            AttributeValue::BodySection {
+                                section: None,
+                                data: Some(d),
+                                ..
+                            } => data = Some(d),
+                            _ => {}
+                        }
+                    }
+                    if this_uid != Some(uid) {
+                        return;
+                    }
+                    if this_size.is_some() {
+                        size = this_size;
+                    }
+                    if let Some(d) = data {
+                        piece = Some(Piece {
+                            size: 0,
+                            data: d.to_vec(),
+                        });
+                    }
+                },
+            )
+            .await?;
+        match done {
+            CommandEnd::Ok => {}
+            // Dovecot answers NO for an expunged message (nothing came: gone); a temporary
+            // refusal is an error to retry.
+            CommandEnd::No(text)
+                if piece.is_some()
+                    || super::session::classify_words(&text)
+                        == super::session::Transience::Permanent => {}
+            CommandEnd::No(text) | CommandEnd::Bad(text) => {
+                return Err(self
+                    .ep
+                    .protocol("UID FETCH BODY.PEEK[]<offset.length>", text))
+            }
+        }
+        Ok(match (piece, size) {
+            (Some(mut p), Some(size)) => {
+                p.size = size;
+                Some(p)
+            }
+            // A server that answers a partial FETCH beyond the end with no data at all.
+            (None, Some(size)) if offset >= size => Some(Piece {
+                size,
+                data: Vec::new(),
+            }),
+            _ => None,
+        })
     }
 
     /// `UID FETCH <uids> BODY.PEEK[TEXT]` for the examined folder: the message bodies

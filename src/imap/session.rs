@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use super::auth::Credentials;
 use super::error::ImapError;
-use super::reader::{BodiesOutcome, Reader};
-use super::writer::{AppendItem, AppendResult, Created, SelectInfo, Writer};
+use super::reader::{BodiesOutcome, Piece, Reader};
+use super::writer::{AppendItem, AppendResult, Created, SelectInfo, StreamedAppend, Writer};
 use std::collections::HashMap;
 
 use super::pipeline::MailboxStatus;
@@ -428,6 +428,23 @@ impl SourceSession {
         Ok(result)
     }
 
+    /// One attempt at reading one piece of a big message in the open folder
+    /// ([`Reader::fetch_piece`]; connecting and reopening first as needed, which is
+    /// retried). A failure is returned as is, as [`Self::fetch_bodies`].
+    pub async fn fetch_piece(
+        &mut self,
+        uid: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<Result<Option<Piece>, ImapError>, SessionError> {
+        let reader = self.live().await?;
+        let result = reader.fetch_piece(uid, offset, len).await;
+        if let Err(err) = &result {
+            self.drop_if_dead(err);
+        }
+        Ok(result)
+    }
+
     /// A failed attempt of the caller's: counts it, waits, or gives up.
     pub async fn fail(&mut self, err: ImapError, what: &str) -> Result<(), SessionError> {
         self.drop_if_dead(&err);
@@ -716,6 +733,46 @@ impl DestinationSession {
             self.drop_if_dead(err);
         }
         Ok(result)
+    }
+
+    /// One attempt at starting a streamed APPEND of one message of `size` bytes
+    /// ([`Writer::begin_append`]; connecting and reselecting first as needed, which is
+    /// retried). `Ok(Ok(Err(words)))` when the server refused the message. The stream owns
+    /// the connection until [`Self::finish_append`]; dropped, it closes the connection and
+    /// the next step reconnects.
+    pub async fn begin_append(
+        &mut self,
+        wire_name: &WireName,
+        flags: &[String],
+        internal_date: Option<&str>,
+        size: u64,
+    ) -> Result<Result<Result<StreamedAppend, String>, ImapError>, SessionError> {
+        self.live().await?;
+        let writer = self.writer.take().expect("live() connected");
+        match writer
+            .begin_append(wire_name, flags, internal_date, size)
+            .await
+        {
+            Ok(Ok(stream)) => Ok(Ok(Ok(stream))),
+            Ok(Err((writer, words))) => {
+                self.writer = Some(writer);
+                Ok(Ok(Err(words)))
+            }
+            // The writer is gone with its connection: the next step reconnects.
+            Err(err) => Ok(Err(err)),
+        }
+    }
+
+    /// Ends a streamed APPEND and takes its connection back when it is still usable. A
+    /// failure is returned as is: whether the message arrived is unknown, so the caller
+    /// looks before it calls [`Self::fail`] and tries again.
+    pub async fn finish_append(
+        &mut self,
+        stream: StreamedAppend,
+    ) -> Result<AppendResult, ImapError> {
+        let (writer, result) = stream.finish().await;
+        self.writer = writer;
+        result
     }
 
     /// A failed attempt of the caller's: counts it, waits, or gives up.

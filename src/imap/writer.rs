@@ -640,6 +640,80 @@ impl Writer {
         }
     }
 
+    /// Starts an APPEND of one message of `size` bytes whose literal is sent piece by
+    /// piece ([`StreamedAppend`]): for messages too big to hold whole. The literal is
+    /// always synchronising, so a server that refuses the message (size, quota, flags)
+    /// says so before any of its bytes is sent; one round trip is nothing next to such a
+    /// message. `Ok(Err(words))` when refused (the session stays usable).
+    pub async fn begin_append(
+        mut self,
+        wire_name: &WireName,
+        flags: &[String],
+        internal_date: Option<&str>,
+        size: u64,
+    ) -> Result<Result<StreamedAppend, (Writer, String)>, ImapError> {
+        const LABEL: &str = "APPEND (streamed)";
+        let folder = self.conn.quoted(wire_name, "APPEND")?;
+        let item = AppendItem {
+            flags: flags.to_vec(),
+            internal_date: internal_date.map(str::to_string),
+            body: std::borrow::Cow::Borrowed(&[]),
+        };
+        let prepared = match prepare(0, &item) {
+            Ok(p) => p,
+            Err(why) => return Ok(Err((self, why))),
+        };
+        self.conn.begin()?;
+        let tag = self.next_tag();
+        let mut head = format!("{tag} APPEND {folder}").into_bytes();
+        prepared.push_head(&mut head, size as usize, true);
+        let result = async {
+            self.write(&head, LABEL).await?;
+            self.flush(LABEL).await?;
+            self.next_event(LABEL).await
+        }
+        .await;
+        match result {
+            Ok(Event::Continue) => Ok(Ok(StreamedAppend {
+                writer: self,
+                tag,
+                left: size,
+            })),
+            Ok(Event::Done(done)) if done.tag == tag => {
+                let end = done.end;
+                self.conn.finish(Ok(()))?;
+                match end {
+                    CommandEnd::No(text) => Ok(Err((self, text))),
+                    CommandEnd::Ok => {
+                        Err(self.dead("the server completed an APPEND before its message".into()))
+                    }
+                    CommandEnd::Bad(text) => {
+                        let err = self.conn.ep.protocol(LABEL, text);
+                        Ok(Err((self, err.to_string())))
+                    }
+                }
+            }
+            Ok(Event::Done(done)) => {
+                let err = self.unexpected(&done.tag, LABEL);
+                Err(self.dead_with(err))
+            }
+            Err(err) => Err(self.dead_with(err)),
+        }
+    }
+
+    /// Marks the connection unusable and returns the error.
+    fn dead(&mut self, why: String) -> ImapError {
+        let err = self.conn.ep.closed(why);
+        self.dead_with(err)
+    }
+
+    fn dead_with(&mut self, err: ImapError) -> ImapError {
+        self.conn.busy = false;
+        self.conn.broken.get_or_insert_with(|| err.to_string());
+        self.selected = None;
+        err
+    }
+
     /// `LOGOUT`. Errors are reported but the connection is gone either way.
     pub async fn logout(self) -> Result<(), ImapError> {
         self.conn.logout().await
@@ -649,6 +723,91 @@ impl Writer {
     /// before has been answered; across the internet the wait is a round trip).
     pub async fn close(self) {
         self.conn.close().await
+    }
+}
+
+/// An APPEND whose literal is being written ([`Writer::begin_append`]). It owns the
+/// connection: dropped before [`StreamedAppend::finish`], the connection goes with it,
+/// and a server discards an APPEND whose literal never ended.
+pub struct StreamedAppend {
+    writer: Writer,
+    tag: String,
+    /// Literal bytes still to send.
+    left: u64,
+}
+
+impl fmt::Debug for StreamedAppend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamedAppend")
+            .field("tag", &self.tag)
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamedAppend {
+    /// Literal bytes still to send.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// Sends the next piece of the literal (never more than announced).
+    pub async fn send(&mut self, piece: &[u8]) -> Result<(), ImapError> {
+        const LABEL: &str = "APPEND (streamed)";
+        if piece.len() as u64 > self.left {
+            let why = format!(
+                "a piece of {} bytes does not fit the {} bytes left of the announced message",
+                piece.len(),
+                self.left
+            );
+            return Err(self.writer.dead(why));
+        }
+        match self.writer.write(piece, LABEL).await {
+            Ok(()) => {
+                self.left -= piece.len() as u64;
+                Ok(())
+            }
+            Err(err) => Err(self.writer.dead_with(err)),
+        }
+    }
+
+    /// Ends the literal and reads the answer: the message's result, and the writer back
+    /// when the connection is still usable.
+    pub async fn finish(mut self) -> (Option<Writer>, Result<AppendResult, ImapError>) {
+        const LABEL: &str = "APPEND (streamed)";
+        if self.left > 0 {
+            let why = format!("the message ended {} bytes short", self.left);
+            let err = self.writer.dead(why);
+            return (None, Err(err));
+        }
+        let result = async {
+            self.writer.write(b"\r\n", LABEL).await?;
+            self.writer.flush(LABEL).await?;
+            match self.writer.next_event(LABEL).await? {
+                Event::Continue => Err(self
+                    .writer
+                    .conn
+                    .ep
+                    .closed("the server asked for more data after a complete APPEND")),
+                Event::Done(done) if done.tag == self.tag => match done.end {
+                    CommandEnd::Ok => Ok(Ok(assign_uids(done.uids, 1)[0])),
+                    CommandEnd::No(text) => Ok(Err(text)),
+                    CommandEnd::Bad(text) => Err(self.writer.conn.ep.protocol(LABEL, text)),
+                },
+                Event::Done(done) => Err(self.writer.unexpected(&done.tag, LABEL)),
+            }
+        }
+        .await;
+        match result {
+            Ok(r) => {
+                self.writer.conn.busy = false;
+                (Some(self.writer), Ok(r))
+            }
+            Err(err) => {
+                let err = self.writer.dead_with(err);
+                (None, Err(err))
+            }
+        }
     }
 }
 

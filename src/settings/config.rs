@@ -151,6 +151,7 @@ struct RawLimits {
     account_bytes_per_day: Option<RateSize>,
     account_messages_per_second: Option<PositiveNumber>,
     bytes_per_second: Option<RateSize>,
+    stream_above: ByteSize,
 }
 
 impl Default for RawLimits {
@@ -163,9 +164,13 @@ impl Default for RawLimits {
             account_bytes_per_day: None,
             account_messages_per_second: None,
             bytes_per_second: None,
+            stream_above: ByteSize(DEFAULT_STREAM_ABOVE),
         }
     }
 }
+
+/// `stream-above`: messages bigger than 8 MiB are read and sent in 8 MiB pieces.
+const DEFAULT_STREAM_ABOVE: u64 = 8 << 20;
 
 const DEFAULT_MAX_CONNECTIONS: usize = 10;
 
@@ -890,6 +895,8 @@ pub(crate) fn load(config_path: &Path, selection: &Selection) -> Result<Settings
                 account_messages_per_second: raw.limits.account_messages_per_second.map(|n| n.0),
                 bytes_per_second: raw.limits.bytes_per_second.map(|s| s.0),
             },
+            // A piece of 0 bytes would never end; below 64 KiB the round trips dominate.
+            stream_above: raw.limits.stream_above.0.max(64 << 10),
         },
         state_dir,
         cutover,

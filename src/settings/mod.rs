@@ -161,6 +161,10 @@ pub struct Limits {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub pacing: PacingLimits,
+    /// `stream-above`: a message bigger than this is read from the source in pieces of
+    /// this size (`BODY.PEEK[]<offset.length>`) and sent as one streamed APPEND literal,
+    /// never held whole (bounded memory for huge messages). At least 64 KiB.
+    pub stream_above: u64,
 }
 
 /// The pacing caps of `[limits]` for providers' quotas; `None` = no cap. Downloads from

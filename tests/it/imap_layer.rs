@@ -41,6 +41,7 @@ pub(crate) fn limits() -> Limits {
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
         pacing: Default::default(),
+        stream_above: 8 << 20,
     }
 }
 

@@ -7,6 +7,7 @@ mod support;
 mod admin_cli;
 mod after_cutover;
 mod apply_cli;
+mod big_message;
 mod check_cli;
 mod cutover_cli;
 mod deploy_kubernetes;
