@@ -265,18 +265,23 @@ impl Lane<'_, '_> {
                     return None;
                 }
                 let bytes: u64 = to_append.iter().map(|r| r.body.len() as u64).sum();
-                if !ctx.pace(Side::Destination, to_append.len(), bytes).await {
-                    return None; // cancelled while pacing: these stay pending
+                // Cancelled while pacing: these stay pending.
+                let result = match ctx.pace(Side::Destination, to_append.len(), bytes).await {
+                    true => {
+                        let items = append_items(&to_append, allowed, &refused);
+                        Some(dst.append_batch(wire, &items).await)
+                    }
+                    false => None,
+                };
+                // Released as soon as the bodies are sent, inside this future: the fetch
+                // beside it may be waiting for budget, and would wait for ever on permits
+                // released only after both ended (a message near the budget's size).
+                for r in to_append.iter_mut() {
+                    r.permit = None;
                 }
-                let items = append_items(&to_append, allowed, &refused);
-                Some(dst.append_batch(wire, &items).await)
+                result
             };
             let (fetched, appended) = tokio::join!(fetch, append);
-            // Released as soon as the bodies are sent, so that a lane waiting for budget
-            // never waits on itself.
-            for r in &mut to_append {
-                r.permit = None;
-            }
             if let Some(result) = appended {
                 self.settle_append(run, to_append, result).await?;
             }
