@@ -260,26 +260,25 @@ impl Lane<'_, '_> {
                     .await;
                 Some((result, got, permit))
             };
+            // The batch's share of the body budget is released as soon as its bodies are
+            // sent (inside the join), so that the fetch beside it, waiting for budget,
+            // never waits on its own lane.
+            let permits: Vec<_> = to_append
+                .iter_mut()
+                .filter_map(|r| r.permit.take())
+                .collect();
             let append = async {
                 if to_append.is_empty() {
                     return None;
                 }
                 let bytes: u64 = to_append.iter().map(|r| r.body.len() as u64).sum();
-                // Cancelled while pacing: these stay pending.
-                let result = match ctx.pace(Side::Destination, to_append.len(), bytes).await {
-                    true => {
-                        let items = append_items(&to_append, allowed, &refused);
-                        Some(dst.append_batch(wire, &items).await)
-                    }
-                    false => None,
-                };
-                // Released as soon as the bodies are sent, inside this future: the fetch
-                // beside it may be waiting for budget, and would wait for ever on permits
-                // released only after both ended (a message near the budget's size).
-                for r in to_append.iter_mut() {
-                    r.permit = None;
+                if !ctx.pace(Side::Destination, to_append.len(), bytes).await {
+                    return None; // cancelled while pacing: these stay pending
                 }
-                result
+                let items = append_items(&to_append, allowed, &refused);
+                let result = dst.append_batch(wire, &items).await;
+                drop(permits);
+                Some(result)
             };
             let (fetched, appended) = tokio::join!(fetch, append);
             if let Some(result) = appended {

@@ -322,11 +322,7 @@ impl Reader {
                         );
                     }
                     _ => {
-                        unreadable.get_or_insert_with(|| {
-                            String::from_utf8_lossy(&raw[..raw.len().min(120)])
-                                .trim_end()
-                                .to_string()
-                        });
+                        unreadable.get_or_insert_with(|| super::error::first_bytes(raw));
                     }
                 }
             })
