@@ -192,3 +192,20 @@ fn big_message_stored_but_not_acknowledged_is_not_sent_again() {
     );
     assert_exact_copy(&s, &before);
 }
+
+#[test]
+fn a_message_held_whole_bigger_than_the_body_budget_does_not_stall_the_lane() {
+    // `stream-above` raised over the message: it is fetched whole, needing the whole
+    // 24 MiB body budget while the batch before it is appended. The permits of that batch
+    // used to be released only after the fetch got its own: the lane waited for ever.
+    let mut messages = small("first", 5);
+    messages.push(NewMessage::new(big_message("whole", 30 << 20)));
+    messages.extend(small("then", 2));
+    let s = scenario("64MiB", &messages);
+    let before = s.src("alice").snapshot();
+    let (run, _) = crate::apply_cli::apply(&s, &["-vv"]);
+    assert_eq!(run.status, 0, "{run}");
+    assert!(run.elapsed < std::time::Duration::from_secs(120), "{run}");
+    assert!(!run.stderr.contains("streamed in pieces"), "{run}");
+    assert_exact_copy(&s, &before);
+}
