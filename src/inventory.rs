@@ -426,6 +426,13 @@ async fn read_folders(
     for lane in &mut lanes {
         lane.1.sort_by_key(|(i, _, _)| *i);
     }
+    tracing::debug!(
+        %side,
+        folders = lanes.iter().map(|l| l.1.len()).sum::<usize>(),
+        connections = lanes.len(),
+        "reading folders over {} connection(s)",
+        lanes.len()
+    );
     let mut readers: Vec<&mut Reader> = vec![reader];
     readers.extend(others.iter_mut());
     let results = futures::future::join_all(

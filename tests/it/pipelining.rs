@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::scenario::{Scenario, Side};
 use crate::support::{
-    Direction, Fault, FaultProxy, Layout, MailboxSnapshot, MessageBuilder, RawImap,
+    Direction, Fault, FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage, RawImap,
 };
 
 /// Source folders (classic wire names) and their message counts.
@@ -183,4 +183,46 @@ fn a_source_cut_in_the_pipelined_inventory_is_read_again_never_short() {
         again.last_line(),
         "No changes. The destination has every message."
     );
+}
+
+#[test]
+fn a_big_inventory_is_read_over_two_connections_and_is_complete() {
+    let s = Scenario::new()
+        .source(Layout::Classic)
+        .destination(Layout::Modern)
+        .account("alice");
+    let mut src = s.src("alice");
+    // 2,100 messages (over the 2,000 that pay for a second connection) in three folders.
+    let mut total = 0;
+    for (folder, n) in [("INBOX", 1_000), ("INBOX.Big", 700), ("INBOX.Small", 400)] {
+        if folder != "INBOX" {
+            src.create(folder);
+        }
+        let messages: Vec<NewMessage> = (0..n)
+            .map(|i| {
+                NewMessage::new(
+                    MessageBuilder::new()
+                        .subject(&format!("{folder} {i}"))
+                        .build(),
+                )
+            })
+            .collect();
+        src.append_many(folder, &messages);
+        total += n;
+    }
+    let before = src.snapshot();
+    let r = s.run(&["plan", "--format", "json", "-vv"]);
+    assert_eq!(r.status, 0, "{r}");
+    assert!(
+        r.stderr.contains("reading folders over 2 connection(s)"),
+        "the source was read over one connection only\n{}",
+        r.stderr
+    );
+    let doc = r.json();
+    assert_eq!(
+        doc["summary"]["messages_to_copy"].as_u64(),
+        Some(total),
+        "every message of every folder planned"
+    );
+    before.assert_unchanged(&src.snapshot());
 }
