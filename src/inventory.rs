@@ -411,8 +411,7 @@ async fn read_folders(
         }
     }
     // Largest first onto the least loaded connection.
-    let mut lanes: Vec<(u64, Vec<(usize, FetchItems, u64)>)> =
-        vec![(0, Vec::new()); others.len() + 1];
+    let mut lanes: Vec<(u64, Vec<LaneRead>)> = vec![(0, Vec::new()); others.len() + 1];
     let mut sorted = reads;
     sorted.sort_by_key(|r| std::cmp::Reverse(r.2));
     for (index, items, expected) in sorted {
@@ -487,6 +486,9 @@ enum LaneOutcome {
     Flags(HashMap<u32, Vec<String>>),
 }
 
+/// A folder to read on one connection: its index, what to fetch, messages expected.
+type LaneRead = (usize, FetchItems, u64);
+
 /// Most messages a folder's list is sized for up front (STATUS is the server's word).
 const MAX_PRESIZE: u64 = 1 << 20;
 
@@ -495,7 +497,7 @@ async fn read_lane(
     side: Side,
     reader: &mut Reader,
     folders: &[Folder],
-    lane: &[(usize, FetchItems, u64)],
+    lane: &[LaneRead],
 ) -> Result<Vec<(usize, LaneOutcome)>, InventoryError> {
     if lane.is_empty() {
         return Ok(Vec::new());
