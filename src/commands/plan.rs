@@ -151,7 +151,9 @@ async fn try_plan_account(
                 ) =>
                 {
                     tracing::warn!(account = %account.source_user, %side, "inventory: {source}; reading again");
-                    if !backoff.failed(None).await {
+                    let stalled_out = matches!(source, crate::imap::ImapError::Timeout { .. })
+                        && !backoff.stalled();
+                    if stalled_out || !backoff.failed(None).await {
                         return result;
                     }
                 }

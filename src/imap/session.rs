@@ -23,6 +23,9 @@ use super::pipeline::MailboxStatus;
 use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
+/// Timeouts without progress before a session gives up (see [`RetryPolicy::stall_budget`]).
+pub(super) const STALL_BUDGET: u32 = 3;
+
 /// How failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -32,6 +35,10 @@ pub struct RetryPolicy {
     pub cap: Duration,
     /// Failures in a row without progress before giving up.
     pub budget: u32,
+    /// Timeouts (stalls caught by `idle-timeout`/`connect-timeout`) since the last progress
+    /// before giving up: a server that never answers is not waited for `budget` times the
+    /// timeout. Cuts do not count here, so a link that drops but moves on is never given up.
+    pub stall_budget: u32,
 }
 
 impl RetryPolicy {
@@ -45,6 +52,7 @@ impl RetryPolicy {
                 .connect_timeout
                 .clamp(Duration::from_secs(1), Duration::from_secs(30)),
             budget: 16,
+            stall_budget: STALL_BUDGET,
         }
     }
 
@@ -162,6 +170,8 @@ impl RetryStats {
 pub struct Backoff {
     policy: RetryPolicy,
     failures: u32,
+    /// Timeouts since the last progress.
+    stalls: u32,
     rng: u64,
     stats: RetryStats,
 }
@@ -175,6 +185,7 @@ impl Backoff {
         Backoff {
             policy,
             failures: 0,
+            stalls: 0,
             rng: seed | 1,
             stats: RetryStats::default(),
         }
@@ -183,6 +194,14 @@ impl Backoff {
     /// Something moved forward: the budget starts again.
     pub fn progress(&mut self) {
         self.failures = 0;
+        self.stalls = 0;
+    }
+
+    /// Counts one timeout without progress; `false` once the stall budget is spent (then
+    /// give up without waiting).
+    pub fn stalled(&mut self) -> bool {
+        self.stalls += 1;
+        self.stalls < self.policy.stall_budget
     }
 
     /// Failures in a row without progress so far.
@@ -280,6 +299,14 @@ async fn retry_after(
         Transience::Transient { after } => {
             let attempt = backoff.failures() + 1;
             let budget = backoff.policy().budget;
+            if matches!(err, ImapError::Timeout { .. }) && !backoff.stalled() {
+                // A server that never answers: each attempt costs a whole timeout, so
+                // only a few are tried.
+                return Err(SessionError::GaveUp {
+                    attempts: attempt,
+                    last: err,
+                });
+            }
             if attempt > budget {
                 return Err(SessionError::GaveUp {
                     attempts: attempt,
@@ -837,6 +864,7 @@ mod tests {
             first: Duration::from_millis(100),
             cap: Duration::from_secs(1),
             budget: 5,
+            stall_budget: 3,
         };
         let d: Vec<u128> = (1..=6).map(|n| p.delay(n).as_millis()).collect();
         assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
@@ -848,6 +876,7 @@ mod tests {
             first: Duration::from_millis(1),
             cap: Duration::from_millis(2),
             budget: 2,
+            stall_budget: 3,
         });
         for _ in 0..10 {
             assert!(b.failed(None).await);
@@ -857,5 +886,39 @@ mod tests {
         assert!(b.failed(None).await);
         assert!(!b.failed(None).await, "a third failure in a row gives up");
         assert_eq!(b.stats().retries, 12);
+    }
+
+    fn timeout() -> ImapError {
+        ImapError::Timeout {
+            host: "h".into(),
+            port: 1,
+            doing: "reading".into(),
+            after: Duration::from_millis(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn timeouts_without_progress_give_up_after_the_stall_budget() {
+        let mut b = Backoff::new(RetryPolicy {
+            first: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+            budget: 16,
+            stall_budget: 3,
+        });
+        // Cuts in between do not reset the stall count; progress does.
+        retry_after(&mut b, timeout(), "x", "u").await.unwrap();
+        b.progress();
+        retry_after(&mut b, timeout(), "x", "u").await.unwrap();
+        retry_after(&mut b, timeout(), "x", "u").await.unwrap();
+        let closed = ImapError::Closed {
+            host: "h".into(),
+            port: 1,
+            reason: "cut".into(),
+        };
+        retry_after(&mut b, closed, "x", "u").await.unwrap();
+        match retry_after(&mut b, timeout(), "x", "u").await {
+            Err(SessionError::GaveUp { attempts, .. }) => assert_eq!(attempts, 4),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -634,7 +634,15 @@ impl Writer {
                 Response::Data {
                     status: Status::Bye,
                     outcome,
-                } => bye = Some(outcome_text(outcome)),
+                } => {
+                    let text = outcome_text(outcome);
+                    // A server closes the connection after BYE (RFC 3501 §7.1.5); one that
+                    // keeps it open is not waited for until the idle timeout.
+                    if label != "LOGOUT" {
+                        return Err(self.conn.ep.closed(format!("the server said BYE: {text}")));
+                    }
+                    bye = Some(text)
+                }
                 _ => {}
             }
         }

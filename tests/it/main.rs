@@ -16,6 +16,7 @@ mod extras_cli;
 mod flags_cli;
 mod fleet_cli;
 mod hardening_cli;
+mod hostile;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
