@@ -411,22 +411,14 @@ async fn run_token_command(
 mod tests {
     use super::*;
     use crate::imap::Capabilities;
-    use crate::settings::{AdminLogin, Security, TlsRoots};
+    use crate::settings::{AdminLogin, Security};
     use std::time::Duration;
 
     fn server(auth: AuthMethod) -> ServerSettings {
         ServerSettings {
-            host: "localhost".into(),
-            port: 143,
             security: Security::Plain,
-            ca_file: None,
-            tls_roots: TlsRoots::System,
-            accept_invalid_certs: false,
-            allow_plaintext_auth: false,
             auth,
-            token_command: None,
-            max_connections: 10,
-            admin: None,
+            ..ServerSettings::for_tests("localhost", 143)
         }
     }
 

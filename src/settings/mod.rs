@@ -86,6 +86,25 @@ impl ServerSettings {
     pub(crate) fn uses_token(&self) -> bool {
         matches!(self.auth, AuthMethod::Xoauth2 | AuthMethod::OAuthBearer)
     }
+
+    /// A server with every option at its default (TLS, system roots, `auth = "auto"`),
+    /// for unit tests that need settings but no config file.
+    #[cfg(test)]
+    pub(crate) fn for_tests(host: &str, port: u16) -> ServerSettings {
+        ServerSettings {
+            host: host.to_string(),
+            port,
+            security: Security::Tls,
+            ca_file: None,
+            tls_roots: TlsRoots::System,
+            accept_invalid_certs: false,
+            allow_plaintext_auth: false,
+            auth: AuthMethod::Auto,
+            token_command: None,
+            max_connections: 10,
+            admin: None,
+        }
+    }
 }
 
 /// `[folders]`.

@@ -151,20 +151,7 @@ mod tests {
     use crate::inventory::{Folder, Inventory};
 
     fn server() -> ServerSettings {
-        use crate::settings::{AuthMethod, Security, TlsRoots};
-        ServerSettings {
-            host: "mail.example".to_string(),
-            port: 993,
-            security: Security::Tls,
-            ca_file: None,
-            tls_roots: TlsRoots::System,
-            accept_invalid_certs: false,
-            allow_plaintext_auth: false,
-            auth: AuthMethod::Auto,
-            token_command: None,
-            max_connections: 10,
-            admin: None,
-        }
+        ServerSettings::for_tests("mail.example", 993)
     }
 
     fn collected() -> Collected {

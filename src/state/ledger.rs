@@ -301,22 +301,9 @@ impl LedgerWriter {
 mod tests {
     use super::*;
     use crate::diagnostics::HasHint;
-    use crate::settings::{AuthMethod, Security, TlsRoots};
 
     fn server(port: u16) -> ServerSettings {
-        ServerSettings {
-            host: "Mail.Example".to_string(),
-            port,
-            security: Security::Tls,
-            ca_file: None,
-            tls_roots: TlsRoots::System,
-            accept_invalid_certs: false,
-            allow_plaintext_auth: false,
-            auth: AuthMethod::Auto,
-            token_command: None,
-            max_connections: 10,
-            admin: None,
-        }
+        ServerSettings::for_tests("Mail.Example", port)
     }
 
     fn key(n: u8) -> IdentityKey {
