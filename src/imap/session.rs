@@ -326,6 +326,20 @@ async fn retry_after(
     }
 }
 
+/// A refusal saying the folder does not exist (`[NONEXISTENT]`, `[TRYCREATE]`, Dovecot's
+/// `Mailbox doesn't exist`).
+fn is_missing_folder(err: &ImapError) -> bool {
+    match err {
+        ImapError::Protocol { server_text, .. } => {
+            let upper = server_text.to_ascii_uppercase();
+            upper.contains("[NONEXISTENT]")
+                || upper.contains("[TRYCREATE]")
+                || upper.contains("DOESN'T EXIST")
+        }
+        _ => false,
+    }
+}
+
 /// The source side: a read-only connection that reopens itself and its folder.
 pub struct SourceSession {
     endpoint: SessionConfig,
@@ -451,6 +465,35 @@ impl SourceSession {
         let result = reader.fetch_bodies(uids, on_body).await;
         if let Err(err) = &result {
             self.drop_if_dead(err);
+            if self.reader.is_none() && self.folder.is_some() {
+                // A server that finds the folder recreated under it says BYE (Dovecot:
+                // `IMAP session state is inconsistent`): open it again now, so that a
+                // changed UIDVALIDITY stops the folder before what came is used.
+                self.live().await?;
+            }
+            return Ok(result);
+        }
+        // The folder may have been recreated (new UIDVALIDITY) while it was open: then
+        // these UIDs may have meant other messages, and nothing fetched is used.
+        if let Some((name, was)) = self.folder.clone() {
+            let reader = self.reader.as_mut().expect("fetched above");
+            match reader.statuses(std::slice::from_ref(&name)).await {
+                Ok(found) => {
+                    if let Some(now) = found.get(&name).and_then(|st| st.uidvalidity) {
+                        if now != was {
+                            return Err(SessionError::UidValidityChanged {
+                                folder: name.as_str().to_string(),
+                                was,
+                                now,
+                            });
+                        }
+                    }
+                }
+                Err(err) => {
+                    self.drop_if_dead(&err);
+                    return Ok(Err(err));
+                }
+            }
         }
         Ok(result)
     }
@@ -519,6 +562,7 @@ impl DestinationSession {
     }
 
     async fn live(&mut self) -> Result<&mut Writer, SessionError> {
+        let mut recreated = false;
         loop {
             if self.writer.is_none() {
                 self.open = false;
@@ -548,6 +592,23 @@ impl DestinationSession {
                     Ok(sel) => {
                         self.last_select = Some(sel);
                         self.open = true;
+                    }
+                    Err(err) if !recreated && is_missing_folder(&err) => {
+                        // Deleted on the destination during the run: made again (what was
+                        // copied into it before is gone with it; a re-run copies it again).
+                        recreated = true;
+                        tracing::warn!(
+                            account = %self.endpoint.creds.user,
+                            "destination folder `{}` disappeared during the run; creating it again",
+                            name.as_str()
+                        );
+                        if let Err(err) = writer.create(&name).await {
+                            self.drop_if_dead(&err);
+                            let user = self.endpoint.creds.user.clone();
+                            retry_after(&mut self.backoff, err, "destination: CREATE", &user)
+                                .await?;
+                        }
+                        continue;
                     }
                     Err(err) => {
                         self.drop_if_dead(&err);

@@ -9,6 +9,7 @@ mod after_cutover;
 mod apply_cli;
 mod big_message;
 mod check_cli;
+mod consistency;
 mod cutover_cli;
 mod deploy_kubernetes;
 mod errors_cli;
