@@ -44,7 +44,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// Waits from 50 ms (a cut link is usually back at once) doubling up to 30 s (or `connect-timeout`, when shorter, but at
     /// least 1 s); sixteen failures in a row without progress give up, or three timeouts
-    /// since the last progress (see [`STALL_BUDGET`]). A server refusing
+    /// since the last progress (`STALL_BUDGET`). A server refusing
     /// connections is thus waited for about two to four minutes with the defaults.
     pub fn from_limits(limits: &Limits) -> RetryPolicy {
         RetryPolicy {
