@@ -554,10 +554,16 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction, index: usize) {
                 Trigger::AtPattern {
                     pattern,
                     occurrence,
-                } => pattern_position(&mut line, chunk, pattern).and_then(|at| {
-                    let seen = shared.pattern_seen.fetch_add(1, Ordering::SeqCst) + 1;
-                    (*occurrence == 0 || seen == *occurrence).then_some(at)
-                }),
+                } => {
+                    // Every occurrence in the chunk counts: pipelined answers often arrive
+                    // together, and counting one per read made `nth` depend on timing.
+                    pattern_positions(&mut line, chunk, pattern)
+                        .into_iter()
+                        .find(|_| {
+                            let seen = shared.pattern_seen.fetch_add(1, Ordering::SeqCst) + 1;
+                            *occurrence == 0 || seen == *occurrence
+                        })
+                }
             },
             _ => None,
         };
@@ -700,23 +706,30 @@ fn park(shared: &Shared) {
     }
 }
 
-/// Looks for `pattern` in the current line plus `chunk`. On a match returns where, in
-/// `chunk`, the line holding it starts (0 if it started in an earlier chunk). Otherwise
-/// keeps the chunk's last partial line in `line`.
-fn pattern_position(line: &mut Vec<u8>, chunk: &[u8], pattern: &[u8]) -> Option<usize> {
+/// Looks for `pattern` in the current line plus `chunk`. Returns, for every match, where in
+/// `chunk` the line holding it starts (0 if it started in an earlier chunk); a line counts
+/// once however often it holds the pattern. Keeps the chunk's last partial line in `line`.
+fn pattern_positions(line: &mut Vec<u8>, chunk: &[u8], pattern: &[u8]) -> Vec<usize> {
+    let mut found = Vec::new();
     let mut start = 0;
+    let mut matched = false; // the current line has matched already
     for (i, &b) in chunk.iter().enumerate() {
         line.push(b);
-        if line.ends_with(pattern) {
-            line.clear();
-            return Some(start);
+        if !matched && line.ends_with(pattern) {
+            found.push(start);
+            matched = true;
         }
         if b == b'\n' {
             line.clear();
             start = i + 1;
+            matched = false;
         }
     }
-    None
+    if matched {
+        // The rest of a matched line cannot match again.
+        line.clear();
+    }
+    found
 }
 
 #[cfg(test)]
@@ -727,28 +740,39 @@ mod tests {
     fn pattern_position_finds_the_line_start() {
         let mut line = Vec::new();
         assert_eq!(
-            pattern_position(
+            pattern_positions(
                 &mut line,
                 b"* 1 EXISTS\r\nA1 OK [APPENDUID 1 2] x\r\n",
                 b"[APPENDUID "
             ),
-            Some(12)
+            vec![12]
         );
         let mut line = Vec::new();
         assert_eq!(
-            pattern_position(&mut line, b"* OK hi\r\nA1 OK [APPE", b"[APPENDUID "),
-            None
+            pattern_positions(&mut line, b"* OK hi\r\nA1 OK [APPE", b"[APPENDUID "),
+            Vec::<usize>::new()
         );
         assert_eq!(line, b"A1 OK [APPE");
         assert_eq!(
-            pattern_position(&mut line, b"NDUID 1 2]\r\n", b"[APPENDUID "),
-            Some(0)
+            pattern_positions(&mut line, b"NDUID 1 2]\r\n", b"[APPENDUID "),
+            vec![0]
         );
         let mut line = Vec::new();
         assert_eq!(
-            pattern_position(&mut line, b"[APPEN\r\nDUID ", b"[APPENDUID "),
-            None
+            pattern_positions(&mut line, b"[APPEN\r\nDUID ", b"[APPENDUID "),
+            Vec::<usize>::new()
         );
+        // Pipelined answers in one read: every line that holds the pattern counts.
+        let mut line = Vec::new();
+        assert_eq!(
+            pattern_positions(
+                &mut line,
+                b"* OK [READ-ONLY] a\r\nA1 OK x\r\n* OK [READ-ONLY] [READ-ONLY] b\r\nA2 OK",
+                b"[READ-ONLY]"
+            ),
+            vec![0, 29]
+        );
+        assert_eq!(line, b"A2 OK");
     }
 
     #[test]
