@@ -1081,6 +1081,17 @@ fn csv_bench(o: &Options, rows: usize) {
     }
 }
 
+/// A modern-layout Dovecot with mail on tmpfs and room for huge work: Dovecot's own default
+/// (256 MB per imap process) is too small for the maildir index of 500,000 messages (it dies
+/// with `Out of memory` while syncing the uidlist) and for a 150 MB literal.
+fn roomy_dovecot() -> Dovecot {
+    Dovecot::builder()
+        .layout(Layout::Modern)
+        .mail_on_tmpfs(true)
+        .extra_config("service imap {\n  vsz_limit = 2G\n}")
+        .start()
+}
+
 /// `--huge N`: one account of N small messages (Microsoft 365's cap is 500,000), written
 /// straight into the source Dovecot's maildir (not by APPEND, which would take long), then
 /// `plan`, `apply --auto-approve` and a no-op `plan` of it, each with its wall time, CPU and
@@ -1088,19 +1099,8 @@ fn csv_bench(o: &Options, rows: usize) {
 fn huge_bench(o: &Options, n: usize) {
     use std::os::unix::fs::MetadataExt;
     let t = Instant::now();
-    // Dovecot's own default (256 MB per imap process) is too small for its maildir index
-    // of 500,000 messages: it dies with `Out of memory` while syncing the uidlist.
-    let big = "service imap {\n  vsz_limit = 2G\n}";
-    let source = Dovecot::builder()
-        .layout(Layout::Modern)
-        .mail_on_tmpfs(true)
-        .extra_config(big)
-        .start();
-    let destination = Dovecot::builder()
-        .layout(Layout::Modern)
-        .mail_on_tmpfs(true)
-        .extra_config(big)
-        .start();
+    let source = roomy_dovecot();
+    let destination = roomy_dovecot();
     let (user, password) = source.fresh_user("huge");
     destination.add_user(&user, &password);
     let message = |i: usize| -> Vec<u8> {
@@ -1234,17 +1234,8 @@ fn huge_bench(o: &Options, n: usize) {
 /// baseline.
 fn big_message_bench(o: &Options, mb: usize) {
     let t = Instant::now();
-    let vsz = "service imap {\n  vsz_limit = 2G\n}";
-    let source = Dovecot::builder()
-        .layout(Layout::Modern)
-        .mail_on_tmpfs(true)
-        .extra_config(vsz)
-        .start();
-    let destination = Dovecot::builder()
-        .layout(Layout::Modern)
-        .mail_on_tmpfs(true)
-        .extra_config(vsz)
-        .start();
+    let source = roomy_dovecot();
+    let destination = roomy_dovecot();
     // Numbered lines: a piece lost, doubled or out of order shows in the comparison.
     let size = mb * 1_000_000;
     let mut big = String::with_capacity(size + 1024);
