@@ -206,6 +206,19 @@ fn two_accounts(n: usize, lo: usize, hi: usize) -> (Scenario, Vec<MailboxSnapsho
     (s, before)
 }
 
+/// One account (`alice`, modern → modern) with `n` messages of `lo`..`hi` bytes in its
+/// source INBOX, and the source as it was before the run.
+fn alice_with(tag: &str, n: usize, lo: usize, hi: usize, seed: u64) -> (Scenario, MailboxSnapshot) {
+    let s = Scenario::new()
+        .source(Layout::Modern)
+        .destination(Layout::Modern)
+        .account("alice");
+    s.src("alice")
+        .append_many("INBOX", &messages(tag, n, lo, hi, seed));
+    let before = s.src("alice").snapshot();
+    (s, before)
+}
+
 #[test]
 fn random_cuts_on_both_sides_copy_every_message_exactly_once() {
     let n = if full() { 800 } else { 120 };
@@ -361,14 +374,7 @@ fn a_message_no_connection_can_carry_is_failed_with_a_hint_and_the_rest_arrive()
 
 #[test]
 fn a_server_refusing_connections_for_a_while_is_waited_for() {
-    let s = Scenario::new()
-        .source(Layout::Modern)
-        .destination(Layout::Modern)
-        .account("alice");
-    s.src("alice")
-        .append_many("INBOX", &messages("wait", 400, 2_000, 30_000, 13));
-    let before = s.src("alice").snapshot();
-    let mut s = s;
+    let (mut s, before) = alice_with("wait", 400, 2_000, 30_000, 13);
     let dst = FaultProxy::to(s.port(Side::Destination))
         .delay(Duration::from_millis(15))
         .start();
@@ -409,14 +415,7 @@ fn a_server_refusing_connections_for_a_while_is_waited_for() {
 
 #[test]
 fn destination_restarted_twice_during_apply_loses_and_doubles_nothing() {
-    let s = Scenario::new()
-        .source(Layout::Modern)
-        .destination(Layout::Modern)
-        .account("alice");
-    s.src("alice")
-        .append_many("INBOX", &messages("restart", 600, 2_000, 30_000, 17));
-    let before = s.src("alice").snapshot();
-    let mut s = s;
+    let (mut s, before) = alice_with("restart", 600, 2_000, 30_000, 17);
     // A slow link keeps the copy going long enough for two restarts.
     let dst = FaultProxy::to(s.port(Side::Destination))
         .delay(Duration::from_millis(15))
@@ -474,14 +473,7 @@ fn destination_restarted_twice_during_apply_loses_and_doubles_nothing() {
 
 #[test]
 fn doveadm_kick_during_apply_reconnects() {
-    let s = Scenario::new()
-        .source(Layout::Modern)
-        .destination(Layout::Modern)
-        .account("alice");
-    s.src("alice")
-        .append_many("INBOX", &messages("kick", 400, 2_000, 30_000, 19));
-    let before = s.src("alice").snapshot();
-    let mut s = s;
+    let (mut s, before) = alice_with("kick", 400, 2_000, 30_000, 19);
     let dst = FaultProxy::to(s.port(Side::Destination))
         .delay(Duration::from_millis(15))
         .start();
@@ -510,14 +502,7 @@ fn doveadm_kick_during_apply_reconnects() {
 
 #[test]
 fn loss_while_reading_destination_metadata_reconnects() {
-    let s = Scenario::new()
-        .source(Layout::Modern)
-        .destination(Layout::Modern)
-        .account("alice");
-    s.src("alice")
-        .append_many("INBOX", &messages("meta", 50, 1_000, 5_000, 23));
-    let before = s.src("alice").snapshot();
-    let mut s = s;
+    let (mut s, before) = alice_with("meta", 50, 1_000, 5_000, 23);
     // The destination is empty at plan time, so the first identity headers it sends are
     // the key stability check's read-back after the first batch: cut there, once.
     let dst = FaultProxy::to(s.port(Side::Destination))
@@ -538,14 +523,7 @@ fn loss_while_reading_destination_metadata_reconnects() {
 
 #[test]
 fn throttled_appends_wait_the_suggested_time_then_complete() {
-    let s = Scenario::new()
-        .source(Layout::Modern)
-        .destination(Layout::Modern)
-        .account("alice");
-    s.src("alice")
-        .append_many("INBOX", &messages("throttle", 30, 1_000, 4_000, 29));
-    let before = s.src("alice").snapshot();
-    let mut s = s;
+    let (mut s, before) = alice_with("throttle", 30, 1_000, 4_000, 29);
     let backoff = Duration::from_millis(900);
     let dst = FaultProxy::to(s.port(Side::Destination))
         .throttle(
@@ -590,14 +568,7 @@ fn throttled_appends_wait_the_suggested_time_then_complete() {
 
 #[test]
 fn a_literal_over_512_mib_fails_that_message_and_the_folder_goes_on() {
-    let s = Scenario::new()
-        .source(Layout::Modern)
-        .destination(Layout::Modern)
-        .account("alice");
-    s.src("alice")
-        .append_many("INBOX", &messages("huge", 4, 1_000, 3_000, 31));
-    let before = s.src("alice").snapshot();
-    let mut s = s;
+    let (mut s, before) = alice_with("huge", 4, 1_000, 3_000, 31);
     // The source announces message 2's body as a 600 MB literal (and sends nothing more):
     // more than async-imap will ever buffer.
     let src = FaultProxy::to(s.port(Side::Source))
