@@ -4,6 +4,7 @@
 //! hook holds the second `UID FETCH … BODY.PEEK[]` of the run until the test has made the
 //! change with doveadm or its own raw client, then lets it through.
 
+use crate::reliability::{multiset, Multiset};
 use std::fs;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::scenario::{CmdResult, Scenario, Side};
-use crate::support::{FaultProxy, Layout, MessageBuilder, NewMessage, RawImap};
+use crate::support::{FaultProxy, Layout, MessageBuilder, NewMessage};
 
 const APPLY: &[&str] = &["apply", "--auto-approve", "--report", "report.json", "-v"];
 
@@ -73,18 +74,6 @@ fn messages(tag: &str) -> Vec<NewMessage> {
             .internal_date("04-Apr-2023 11:00:00 +0000")
         })
         .collect()
-}
-
-type Multiset = Vec<(Vec<u8>, Vec<String>, String)>;
-
-fn multiset(imap: &mut RawImap, folder: &str) -> Multiset {
-    let mut v: Multiset = imap
-        .fetch_all(folder)
-        .into_iter()
-        .map(|m| (m.body, m.flags, m.internal_date))
-        .collect();
-    v.sort();
-    v
 }
 
 /// `dst` holds nothing twice and nothing `src` lacks.

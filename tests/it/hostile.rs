@@ -9,13 +9,14 @@
 //! UID set alone whose fetch it sees; the honest account's UIDs stay below 10 and its
 //! fetches go through untouched.
 
+use crate::reliability::multiset;
 use std::fs;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::scenario::{CmdResult, Scenario, Side};
-use crate::support::{FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage, RawImap};
+use crate::support::{FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage};
 
 const APPLY: &[&str] = &["apply", "--auto-approve", "--report", "report.json", "-v"];
 
@@ -93,18 +94,6 @@ fn messages(tag: &str, n: usize) -> Vec<NewMessage> {
             .internal_date("03-Mar-2023 10:00:00 +0000")
         })
         .collect()
-}
-
-type Multiset = Vec<(Vec<u8>, Vec<String>, String)>;
-
-fn multiset(imap: &mut RawImap, folder: &str) -> Multiset {
-    let mut v: Multiset = imap
-        .fetch_all(folder)
-        .into_iter()
-        .map(|m| (m.body, m.flags, m.internal_date))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Runs the binary, killing it (and failing) after `limit`; `peak_kib` gets the largest

@@ -73,9 +73,10 @@ fn messages(tag: &str, n: usize, lo: usize, hi: usize, seed: u64) -> Vec<NewMess
         .collect()
 }
 
-type Multiset = Vec<(Vec<u8>, Vec<String>, String)>;
+/// A folder's messages as sorted (body, flags, date) triples, read by the test's own client.
+pub(crate) type Multiset = Vec<(Vec<u8>, Vec<String>, String)>;
 
-fn multiset(imap: &mut RawImap, folder: &str) -> Multiset {
+pub(crate) fn multiset(imap: &mut RawImap, folder: &str) -> Multiset {
     let mut v: Multiset = imap
         .fetch_all(folder)
         .into_iter()
