@@ -77,8 +77,9 @@ pub(crate) const CAPABILITIES: &[(&str, Matters, &str)] = &[
     ),
     (
         "CONDSTORE",
-        Matters::NotUsed,
-        "not used yet: every plan reads each folder's message list in full",
+        Matters::Both,
+        "the inventory cache cannot prove a folder's flags unchanged: a later plan reads \
+         every cached folder's flags again (one round trip)",
     ),
     (
         "QUOTA",
