@@ -18,10 +18,12 @@ use crate::report::{AccountReport, FailedMessage, Report};
 /// A message with the fields `--detail` shows.
 fn message(uid: u32, key: u8, size: u64, flags: &[&str], subject: &str) -> MessageMeta {
     let mut m = msg(uid, key, size, flags);
-    m.internal_date = Some("2024-03-01T10:00:00+00:00".to_string());
-    m.date = "Fri, 01 Mar 2024 10:00:00 +0000".to_string();
-    m.from = "robot@old.example".to_string();
-    m.subject = subject.to_string();
+    m.internal_date = crate::message::InternalDate::from_rfc3339("2024-03-01T10:00:00+00:00");
+    m.display = crate::message::DisplayFields::new(
+        "Fri, 01 Mar 2024 10:00:00 +0000",
+        "robot@old.example",
+        subject,
+    );
     m
 }
 

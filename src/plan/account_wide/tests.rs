@@ -17,7 +17,7 @@ fn folder(wire: &str, attrs: &[&str], keys: &[u8]) -> Folder {
         .enumerate()
         .map(|(i, k)| {
             let mut m = msg(i as u32 + 1, *k, 10, &[]);
-            m.subject = format!("m{k}");
+            m.display = crate::message::DisplayFields::new("", "", &format!("m{k}"));
             m
         })
         .collect();

@@ -1,0 +1,425 @@
+//! Compact per-message values for inventories and plans of huge mailboxes (issue 10: a
+//! 500,000-message account within 200 MB): INTERNALDATE as an instant plus the server's
+//! offset instead of a string, flag sets held once and shared by every message that has
+//! them, and the display fields (Date, From, Subject) in one shared allocation that a
+//! plan's copy points to instead of cloning. A leaf: it imports nothing from the crate.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A message's INTERNALDATE exactly as the server reported it: the instant (seconds since
+/// the Unix epoch) and the server's UTC offset in minutes, so that the APPEND sends the
+/// same date with the same offset. Serialised as RFC 3339 (`1996-07-17T02:44:25-07:00`),
+/// the plan file's form since format 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct InternalDate {
+    seconds: i64,
+    offset_minutes: i16,
+}
+
+impl InternalDate {
+    /// From the instant and the offset; `None` outside what IMAP can say (years 0–9999,
+    /// offsets within a day).
+    pub(crate) fn new(seconds: i64, offset_minutes: i16) -> Option<InternalDate> {
+        let d = InternalDate {
+            seconds,
+            offset_minutes,
+        };
+        d.to_chrono().map(|_| d)
+    }
+
+    /// Parses RFC 3339 with whole seconds and a whole-minute offset (`Z` is `+00:00`).
+    pub(crate) fn from_rfc3339(s: &str) -> Option<InternalDate> {
+        let d = chrono::DateTime::parse_from_rfc3339(s.trim()).ok()?;
+        if chrono::Timelike::nanosecond(&d) != 0 {
+            return None;
+        }
+        let offset = d.offset().local_minus_utc();
+        if offset % 60 != 0 {
+            return None;
+        }
+        InternalDate::new(d.timestamp(), i16::try_from(offset / 60).ok()?)
+    }
+
+    /// Parses the IMAP form `17-Jul-1996 02:44:25 -0700` (RFC 9051 `date-time`; the day
+    /// may be space-padded, surrounding whitespace is ignored). The wire goes through
+    /// `imap::wire` (RFC 3339 in `FetchedMeta` and `AppendItem`); this is for tests.
+    #[cfg(test)]
+    pub(crate) fn from_imap(s: &str) -> Option<InternalDate> {
+        let d = chrono::DateTime::parse_from_str(s.trim(), "%d-%b-%Y %H:%M:%S %z").ok()?;
+        InternalDate::new(
+            d.timestamp(),
+            i16::try_from(d.offset().local_minus_utc() / 60).ok()?,
+        )
+    }
+
+    /// RFC 3339 with the server's offset, as chrono writes it (`+00:00`, never `Z`).
+    pub(crate) fn to_rfc3339(self) -> String {
+        self.to_chrono().expect("checked on creation").to_rfc3339()
+    }
+
+    /// The IMAP form with a zero-padded day: `07-Jul-1996 02:44:25 -0700` (for tests, as
+    /// [`InternalDate::from_imap`]).
+    #[cfg(test)]
+    pub(crate) fn to_imap(self) -> String {
+        self.to_chrono()
+            .expect("checked on creation")
+            .format("%d-%b-%Y %H:%M:%S %z")
+            .to_string()
+    }
+
+    /// Seconds since the Unix epoch (UTC).
+    pub(crate) fn seconds(self) -> i64 {
+        self.seconds
+    }
+
+    /// The server's offset from UTC in minutes.
+    pub(crate) fn offset_minutes(self) -> i16 {
+        self.offset_minutes
+    }
+
+    fn to_chrono(self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        let offset = chrono::FixedOffset::east_opt(i32::from(self.offset_minutes) * 60)?;
+        let utc = chrono::DateTime::from_timestamp(self.seconds, 0)?;
+        let local = utc.with_timezone(&offset);
+        (0..=9999)
+            .contains(&chrono::Datelike::year(&local))
+            .then_some(local)
+    }
+}
+
+impl Serialize for InternalDate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for InternalDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        InternalDate::from_rfc3339(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid internal date `{s}`: expected RFC 3339 with whole seconds"
+            ))
+        })
+    }
+}
+
+/// A message's flags and keywords as the server sent them (`\Recent` removed). A mailbox
+/// has few distinct sets, so a [`FlagInterner`] holds each once and every message with it
+/// points to it; no flags is no allocation. Compares, hashes and serialises as the list.
+#[derive(Clone, Default)]
+pub(crate) struct FlagSet(Option<Arc<Vec<String>>>);
+
+impl FlagSet {
+    /// A set of its own (not shared); see [`FlagInterner::intern`].
+    pub(crate) fn new(flags: Vec<String>) -> FlagSet {
+        if flags.is_empty() {
+            FlagSet(None)
+        } else {
+            FlagSet(Some(Arc::new(flags)))
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[String] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether both point to the same shared set (or both are empty).
+    pub(crate) fn same_set(&self, other: &FlagSet) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::ops::Deref for FlagSet {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        self.as_slice()
+    }
+}
+
+impl<'a> IntoIterator for &'a FlagSet {
+    type Item = &'a String;
+    type IntoIter = std::slice::Iter<'a, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl PartialEq for FlagSet {
+    fn eq(&self, other: &FlagSet) -> bool {
+        self.same_set(other) || self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for FlagSet {}
+
+impl std::hash::Hash for FlagSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[String]> for FlagSet {
+    fn borrow(&self) -> &[String] {
+        self.as_slice()
+    }
+}
+
+impl fmt::Debug for FlagSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl From<Vec<String>> for FlagSet {
+    fn from(flags: Vec<String>) -> FlagSet {
+        FlagSet::new(flags)
+    }
+}
+
+impl Serialize for FlagSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FlagSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(FlagSet::new)
+    }
+}
+
+/// Hands out one shared [`FlagSet`] per distinct list of flags (same flags in the same
+/// order).
+#[derive(Debug, Default)]
+pub(crate) struct FlagInterner(std::collections::HashSet<FlagSet>);
+
+impl FlagInterner {
+    pub(crate) fn intern(&mut self, flags: Vec<String>) -> FlagSet {
+        if flags.is_empty() {
+            return FlagSet::default();
+        }
+        if let Some(set) = self.0.get(flags.as_slice()) {
+            return set.clone();
+        }
+        let set = FlagSet::new(flags);
+        self.0.insert(set.clone());
+        set
+    }
+}
+
+/// A message's Date header (raw, trimmed), first From address and decoded Subject, for
+/// `--detail`, the plan file and the report's failure list; nothing decides on them. One
+/// allocation for the three (none when all are empty), shared by the inventory and the
+/// plan's copy.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct DisplayFields(Option<Arc<[u8]>>);
+
+/// The two lengths (date, from) in front of the text.
+const LENGTHS: usize = 8;
+
+impl DisplayFields {
+    pub(crate) fn new(date: &str, from: &str, subject: &str) -> DisplayFields {
+        if date.is_empty() && from.is_empty() && subject.is_empty() {
+            return DisplayFields(None);
+        }
+        let (Ok(d), Ok(f)) = (u32::try_from(date.len()), u32::try_from(from.len())) else {
+            // Headers over 4 GiB do not reach here (literals are capped far below).
+            return DisplayFields(None);
+        };
+        let mut bytes = Vec::with_capacity(LENGTHS + date.len() + from.len() + subject.len());
+        bytes.extend_from_slice(&d.to_le_bytes());
+        bytes.extend_from_slice(&f.to_le_bytes());
+        bytes.extend_from_slice(date.as_bytes());
+        bytes.extend_from_slice(from.as_bytes());
+        bytes.extend_from_slice(subject.as_bytes());
+        DisplayFields(Some(Arc::from(bytes)))
+    }
+
+    fn field(&self, which: usize) -> &str {
+        let Some(bytes) = self.0.as_deref() else {
+            return "";
+        };
+        let len = |at: usize| {
+            u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes")) as usize
+        };
+        let (d, f) = (len(0), len(4));
+        let range = match which {
+            0 => LENGTHS..LENGTHS + d,
+            1 => LENGTHS + d..LENGTHS + d + f,
+            _ => LENGTHS + d + f..bytes.len(),
+        };
+        // Made from three `&str`s, so each range is UTF-8.
+        std::str::from_utf8(&bytes[range]).unwrap_or_default()
+    }
+
+    pub(crate) fn date(&self) -> &str {
+        self.field(0)
+    }
+
+    pub(crate) fn from(&self) -> &str {
+        self.field(1)
+    }
+
+    pub(crate) fn subject(&self) -> &str {
+        self.field(2)
+    }
+}
+
+impl fmt::Debug for DisplayFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DisplayFields")
+            .field("date", &self.date())
+            .field("from", &self.from())
+            .field("subject", &self.subject())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn internal_dates_in_both_forms() {
+        let cases = [
+            (
+                "17-Jul-1996 02:44:25 -0700",
+                "17-Jul-1996 02:44:25 -0700",
+                "1996-07-17T02:44:25-07:00",
+            ),
+            (
+                " 7-Jul-1996 02:44:25 +0000",
+                "07-Jul-1996 02:44:25 +0000",
+                "1996-07-07T02:44:25+00:00",
+            ),
+            (
+                "07-Jan-2024 23:59:59 +0530",
+                "07-Jan-2024 23:59:59 +0530",
+                "2024-01-07T23:59:59+05:30",
+            ),
+            (
+                "29-Feb-2024 00:00:00 -1200",
+                "29-Feb-2024 00:00:00 -1200",
+                "2024-02-29T00:00:00-12:00",
+            ),
+            (
+                "01-jan-1970 00:00:00 +0000",
+                "01-Jan-1970 00:00:00 +0000",
+                "1970-01-01T00:00:00+00:00",
+            ),
+            (
+                "31-Dec-1969 23:59:59 -0001",
+                "31-Dec-1969 23:59:59 -0001",
+                "1969-12-31T23:59:59-00:01",
+            ),
+        ];
+        for (input, imap, rfc) in cases {
+            let d = InternalDate::from_imap(input).unwrap_or_else(|| panic!("{input}"));
+            assert_eq!(d.to_imap(), imap, "{input}");
+            assert_eq!(d.to_rfc3339(), rfc, "{input}");
+            assert_eq!(InternalDate::from_rfc3339(rfc), Some(d), "{rfc}");
+            assert_eq!(InternalDate::from_imap(imap), Some(d), "{imap}");
+        }
+        let d = InternalDate::from_imap("17-Jul-1996 02:44:25 -0700").unwrap();
+        assert_eq!((d.seconds(), d.offset_minutes()), (837_596_665, -420));
+        // Same instant, another offset: another date to send.
+        let utc = InternalDate::from_rfc3339("1996-07-17T09:44:25Z").unwrap();
+        assert_eq!(utc.seconds(), d.seconds());
+        assert_ne!(utc, d);
+        assert_eq!(utc.to_rfc3339(), "1996-07-17T09:44:25+00:00");
+        for bad in [
+            "garbage",
+            "",
+            "17-Jul-1996 02:44:25",
+            "2024-01-01T00:00:00.5+00:00",
+            "2024-01-01T00:00:00+00:00:30",
+        ] {
+            assert_eq!(InternalDate::from_imap(bad), None, "{bad}");
+            assert_eq!(InternalDate::from_rfc3339(bad), None, "{bad}");
+        }
+        assert_eq!(InternalDate::new(i64::MAX, 0), None);
+        assert_eq!(InternalDate::new(0, 24 * 60), None);
+    }
+
+    #[test]
+    fn internal_date_serialises_as_rfc3339() {
+        let d = InternalDate::from_imap("01-Jan-2001 10:00:00 +0200").unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, "\"2001-01-01T10:00:00+02:00\"");
+        assert_eq!(serde_json::from_str::<InternalDate>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<InternalDate>("\"yesterday\"").is_err());
+    }
+
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+
+    proptest! {
+        /// Every date-time the IMAP parser accepts renders back to the same text (the day
+        /// zero-padded), in both forms, with the same offset.
+        #[test]
+        fn imap_dates_round_trip(
+            day in 1u32..=28, month in 0usize..12, year in 0i32..=9999,
+            h in 0u32..24, m in 0u32..60, s in 0u32..60,
+            sign in prop::bool::ANY, oh in 0u32..24, om in 0u32..60,
+            pad_with_space in prop::bool::ANY,
+        ) {
+            let day_text = if pad_with_space && day < 10 { format!(" {day}") } else { format!("{day:02}") };
+            let zone = format!("{}{oh:02}{om:02}", if sign { '-' } else { '+' });
+            let input = format!("{day_text}-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
+            let canonical = format!("{day:02}-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
+            let d = InternalDate::from_imap(&input).expect("valid");
+            prop_assert_eq!(d.to_imap(), canonical);
+            prop_assert_eq!(InternalDate::from_rfc3339(&d.to_rfc3339()), Some(d));
+            prop_assert_eq!(InternalDate::from_imap(&d.to_imap()), Some(d));
+        }
+
+        #[test]
+        fn display_fields_keep_each_field(date in ".{0,20}", from in ".{0,20}", subject in ".{0,20}") {
+            let f = DisplayFields::new(&date, &from, &subject);
+            prop_assert_eq!(f.date(), date.as_str());
+            prop_assert_eq!(f.from(), from.as_str());
+            prop_assert_eq!(f.subject(), subject.as_str());
+        }
+    }
+
+    #[test]
+    fn flag_sets_are_shared_and_compare_by_content() {
+        let mut interner = FlagInterner::default();
+        let a = interner.intern(vec!["\\Seen".into(), "$Label1".into()]);
+        let b = interner.intern(vec!["\\Seen".into(), "$Label1".into()]);
+        assert!(a.same_set(&b));
+        let own = FlagSet::new(vec!["\\Seen".into(), "$Label1".into()]);
+        assert!(!own.same_set(&a));
+        assert_eq!(own, a);
+        assert_eq!(interner.intern(vec![]), FlagSet::default());
+        assert!(FlagSet::default().is_empty());
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"["\\Seen","$Label1"]"#
+        );
+        assert_eq!(
+            serde_json::from_str::<FlagSet>(r#"["\\Seen","$Label1"]"#).unwrap(),
+            a
+        );
+        assert_eq!(format!("{a:?}"), r#"["\\Seen", "$Label1"]"#);
+    }
+
+    #[test]
+    fn empty_display_fields_hold_nothing() {
+        assert_eq!(DisplayFields::new("", "", ""), DisplayFields::default());
+        let f = DisplayFields::new("", "", "Grüße");
+        assert_eq!((f.date(), f.from(), f.subject()), ("", "", "Grüße"));
+    }
+}
