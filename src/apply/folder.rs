@@ -253,8 +253,9 @@ impl Lane<'_, '_> {
                     .expect("never closed");
                 let uids: Vec<u32> = to_fetch.iter().map(|m| m.uid).collect();
                 let mut got: HashMap<u32, Vec<u8>> = HashMap::with_capacity(uids.len());
+                let largest = to_fetch.iter().map(|m| m.size).max().unwrap_or(0);
                 let result = src
-                    .fetch_bodies(&uids, |uid, body| {
+                    .fetch_bodies(&uids, largest, |uid, body| {
                         got.insert(uid, body);
                     })
                     .await;
@@ -396,7 +397,7 @@ impl Lane<'_, '_> {
                     self.src.backoff.progress();
                 }
                 let alone = rest.len() == 1;
-                if let ImapError::TooLarge { .. } = err {
+                if let ImapError::TooLarge { .. } | ImapError::Oversized { .. } = err {
                     // Which message is too big is known only when it is fetched alone.
                     if alone {
                         let m = rest[0];

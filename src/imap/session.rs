@@ -136,6 +136,10 @@ pub(super) fn classify(err: &ImapError) -> Transience {
             }
             _ => Transience::Permanent,
         },
+        // A literal far bigger than the message or header it should hold: tried again on a
+        // new connection (a body fetch that gets it for one message alone records that
+        // message as failed instead, see `apply/folder.rs`).
+        ImapError::Oversized { .. } => Transience::Transient { after: None },
         ImapError::TooLarge { .. }
         | ImapError::Tls { .. }
         | ImapError::StartTlsUnavailable { .. }
@@ -327,6 +331,12 @@ async fn retry_after(
     }
 }
 
+/// The largest literal accepted for a body of at most `largest` bytes (as the plan says):
+/// room for servers whose RFC822.SIZE is approximate, none for one announcing 100 MB.
+fn body_limit(largest: u64) -> u64 {
+    largest.saturating_mul(2).saturating_add(1 << 20)
+}
+
 /// A refusal saying the folder does not exist (`[NONEXISTENT]`, `[TRYCREATE]`, Dovecot's
 /// `Mailbox doesn't exist`).
 fn is_missing_folder(err: &ImapError) -> bool {
@@ -457,13 +467,25 @@ impl SourceSession {
     /// reopening first as needed, which is retried). Bodies are handed over as they
     /// arrive, so a cut keeps what came before it. A failure is returned as is (the
     /// connection is dropped when dead): the caller decides, then calls [`Self::fail`].
+    ///
+    /// `largest` is the biggest of these messages' sizes in the plan: a literal announced
+    /// far bigger (twice that and 1 MiB more) is refused before it is buffered
+    /// ([`ImapError::Oversized`]), so a server announcing 100 MB for a 2 KB message costs
+    /// no memory.
     pub async fn fetch_bodies(
         &mut self,
         uids: &[u32],
+        largest: u64,
         on_body: impl FnMut(u32, Vec<u8>),
     ) -> Result<Result<BodiesOutcome, ImapError>, SessionError> {
         let reader = self.live().await?;
-        let result = reader.fetch_bodies(uids, on_body).await;
+        let result = reader
+            .expecting(
+                body_limit(largest),
+                "twice the largest size in the plan, and 1 MiB more",
+                async |r| r.fetch_bodies(uids, on_body).await,
+            )
+            .await;
         if let Err(err) = &result {
             self.drop_if_dead(err);
             if self.reader.is_none() && self.folder.is_some() {
@@ -491,7 +513,13 @@ impl SourceSession {
         len: u64,
     ) -> Result<Result<Option<Piece>, ImapError>, SessionError> {
         let reader = self.live().await?;
-        let result = reader.fetch_piece(uid, offset, len).await;
+        let result = reader
+            .expecting(
+                body_limit(len),
+                "twice the piece asked for, and 1 MiB more",
+                async |r| r.fetch_piece(uid, offset, len).await,
+            )
+            .await;
         if let Err(err) = &result {
             self.drop_if_dead(err);
         }

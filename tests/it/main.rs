@@ -18,6 +18,7 @@ mod flags_cli;
 mod fleet_cli;
 mod hardening_cli;
 mod hostile;
+mod hostile_destination;
 mod identity_cli;
 mod imap_layer;
 mod imap_writer;
