@@ -13,20 +13,27 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// the Unix epoch) and the server's UTC offset in minutes, so that the APPEND sends the
 /// same date with the same offset. Serialised as RFC 3339 (`1996-07-17T02:44:25-07:00`),
 /// the plan file's form since format 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct InternalDate {
-    seconds: i64,
-    offset_minutes: i16,
-}
+///
+/// Packed into one non-zero integer, `seconds × 4096 + offset + 2048`, so that an
+/// `Option<InternalDate>` takes 8 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct InternalDate(std::num::NonZeroI64);
+
+/// Added to the offset in minutes (within ±1439) to keep it positive in the low 12 bits.
+const OFFSET_BIAS: i64 = 2048;
 
 impl InternalDate {
     /// From the instant and the offset; `None` outside what IMAP can say (years 0–9999,
     /// offsets within a day).
     pub(crate) fn new(seconds: i64, offset_minutes: i16) -> Option<InternalDate> {
-        let d = InternalDate {
-            seconds,
-            offset_minutes,
-        };
+        if !(-1439..=1439).contains(&offset_minutes) {
+            return None;
+        }
+        let packed = seconds
+            .checked_mul(4096)?
+            .checked_add(i64::from(offset_minutes) + OFFSET_BIAS)?;
+        // Never zero: the low 12 bits hold at least 609.
+        let d = InternalDate(std::num::NonZeroI64::new(packed)?);
         d.to_chrono().map(|_| d)
     }
 
@@ -72,21 +79,27 @@ impl InternalDate {
 
     /// Seconds since the Unix epoch (UTC).
     pub(crate) fn seconds(self) -> i64 {
-        self.seconds
+        self.0.get().div_euclid(4096)
     }
 
     /// The server's offset from UTC in minutes.
     pub(crate) fn offset_minutes(self) -> i16 {
-        self.offset_minutes
+        (self.0.get().rem_euclid(4096) - OFFSET_BIAS) as i16
     }
 
     fn to_chrono(self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-        let offset = chrono::FixedOffset::east_opt(i32::from(self.offset_minutes) * 60)?;
-        let utc = chrono::DateTime::from_timestamp(self.seconds, 0)?;
+        let offset = chrono::FixedOffset::east_opt(i32::from(self.offset_minutes()) * 60)?;
+        let utc = chrono::DateTime::from_timestamp(self.seconds(), 0)?;
         let local = utc.with_timezone(&offset);
         (0..=9999)
             .contains(&chrono::Datelike::year(&local))
             .then_some(local)
+    }
+}
+
+impl fmt::Debug for InternalDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InternalDate({})", self.to_rfc3339())
     }
 }
 
@@ -350,6 +363,19 @@ mod tests {
         }
         assert_eq!(InternalDate::new(i64::MAX, 0), None);
         assert_eq!(InternalDate::new(0, 24 * 60), None);
+        assert_eq!(InternalDate::new(0, -24 * 60), None);
+        for (s, o) in [
+            (0, 0),
+            (-1, -1439),
+            (1, 1439),
+            (-62_167_219_200, 0),
+            (253_402_300_799, 0),
+        ] {
+            let d = InternalDate::new(s, o).unwrap();
+            assert_eq!((d.seconds(), d.offset_minutes()), (s, o));
+        }
+        // Compact: an optional date is one word.
+        assert_eq!(std::mem::size_of::<Option<InternalDate>>(), 8);
     }
 
     #[test]

@@ -338,6 +338,7 @@ impl FaultProxyBuilder {
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             fired: AtomicUsize::new(0),
+            disarmed: AtomicBool::new(false),
             pattern_seen: AtomicUsize::new(0),
             sockets: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
@@ -405,6 +406,12 @@ impl FaultProxy {
     /// How many times the fault fired (a test should check it did, or it proved nothing).
     pub(crate) fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
+    }
+
+    /// Lets the fault fire (the default) or not, from now on: e.g. a link that is flaky
+    /// only during one command of a longer story.
+    pub(crate) fn set_armed(&self, armed: bool) {
+        self.shared.disarmed.store(!armed, Ordering::SeqCst);
     }
 
     /// Cuts every open connection now and refuses new ones for `how_long` (a server that
@@ -475,6 +482,8 @@ struct Shared {
     stop: AtomicBool,
     connections: AtomicUsize,
     fired: AtomicUsize,
+    /// While set, the fault never fires (see [`FaultProxy::set_armed`]).
+    disarmed: AtomicBool,
     /// Occurrences of a pattern trigger seen so far, over all connections.
     pattern_seen: AtomicUsize,
     /// Every socket, to unblock readers on drop.
@@ -485,6 +494,9 @@ struct Shared {
 impl Shared {
     /// Claims one firing of the fault; false when it has fired `times` already.
     fn claim(&self, fault: &Fault) -> bool {
+        if self.disarmed.load(Ordering::SeqCst) {
+            return false;
+        }
         let limit = fault.times.unwrap_or(usize::MAX);
         self.fired
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
