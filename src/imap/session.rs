@@ -304,7 +304,7 @@ async fn retry_after(
         Transience::Transient { after } => {
             let attempt = backoff.failures() + 1;
             let budget = backoff.policy().budget;
-            if matches!(err, ImapError::Timeout { .. }) && !backoff.stalled() {
+            if is_stall(&err) && !backoff.stalled() {
                 // A server that never answers: each attempt costs a whole timeout, so
                 // only a few are tried.
                 return Err(SessionError::GaveUp {
@@ -337,6 +337,33 @@ fn body_limit(largest: u64) -> u64 {
     largest.saturating_mul(2).saturating_add(1 << 20)
 }
 
+/// A failure that cost a whole timeout: a TCP handshake that never completed, a greeting
+/// or login that never came (`connect-timeout`), a command never answered or trickled
+/// (`idle-timeout`). Counted against [`RetryPolicy::stall_budget`], so a server that
+/// never answers is given up after about 3 × the timeout, not 16 ×.
+fn is_stall(err: &ImapError) -> bool {
+    matches!(
+        err,
+        ImapError::Timeout { .. }
+            | ImapError::ConnectFailed {
+                reason: super::ConnectReason::TimedOut(_),
+                ..
+            }
+    )
+}
+
+/// A connection unused for longer than this is closed and a new one opened when it is
+/// needed again: half of `idle-timeout`, at most 60 s. Servers log out idle sessions and
+/// NAT routers and firewalls forget idle connections (often silently: the next command
+/// then costs a whole `idle-timeout` before the loss is noticed); a lane that waits for
+/// pacing, a server's suggested backoff or its other connection would otherwise meet a
+/// dead connection after every long wait. Reopening costs a login and a SELECT/EXAMINE
+/// once per long wait; a NOOP every so often would keep the connection but needs a task
+/// beside every session that waits.
+pub(super) fn keepalive_after(limits: &Limits) -> Duration {
+    (limits.idle_timeout / 2).min(Duration::from_secs(60))
+}
+
 /// A refusal saying the folder does not exist (`[NONEXISTENT]`, `[TRYCREATE]`, Dovecot's
 /// `Mailbox doesn't exist`).
 fn is_missing_folder(err: &ImapError) -> bool {
@@ -360,6 +387,10 @@ pub struct SourceSession {
     /// The folder is open on the current connection.
     open: bool,
     connected_once: bool,
+    /// When the connection last carried a command ([`keepalive_after`]).
+    used: tokio::time::Instant,
+    /// Connections closed because they were idle too long (not counted as reconnects).
+    pub idle_closes: u64,
     pub backoff: Backoff,
 }
 
@@ -371,12 +402,34 @@ impl SourceSession {
             folder: None,
             open: false,
             connected_once: false,
+            used: tokio::time::Instant::now(),
+            idle_closes: 0,
             backoff: Backoff::new(policy),
         }
     }
 
     /// A live connection with the folder open (connecting and reopening as needed).
     async fn live(&mut self) -> Result<&mut Reader, SessionError> {
+        let idle = self.used.elapsed();
+        if self.reader.is_some() && idle > keepalive_after(&self.endpoint.limits) {
+            // Idle too long: the server or a router may have dropped it silently.
+            tracing::debug!(
+                account = %self.endpoint.creds.user,
+                "source connection unused for {:.1}s; opening a new one",
+                idle.as_secs_f64()
+            );
+            if let Some(r) = self.reader.take() {
+                r.close().await;
+            }
+            self.idle_closes += 1;
+            self.connected_once = false;
+        }
+        self.live_inner().await?;
+        self.used = tokio::time::Instant::now();
+        Ok(self.reader.as_mut().expect("connected by live_inner"))
+    }
+
+    async fn live_inner(&mut self) -> Result<(), SessionError> {
         loop {
             if self.reader.is_none() {
                 self.open = false;
@@ -415,7 +468,7 @@ impl SourceSession {
                     }
                 }
             }
-            return Ok(self.reader.as_mut().expect("connected above"));
+            return Ok(());
         }
     }
 
@@ -486,6 +539,7 @@ impl SourceSession {
                 async |r| r.fetch_bodies(uids, on_body).await,
             )
             .await;
+        self.used = tokio::time::Instant::now();
         if let Err(err) = &result {
             self.drop_if_dead(err);
             if self.reader.is_none() && self.folder.is_some() {
@@ -520,6 +574,7 @@ impl SourceSession {
                 async |r| r.fetch_piece(uid, offset, len).await,
             )
             .await;
+        self.used = tokio::time::Instant::now();
         if let Err(err) = &result {
             self.drop_if_dead(err);
         }
@@ -551,6 +606,12 @@ pub struct DestinationSession {
     connected_once: bool,
     /// What the last SELECT said (also after a reconnect).
     last_select: Option<SelectInfo>,
+    /// When the connection last carried a command ([`keepalive_after`]).
+    used: tokio::time::Instant,
+    /// Connections closed because they were idle too long (not counted as reconnects).
+    pub idle_closes: u64,
+    /// Folders that disappeared during the run and were made again, in order.
+    recreated: Vec<WireName>,
     pub backoff: Backoff,
 }
 
@@ -563,8 +624,16 @@ impl DestinationSession {
             open: false,
             connected_once: false,
             last_select: None,
+            used: tokio::time::Instant::now(),
+            idle_closes: 0,
+            recreated: Vec::new(),
             backoff: Backoff::new(policy),
         }
+    }
+
+    /// The folders that disappeared during the run and were made again (each once).
+    pub fn recreated(&self) -> &[WireName] {
+        &self.recreated
     }
 
     /// Connects now (retried), so that a destination that cannot be reached fails early.
@@ -573,6 +642,26 @@ impl DestinationSession {
     }
 
     async fn live(&mut self) -> Result<&mut Writer, SessionError> {
+        let idle = self.used.elapsed();
+        if self.writer.is_some() && idle > keepalive_after(&self.endpoint.limits) {
+            // Idle too long: the server or a router may have dropped it silently.
+            tracing::debug!(
+                account = %self.endpoint.creds.user,
+                "destination connection unused for {:.1}s; opening a new one",
+                idle.as_secs_f64()
+            );
+            if let Some(w) = self.writer.take() {
+                w.close().await;
+            }
+            self.idle_closes += 1;
+            self.connected_once = false;
+        }
+        self.live_inner().await?;
+        self.used = tokio::time::Instant::now();
+        Ok(self.writer.as_mut().expect("connected by live_inner"))
+    }
+
+    async fn live_inner(&mut self) -> Result<(), SessionError> {
         let mut recreated = false;
         loop {
             if self.writer.is_none() {
@@ -608,6 +697,9 @@ impl DestinationSession {
                         // Deleted on the destination during the run: made again (what was
                         // copied into it before is gone with it; a re-run copies it again).
                         recreated = true;
+                        if !self.recreated.contains(&name) {
+                            self.recreated.push(name.clone());
+                        }
                         tracing::warn!(
                             account = %self.endpoint.creds.user,
                             "destination folder `{}` disappeared during the run; creating it again",
@@ -635,7 +727,7 @@ impl DestinationSession {
                     }
                 }
             }
-            return Ok(self.writer.as_mut().expect("connected above"));
+            return Ok(());
         }
     }
 
@@ -805,10 +897,11 @@ impl DestinationSession {
         loop {
             let mut got = Vec::new();
             let writer = self.live().await?;
-            match writer
+            let fetched = writer
                 .fetch_metadata_since(first_uid, |m| got.push(m))
-                .await
-            {
+                .await;
+            self.used = tokio::time::Instant::now();
+            match fetched {
                 Ok(()) => {
                     got.into_iter().for_each(&mut on_message);
                     return Ok(());
@@ -828,6 +921,7 @@ impl DestinationSession {
     ) -> Result<Result<Vec<AppendResult>, ImapError>, SessionError> {
         let writer = self.live().await?;
         let result = writer.append_batch(wire_name, items).await;
+        self.used = tokio::time::Instant::now();
         if let Err(err) = &result {
             self.drop_if_dead(err);
         }
@@ -871,6 +965,7 @@ impl DestinationSession {
     ) -> Result<AppendResult, ImapError> {
         let (writer, result) = stream.finish().await;
         self.writer = writer;
+        self.used = tokio::time::Instant::now();
         result
     }
 

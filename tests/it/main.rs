@@ -36,3 +36,4 @@ mod rules_cli;
 mod scenario;
 mod shard_sim;
 mod smoke;
+mod stall_budget;

@@ -176,6 +176,7 @@ pub(crate) struct FaultProxyBuilder {
     answer: Option<Answer>,
     hostile: Option<Hostile>,
     throttle: Option<Throttle>,
+    idle_drop: Option<Duration>,
 }
 
 /// Answer APPEND commands on the proxy's own with a tagged NO (`text`) instead of
@@ -277,6 +278,15 @@ impl FaultProxyBuilder {
         self
     }
 
+    /// Forget a connection that carried nothing either way for `after`, silently, as a NAT
+    /// router or firewall does: the first bytes after such a gap are not forwarded, and
+    /// nothing more is (only the client's idle timeout gets it out). Counted in
+    /// [`FaultProxy::idle_drops`].
+    pub(crate) fn drop_idle_after(mut self, after: Duration) -> Self {
+        self.idle_drop = Some(after);
+        self
+    }
+
     /// A scripted hostile server, per user (see [`Hostile`]).
     pub(crate) fn hostile(
         mut self,
@@ -319,6 +329,8 @@ impl FaultProxyBuilder {
             answered: AtomicUsize::new(0),
             hostile: self.hostile,
             hostile_acts: Mutex::new(Vec::new()),
+            idle_drop: self.idle_drop,
+            idle_drops: AtomicUsize::new(0),
             throttle: self.throttle,
             refuse_until: Mutex::new(None),
             refused: AtomicUsize::new(0),
@@ -362,6 +374,7 @@ impl FaultProxy {
             answer: None,
             hostile: None,
             throttle: None,
+            idle_drop: None,
         }
     }
 
@@ -378,6 +391,11 @@ impl FaultProxy {
     /// How many client lines the proxy answered itself (see [`FaultProxyBuilder::answer`]).
     pub(crate) fn answered(&self) -> usize {
         self.shared.answered.load(Ordering::SeqCst)
+    }
+
+    /// Connections forgotten after an idle gap ([`FaultProxyBuilder::drop_idle_after`]).
+    pub(crate) fn idle_drops(&self) -> usize {
+        self.shared.idle_drops.load(Ordering::SeqCst)
     }
 
     /// What the hostile hook did so far: (user, command, act) per act.
@@ -450,6 +468,9 @@ struct Shared {
     answer: Option<Answer>,
     answered: AtomicUsize,
     hostile: Option<Hostile>,
+    idle_drop: Option<Duration>,
+    /// Connections dropped for being idle.
+    idle_drops: AtomicUsize,
     /// Every act of the hostile hook: (user, command it answered, what it did).
     hostile_acts: Mutex<Vec<(String, String, String)>>,
     throttle: Option<Throttle>,
@@ -495,6 +516,8 @@ struct Conn {
     hijacked: AtomicBool,
     /// What the hostile hook knows of it.
     view: Mutex<ConnView>,
+    /// When it last carried bytes (either way).
+    last: Mutex<std::time::Instant>,
 }
 
 impl Conn {
@@ -547,6 +570,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 index,
                 ..ConnView::default()
             }),
+            last: Mutex::new(std::time::Instant::now()),
         });
         let mut threads = shared.threads.lock().unwrap();
         for direction in [Direction::ClientToServer, Direction::ServerToClient] {
@@ -592,6 +616,18 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction, index: usize) {
         if conn.stalled.load(Ordering::SeqCst) {
             park(shared);
             return;
+        }
+        if let Some(after) = shared.idle_drop {
+            let mut last = conn.last.lock().unwrap();
+            if last.elapsed() >= after {
+                // Forgotten by the "router": these bytes and everything after go nowhere.
+                drop(last);
+                shared.idle_drops.fetch_add(1, Ordering::SeqCst);
+                conn.stalled.store(true, Ordering::SeqCst);
+                park(shared);
+                return;
+            }
+            *last = std::time::Instant::now();
         }
         if let Some(r) = shared.rewrite.as_ref().filter(|r| r.direction == direction) {
             let mut i = 0;
