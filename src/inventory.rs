@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::{parse_headers, IdentityKey};
 use crate::imap::{Credentials, FetchItems, ImapError, ListEntry, MailboxStatus, Reader};
-use crate::message::{DisplayFields, FlagInterner, FlagSet, InternalDate};
+use crate::message::{DisplayBlocks, DisplayFields, FlagInterner, FlagSet, InternalDate};
 use crate::model::{ContentHash, FolderStatus, Side, SpecialUse, WireName};
 use crate::settings::{Limits, ServerSettings};
 
@@ -526,8 +526,10 @@ async fn read_lane(
         })
         .collect();
     let mut flags: Vec<Vec<(u32, FlagSet)>> = vec![Vec::new(); lane.len()];
-    // A mailbox has few distinct flag sets: each is held once.
+    // A mailbox has few distinct flag sets: each is held once. The display fields go
+    // into shared blocks, readable once `display` is dropped at the end of this function.
     let mut interner = FlagInterner::default();
+    let mut display = DisplayBlocks::default();
     let results = reader
         .examine_fetch_all(&requests, |at, m| match lane[at].1 {
             FetchItems::Metadata => {
@@ -538,9 +540,7 @@ async fn read_lane(
                     flags: interner.intern(m.flags),
                     // Nothing shows a destination message's display fields.
                     display: match side {
-                        Side::Source => {
-                            DisplayFields::new(&parsed.date, &parsed.from, &parsed.subject)
-                        }
+                        Side::Source => display.add(&parsed.date, &parsed.from, &parsed.subject),
                         Side::Destination => DisplayFields::default(),
                     },
                     internal_date: m

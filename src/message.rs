@@ -231,60 +231,150 @@ impl FlagInterner {
 }
 
 /// A message's Date header (raw, trimmed), first From address and decoded Subject, for
-/// `--detail`, the plan file and the report's failure list; nothing decides on them. One
-/// allocation for the three (none when all are empty), shared by the inventory and the
-/// plan's copy.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub(crate) struct DisplayFields(Option<Arc<[u8]>>);
+/// `--detail`, the plan file and the report's failure list; nothing decides on them.
+/// Stored in shared blocks of text ([`DisplayBlocks`]: about 64 KiB holding hundreds of
+/// messages' fields, no allocation per message); this is a pointer to the block and the
+/// place in it, shared by the inventory and the plan's copy. Nothing when all three are
+/// empty. Compares and hashes by the text.
+#[derive(Clone, Default)]
+pub(crate) struct DisplayFields(Option<(Block, u32)>);
 
-/// The two lengths (date, from) in front of the text.
-const LENGTHS: usize = 8;
+/// A block of display fields: filled by one [`DisplayBlocks`], then set once.
+type Block = Arc<std::sync::OnceLock<Box<[u8]>>>;
 
-impl DisplayFields {
-    pub(crate) fn new(date: &str, from: &str, subject: &str) -> DisplayFields {
+/// How much text one block holds before the next one is started.
+const BLOCK_BYTES: usize = 64 << 10;
+
+/// Appends `n` as LEB128 (one byte for lengths under 128).
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads a length written by [`put_len`] at `*at`, moving past it.
+fn get_len(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let mut n = 0usize;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// Writes the display fields of many messages into shared blocks. A block is readable
+/// once it is full or the writer is dropped: nothing is read through the handles it gave
+/// out before that (the inventory drops it once a connection's folders are read).
+#[derive(Default)]
+pub(crate) struct DisplayBlocks {
+    block: Block,
+    text: Vec<u8>,
+}
+
+impl DisplayBlocks {
+    pub(crate) fn add(&mut self, date: &str, from: &str, subject: &str) -> DisplayFields {
         if date.is_empty() && from.is_empty() && subject.is_empty() {
             return DisplayFields(None);
         }
-        let (Ok(d), Ok(f)) = (u32::try_from(date.len()), u32::try_from(from.len())) else {
-            // Headers over 4 GiB do not reach here (literals are capped far below).
+        // Three lengths (a byte each, mostly), then the text.
+        let need = 3 + date.len() + from.len() + subject.len();
+        if !self.text.is_empty() && self.text.len() + need > BLOCK_BYTES {
+            self.seal();
+        }
+        let Ok(at) = u32::try_from(self.text.len()) else {
             return DisplayFields(None);
         };
-        let mut bytes = Vec::with_capacity(LENGTHS + date.len() + from.len() + subject.len());
-        bytes.extend_from_slice(&d.to_le_bytes());
-        bytes.extend_from_slice(&f.to_le_bytes());
-        bytes.extend_from_slice(date.as_bytes());
-        bytes.extend_from_slice(from.as_bytes());
-        bytes.extend_from_slice(subject.as_bytes());
-        DisplayFields(Some(Arc::from(bytes)))
+        if self.text.capacity() == 0 {
+            self.text.reserve(BLOCK_BYTES.max(need));
+        }
+        for field in [date, from, subject] {
+            put_len(&mut self.text, field.len());
+        }
+        self.text.extend_from_slice(date.as_bytes());
+        self.text.extend_from_slice(from.as_bytes());
+        self.text.extend_from_slice(subject.as_bytes());
+        DisplayFields(Some((Arc::clone(&self.block), at)))
     }
 
-    fn field(&self, which: usize) -> &str {
-        let Some(bytes) = self.0.as_deref() else {
-            return "";
+    /// Makes the current block readable and starts another.
+    fn seal(&mut self) {
+        if self.text.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.text).into_boxed_slice();
+        let block = std::mem::take(&mut self.block);
+        // Only this writer sets it, once.
+        let _ = block.set(text);
+    }
+}
+
+impl Drop for DisplayBlocks {
+    fn drop(&mut self) {
+        self.seal();
+    }
+}
+
+impl DisplayFields {
+    /// The fields of one message, in a block of their own (plan files, tests).
+    pub(crate) fn new(date: &str, from: &str, subject: &str) -> DisplayFields {
+        DisplayBlocks::default().add(date, from, subject)
+    }
+
+    /// The three fields; empty before the block is sealed.
+    fn fields(&self) -> [&str; 3] {
+        let Some((block, at)) = &self.0 else {
+            return ["", "", ""];
         };
-        let len = |at: usize| {
-            u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes")) as usize
+        let Some(bytes) = block.get() else {
+            return ["", "", ""];
         };
-        let (d, f) = (len(0), len(4));
-        let range = match which {
-            0 => LENGTHS..LENGTHS + d,
-            1 => LENGTHS + d..LENGTHS + d + f,
-            _ => LENGTHS + d + f..bytes.len(),
-        };
-        // Made from three `&str`s, so each range is UTF-8.
-        std::str::from_utf8(&bytes[range]).unwrap_or_default()
+        let mut at = *at as usize;
+        let mut lens = [0usize; 3];
+        for len in &mut lens {
+            *len = get_len(bytes, &mut at).unwrap_or(0);
+        }
+        let mut out = [""; 3];
+        for (field, len) in out.iter_mut().zip(lens) {
+            // Made from `&str`s, so each range is UTF-8.
+            *field = bytes
+                .get(at..at + len)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default();
+            at += len;
+        }
+        out
     }
 
     pub(crate) fn date(&self) -> &str {
-        self.field(0)
+        self.fields()[0]
     }
 
     pub(crate) fn from(&self) -> &str {
-        self.field(1)
+        self.fields()[1]
     }
 
     pub(crate) fn subject(&self) -> &str {
-        self.field(2)
+        self.fields()[2]
+    }
+}
+
+impl PartialEq for DisplayFields {
+    fn eq(&self, other: &DisplayFields) -> bool {
+        self.fields() == other.fields()
+    }
+}
+
+impl Eq for DisplayFields {}
+
+impl std::hash::Hash for DisplayFields {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.fields().hash(state);
     }
 }
 
@@ -440,6 +530,47 @@ mod tests {
             a
         );
         assert_eq!(format!("{a:?}"), r#"["\\Seen", "$Label1"]"#);
+    }
+
+    #[test]
+    fn display_blocks_are_shared_and_readable_once_sealed() {
+        let mut blocks = DisplayBlocks::default();
+        let long = "x".repeat(300);
+        let all: Vec<(String, DisplayFields)> = (0..3000)
+            .map(|i| {
+                let subject = if i % 97 == 0 {
+                    format!("subject {i} {long}")
+                } else {
+                    format!("subject {i}")
+                };
+                let f = blocks.add("Mon, 1 Jan 2024", "a@b", &subject);
+                (subject, f)
+            })
+            .collect();
+        let huge = "y".repeat(BLOCK_BYTES * 2);
+        let big = blocks.add("", &huge, "");
+        let last = blocks.add("d", "", "");
+        assert_eq!(last.date(), "", "not readable before its block is sealed");
+        drop(blocks);
+        for (subject, f) in &all {
+            assert_eq!(
+                (f.date(), f.from(), f.subject()),
+                ("Mon, 1 Jan 2024", "a@b", subject.as_str())
+            );
+        }
+        assert_eq!(big.from(), huge);
+        assert_eq!(last.date(), "d");
+        // Many messages per block, and more than one block.
+        let used: std::collections::HashSet<*const std::sync::OnceLock<Box<[u8]>>> = all
+            .iter()
+            .map(|(_, f)| Arc::as_ptr(&f.0.as_ref().unwrap().0))
+            .collect();
+        assert!(used.len() > 1 && used.len() < 10, "{}", used.len());
+        assert_eq!(
+            all[1].1,
+            DisplayFields::new("Mon, 1 Jan 2024", "a@b", "subject 1")
+        );
+        assert_eq!(std::mem::size_of::<DisplayFields>(), 16);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use super::ledger::account_stem;
 use crate::identity::IdentityKey;
 use crate::imap::MailboxStatus;
 use crate::inventory::{Collected, MessageMeta, Snapshot, Snapshots};
-use crate::message::{DisplayFields, FlagSet, InternalDate};
+use crate::message::{DisplayBlocks, FlagSet, InternalDate};
 use crate::model::{ContentHash, FolderStatus, Side, WireName};
 use crate::settings::ServerSettings;
 
@@ -347,6 +347,8 @@ fn decode(reader: impl BufRead, size: u64) -> std::io::Result<Option<Snapshots>>
     }
     lines.hash();
     let mut sets: Vec<FlagSet> = Vec::new();
+    // Readable once dropped, at the end of this function.
+    let mut display = DisplayBlocks::default();
     let mut snapshots = Snapshots::new();
     // The folder being read: its wire name, snapshot and messages still to come.
     let mut current: Option<(WireName, Snapshot, usize)> = None;
@@ -396,7 +398,7 @@ fn decode(reader: impl BufRead, size: u64) -> std::io::Result<Option<Snapshots>>
                     key: IdentityKey::from_hex(f[2]).ok_or_else(|| bad("bad key"))?,
                     size: num(f[1])?,
                     flags,
-                    display: DisplayFields::new(&text(f[5])?, &text(f[6])?, &text(f[7])?),
+                    display: display.add(&text(f[5])?, &text(f[6])?, &text(f[7])?),
                     internal_date,
                     content,
                     uid: num(f[0])?,
@@ -477,6 +479,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::inventory::{Folder, Inventory};
+    use crate::message::DisplayFields;
 
     fn server() -> ServerSettings {
         ServerSettings::for_tests("mail.example", 993)
