@@ -228,7 +228,21 @@ fn destination_folder_deleted_mid_run_is_made_again_and_a_rerun_fills_it() {
     let r = run(&s, Duration::from_secs(60), || {
         if gate.held.load(Ordering::SeqCst) && !deleted {
             deleted = true;
-            let answer = s.dst("alice").raw_command("DELETE Projects");
+            // The first batch's APPEND runs beside the held fetch: wait until it is in, so
+            // that the DELETE cannot race it (Dovecot may recreate the folder for an APPEND
+            // in flight, and then nothing is made again by mailshift).
+            let mut dst = s.dst("alice");
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10)
+                && !dst
+                    .raw_command("STATUS Projects (MESSAGES)")
+                    .iter()
+                    .any(|l| l.contains("MESSAGES") && !l.contains("MESSAGES 0)"))
+            {
+                thread::sleep(Duration::from_millis(20));
+            }
+            thread::sleep(Duration::from_millis(100));
+            let answer = dst.raw_command("DELETE Projects");
             assert!(
                 answer.last().is_some_and(|l| l.contains("OK")),
                 "DELETE: {answer:?}"
