@@ -1,8 +1,8 @@
 //! Compact per-message values for inventories and plans of huge mailboxes (issue 10: a
 //! 500,000-message account within 200 MB): INTERNALDATE as an instant plus the server's
 //! offset instead of a string, flag sets held once and shared by every message that has
-//! them, and the display fields (Date, From, Subject) in one shared allocation that a
-//! plan's copy points to instead of cloning. A leaf: it imports nothing from the crate.
+//! them, and the display fields (Date, From, Subject) in shared blocks of text that a
+//! plan's copy points into instead of cloning. A leaf: it imports nothing from the crate.
 
 use std::fmt;
 use std::sync::Arc;
@@ -422,6 +422,11 @@ mod tests {
                 "1970-01-01T00:00:00+00:00",
             ),
             (
+                "01-Jan-2001 00:00:00 -0000",
+                "01-Jan-2001 00:00:00 +0000",
+                "2001-01-01T00:00:00+00:00",
+            ),
+            (
                 "31-Dec-1969 23:59:59 -0001",
                 "31-Dec-1969 23:59:59 -0001",
                 "1969-12-31T23:59:59-00:01",
@@ -494,6 +499,8 @@ mod tests {
             let day_text = if pad_with_space && day < 10 { format!(" {day}") } else { format!("{day:02}") };
             let zone = format!("{}{oh:02}{om:02}", if sign { '-' } else { '+' });
             let input = format!("{day_text}-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
+            // `-0000` (zone unknown) is UTC.
+            let zone = if zone == "-0000" { "+0000".to_string() } else { zone };
             let canonical = format!("{day:02}-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
             let d = InternalDate::from_imap(&input).expect("valid");
             prop_assert_eq!(d.to_imap(), canonical);
