@@ -140,7 +140,7 @@ impl Reader {
             port: server.port,
         };
         let greeted = transport::open(server, limits, &ep).await?;
-        let session = auth::login(greeted, server, limits, creds, &ep).await?;
+        let (session, login_caps) = auth::login(greeted, server, limits, creds, &ep).await?;
         let mut reader = Reader {
             session,
             ep,
@@ -152,7 +152,12 @@ impl Reader {
             raw_tags: 0,
             no_status_appendlimit: false,
         };
-        // Capabilities may change with login (Dovecot announces more afterwards).
+        // Capabilities may change with login (Dovecot announces more afterwards): those of
+        // the login's tagged OK when it had them, else asked for (a round trip).
+        if let Some(caps) = login_caps {
+            reader.caps = caps;
+            return Ok(reader);
+        }
         let mut atoms = Vec::new();
         reader
             .run("CAPABILITY", "CAPABILITY", |r| {

@@ -26,10 +26,38 @@ use crate::settings::{Limits, Security, ServerSettings};
 /// A TCP stream whose reads and writes time out after `idle-timeout`.
 pub(crate) type Timed = Pin<Box<TimeoutStream<TcpStream>>>;
 
-/// Plain or TLS, below async-imap.
-pub(crate) enum Transport {
+/// Plain or TLS.
+pub(crate) enum Link {
     Plain(Timed),
     Tls(Box<TlsStream<Timed>>),
+}
+
+/// The link below async-imap, with an optional tap that keeps a copy of what the server
+/// sends while the login runs: async-imap drops the `[CAPABILITY …]` code of a tagged OK to
+/// AUTHENTICATE, and reading it there saves a CAPABILITY round trip per connection. Only
+/// the server's side is kept (never what is written, so never a credential).
+pub(crate) struct Transport {
+    link: Link,
+    tap: Option<Vec<u8>>,
+}
+
+/// Most bytes the login tap keeps (a login answer is a few hundred bytes).
+const MAX_TAP: usize = 64 * 1024;
+
+impl Transport {
+    fn new(link: Link) -> Transport {
+        Transport { link, tap: None }
+    }
+
+    /// Starts keeping a copy of what is read.
+    pub(crate) fn start_tap(&mut self) {
+        self.tap = Some(Vec::new());
+    }
+
+    /// Stops the tap and returns what it kept.
+    pub(crate) fn take_tap(&mut self) -> Vec<u8> {
+        self.tap.take().unwrap_or_default()
+    }
 }
 
 /// What async-imap runs on: buffered, so a command is one write syscall.
@@ -37,9 +65,9 @@ pub(crate) type ImapIo = BufStream<Transport>;
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Plain(_) => "Transport::Plain",
-            Transport::Tls(_) => "Transport::Tls",
+        f.write_str(match self.link {
+            Link::Plain(_) => "Transport::Plain",
+            Link::Tls(_) => "Transport::Tls",
         })
     }
 }
@@ -50,10 +78,18 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => s.as_mut().poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = match &mut this.link {
+            Link::Plain(s) => s.as_mut().poll_read(cx, buf),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let (Poll::Ready(Ok(())), Some(tap)) = (&result, this.tap.as_mut()) {
+            let new = &buf.filled()[before..];
+            let room = MAX_TAP.saturating_sub(tap.len());
+            tap.extend_from_slice(&new[..new.len().min(room)]);
         }
+        result
     }
 }
 
@@ -63,23 +99,23 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => s.as_mut().poll_write(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().link {
+            Link::Plain(s) => s.as_mut().poll_write(cx, buf),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => s.as_mut().poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().link {
+            Link::Plain(s) => s.as_mut().poll_flush(cx),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => s.as_mut().poll_shutdown(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().link {
+            Link::Plain(s) => s.as_mut().poll_shutdown(cx),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -135,7 +171,7 @@ pub(crate) async fn open(
         match server.security {
             Security::Tls => {
                 let tls = handshake(server, ep, timed).await?;
-                let mut stream = BufStream::new(Transport::Tls(Box::new(tls)));
+                let mut stream = BufStream::new(Transport::new(Link::Tls(Box::new(tls))));
                 let caps = greeting_and_caps(&mut stream, ep, limits).await?;
                 Ok(Greeted {
                     stream,
@@ -144,7 +180,7 @@ pub(crate) async fn open(
                 })
             }
             Security::StartTls => {
-                let mut stream = BufStream::new(Transport::Plain(timed));
+                let mut stream = BufStream::new(Transport::new(Link::Plain(timed)));
                 let caps = greeting_and_caps(&mut stream, ep, limits).await?;
                 if !caps.has("STARTTLS") {
                     return Err(ImapError::StartTlsUnavailable {
@@ -163,11 +199,11 @@ pub(crate) async fn open(
                 }
                 // `into_inner` drops whatever was buffered after the OK: bytes injected
                 // before the handshake must never be read as if they came over TLS.
-                let Transport::Plain(timed) = stream.into_inner() else {
+                let Link::Plain(timed) = stream.into_inner().link else {
                     unreachable!("STARTTLS runs on a plain stream")
                 };
                 let tls = handshake(server, ep, timed).await?;
-                let mut stream = BufStream::new(Transport::Tls(Box::new(tls)));
+                let mut stream = BufStream::new(Transport::new(Link::Tls(Box::new(tls))));
                 // No greeting follows the handshake; capabilities must be asked again.
                 let caps = capability(&mut stream, ep, limits.idle_timeout).await?;
                 Ok(Greeted {
@@ -177,7 +213,7 @@ pub(crate) async fn open(
                 })
             }
             Security::Plain => {
-                let mut stream = BufStream::new(Transport::Plain(timed));
+                let mut stream = BufStream::new(Transport::new(Link::Plain(timed)));
                 let caps = greeting_and_caps(&mut stream, ep, limits).await?;
                 Ok(Greeted {
                     stream,
@@ -295,6 +331,23 @@ async fn greeting_and_caps(
         Some(caps) => Ok(caps),
         None => capability(stream, ep, limits.idle_timeout).await,
     }
+}
+
+/// The capabilities in the tagged OK of a login (`A0001 OK [CAPABILITY …] Logged in`), as
+/// kept by the login tap: RFC 9051 §6.2 lets a server send them there, and Dovecot,
+/// Cyrus and others do. `None` when the answer had none (then CAPABILITY is asked).
+pub(crate) fn caps_in_login_answer(read: &[u8]) -> Option<Capabilities> {
+    let text = String::from_utf8_lossy(read);
+    text.lines().rev().find_map(|line| {
+        let mut words = line.splitn(3, ' ');
+        let tag = words.next()?;
+        let status = words.next()?;
+        if tag == "*" || tag == "+" || !status.eq_ignore_ascii_case("OK") {
+            return None;
+        }
+        let rest = words.next()?.trim_start();
+        rest.starts_with('[').then(|| caps_in_code(rest)).flatten()
+    })
 }
 
 /// `* OK [CAPABILITY IMAP4rev1 STARTTLS] ready` → the capabilities.
@@ -477,6 +530,18 @@ mod tests {
         assert!(!caps.has("LOGINDISABLED"));
         assert!(caps_in_code("* OK Dovecot ready.").is_none());
         assert!(caps_in_code("* OK [ALERT] hi").is_none());
+    }
+
+    #[test]
+    fn capabilities_from_the_tagged_login_answer() {
+        let read = b"+ \r\nA0001 OK [CAPABILITY IMAP4rev1 LIST-STATUS MULTIAPPEND] Logged in\r\n";
+        let caps = caps_in_login_answer(read).unwrap();
+        assert!(caps.has("LIST-STATUS") && caps.has("multiappend"));
+        assert!(caps_in_login_answer(b"A0001 OK Logged in\r\n").is_none());
+        assert!(caps_in_login_answer(b"A0001 OK Logged in [CAPABILITY X]\r\n").is_none());
+        assert!(caps_in_login_answer(b"* OK [CAPABILITY IMAP4rev1] hi\r\n").is_none());
+        assert!(caps_in_login_answer(b"A0001 NO [CAPABILITY IMAP4rev1] no\r\n").is_none());
+        assert!(caps_in_login_answer(b"").is_none());
     }
 
     #[test]
