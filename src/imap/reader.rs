@@ -98,7 +98,7 @@ pub(super) const META_ITEMS: &str =
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)])";
 
 /// Longest UID set per `UID FETCH` (servers cap command lines; Dovecot at 64 KiB).
-const MAX_UID_SET: usize = 8_000;
+pub(super) const MAX_UID_SET: usize = 8_000;
 
 /// A logged-in, read-only IMAP session.
 pub struct Reader {
