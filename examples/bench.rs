@@ -23,7 +23,8 @@
 //! ```
 //!
 //! `--wrap` prefixes one step's tool command (the full copy by default) with a profiler;
-//! that step's CPU and RSS then include the wrapper.
+//! that step's CPU and RSS then include the wrapper. With `--huge`, `full` is the first
+//! plan, `delta` the apply and `noop` the no-op plan.
 //!
 //! ```text
 //! ```
@@ -1234,21 +1235,24 @@ fn huge_bench(o: &Options, n: usize) {
     let report = report.to_str().expect("utf-8 temp path");
     println!("| step | wall | tool CPU | peak RSS | Dovecot CPU src / dst | target |");
     println!("|---|---|---|---|---|---|");
-    let steps: [(&str, &[&str], &str); 3] = [
+    // `--wrap-step full` wraps the first plan, `delta` the apply, `noop` the no-op plan.
+    let steps: [(&str, &[&str], &str, Step); 3] = [
         (
             "plan (first, cold server index)",
             &["plan"],
             "≤ 200 MB, ≤ 60 s",
+            Step::Full,
         ),
         (
             "apply --auto-approve",
             &["apply", "--auto-approve", "--report", report],
             "",
+            Step::Delta,
         ),
-        ("no-op plan", &["plan"], "≤ 30 s"),
+        ("no-op plan", &["plan"], "≤ 30 s", Step::Noop),
     ];
-    for (label, args, target) in steps {
-        let out = run_tool(o, &setup, args, Step::Other);
+    for (label, args, target, step) in steps {
+        let out = run_tool(o, &setup, args, step);
         let s = out.sample;
         println!(
             "| {label} | {:.1} s | {:.1} s | {:.1} MB | {:.1} s / {:.1} s | {target} |",

@@ -8,7 +8,9 @@ mod support;
 
 use std::path::Path;
 
-use support::{DnsServer, Dovecot, Layout, MessageBuilder, NewMessage, RawImap};
+use support::{
+    Direction, DnsServer, Dovecot, Fault, FaultProxy, Layout, MessageBuilder, NewMessage, RawImap,
+};
 
 fn message(i: usize, folder: &str, seen: bool) -> NewMessage {
     let body = MessageBuilder::new()
@@ -109,8 +111,16 @@ fn main() {
     // with a TTL of 5 seconds (a real one would be lowered to 15 minutes or less).
     let dns = DnsServer::start();
     dns.set_mx("new.example", &[(10, "mx.old.example")], 5);
+    // The old provider is overloaded: during the first copy its connections are cut after
+    // 16–64 KiB, the way a flaky link or a busy old server drops them (at most 8 cuts).
+    // mailshift reconnects and goes on; nothing is lost or doubled.
+    let flaky = FaultProxy::to(source.port())
+        .fault(Fault::cut_randomly(Direction::ServerToClient, 16 << 10, 64 << 10, 7).times(8))
+        .start();
+    flaky.set_armed(false);
     let config = format!(
         r#"# Demo: an old INBOX.-prefixed server to a modern one, both on loopback.
+# The source port is a proxy that cuts the first connections (a flaky old provider).
 [source]
 host = "127.0.0.1"
 port = {}
@@ -129,7 +139,7 @@ new-mx = ["mx1.new.example"]
 # The demo's own DNS server; leave this out to use the system's.
 nameservers = ["{}"]
 "#,
-        source.port(),
+        flaky.port(),
         destination.port(),
         dns.address()
     );
@@ -137,7 +147,22 @@ nameservers = ["{}"]
     println!("\nmigration.toml:\n{config}");
     let mut failed = run(dir.path(), &["check"]) != 0;
     failed |= run(dir.path(), &["plan"]) != 0;
-    failed |= run(dir.path(), &["apply", "--auto-approve"]) != 0;
+    // Reports go next to the config (a real run would keep them with the state directory).
+    let first_pass = dir.path().join("first-pass.json");
+    let first_pass = first_pass.to_str().expect("utf-8 temp path");
+    let final_pass = dir.path().join("final-pass.json");
+    let final_pass = final_pass.to_str().expect("utf-8 temp path");
+    println!("\nThe link to the old server turns flaky: connections are cut after 16–64 KiB ...");
+    flaky.set_armed(true);
+    failed |= run(
+        dir.path(),
+        &["apply", "--auto-approve", "--report", first_pass],
+    ) != 0;
+    flaky.set_armed(false);
+    println!(
+        "(the proxy cut {} source connections during that apply)",
+        flaky.fired()
+    );
     // Everything is there now: the next plan has nothing to do.
     failed |= run(dir.path(), &["plan", "--detailed-exitcode"]) != 0;
 
@@ -167,8 +192,13 @@ nameservers = ["{}"]
     failed |= run(dir.path(), &["cutover"]) != 2;
     // The final pass copies the 10, and leaves what alice did alone.
     failed |= run(dir.path(), &["plan"]) != 0;
-    failed |= run(dir.path(), &["apply", "--auto-approve"]) != 0;
+    failed |= run(
+        dir.path(),
+        &["apply", "--auto-approve", "--report", final_pass],
+    ) != 0;
     failed |= run(dir.path(), &["plan", "--detailed-exitcode"]) != 0;
+    // One fleet view of both passes for the helpdesk: the latest run of each account wins.
+    failed |= run(dir.path(), &["report", first_pass, final_pass]) != 0;
     // Switched, propagated, and nothing reached the old server since the final pass.
     failed |= run(dir.path(), &["cutover"]) != 0;
     if failed {

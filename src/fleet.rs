@@ -431,9 +431,9 @@ fn apply_plans(accounts: &mut Vec<FleetAccount>, plans: &[PlanInput]) {
                 f.copy.iter().map(move |m| MissingMessage {
                     folder: f.destination.clone(),
                     uid: m.uid,
-                    date: m.date.clone(),
-                    from: m.from.clone(),
-                    subject: m.subject.clone(),
+                    date: m.display.date().to_string(),
+                    from: m.display.from().to_string(),
+                    subject: m.display.subject().to_string(),
                     size: m.size,
                 })
             })
@@ -569,13 +569,15 @@ pub(crate) mod tests {
                     source: 0,
                     uid: *uid,
                     size: 2048,
-                    flags: Vec::new(),
+                    flags: Default::default(),
                     internal_date: None,
                     key: crate::identity::IdentityKey([0; 32]),
                     ledger_base: 0,
-                    date: "Tue, 2 Jan 2024 09:00:00 +0000".into(),
-                    from: "carol@example.com".into(),
-                    subject: (*subject).into(),
+                    display: crate::message::DisplayFields::new(
+                        "Tue, 2 Jan 2024 09:00:00 +0000",
+                        "carol@example.com",
+                        subject,
+                    ),
                 }],
                 already_present: 0,
                 moved: 0,

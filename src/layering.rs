@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 pub(crate) const LAYERS: &[(&str, u8)] = &[
     // The vocabulary, the codecs and the output plumbing: leaves.
     ("model", 0),
+    ("message", 0),
     ("mutf7", 0),
     ("printer", 0),
     ("identity", 1),

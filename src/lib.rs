@@ -15,6 +15,7 @@ pub(crate) mod inventory;
 #[cfg(test)]
 mod layering;
 pub(crate) mod logging;
+pub(crate) mod message;
 pub(crate) mod model;
 pub(crate) mod mutf7;
 pub(crate) mod plan;

@@ -97,6 +97,10 @@ pub(crate) struct AccountReport {
     /// Seconds spent waiting before retries (backoff, and waits a server asked for).
     #[serde(default)]
     pub retry_wait_seconds: f64,
+    /// Destination folders that disappeared during the run (deleted by someone there) and
+    /// were made again to copy into; what had been copied into them before went with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders_recreated: Vec<String>,
     /// How often the pacing caps (`[limits]`) made the copy wait before a FETCH or an
     /// APPEND.
     #[serde(default)]
@@ -130,6 +134,7 @@ impl AccountReport {
             flags_updated: 0,
             fixed_bare_lf: 0,
             keywords_dropped: 0,
+            folders_recreated: Vec::new(),
             retries: 0,
             reconnects: 0,
             retry_wait_seconds: 0.0,
@@ -156,6 +161,11 @@ impl AccountReport {
         self.flags_updated += lane.flags_updated;
         self.fixed_bare_lf += lane.fixed_bare_lf;
         self.keywords_dropped += lane.keywords_dropped;
+        for folder in lane.folders_recreated {
+            if !self.folders_recreated.contains(&folder) {
+                self.folders_recreated.push(folder);
+            }
+        }
         self.retries += lane.retries;
         self.reconnects += lane.reconnects;
         self.retry_wait_seconds += lane.retry_wait_seconds;

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::identity::IdentityKey;
 use crate::imap::{classify_words, AppendItem, AppendResult, Transience};
+use crate::message::InternalDate;
 use crate::plan::{FolderPlan, MessageCopy};
 use crate::report::FailedMessage;
 
@@ -98,7 +99,7 @@ pub(super) fn append_items<'b>(
             // servers under-report PERMANENTFLAGS (pymap, some Exchange versions) and
             // store them. A refusal is retried without them (`retry_without_keywords`).
             flags: without_refused(allowed.optimistic(&r.copy.flags), refused),
-            internal_date: r.copy.internal_date.clone(),
+            internal_date: r.copy.internal_date.map(InternalDate::to_rfc3339),
             body: std::borrow::Cow::Borrowed(r.body.as_slice()),
         })
         .collect()
@@ -122,9 +123,9 @@ impl Lane<'_, '_> {
             folder: folder.destination.clone(),
             uid: m.uid,
             reason,
-            date: m.date.clone(),
-            from: m.from.clone(),
-            subject: m.subject.clone(),
+            date: m.display.date().to_string(),
+            from: m.display.from().to_string(),
+            subject: m.display.subject().to_string(),
             size: m.size,
             hint,
         });
@@ -294,7 +295,7 @@ impl Lane<'_, '_> {
         }
         let item = AppendItem {
             flags: flags.to_vec(),
-            internal_date: m.internal_date.clone(),
+            internal_date: m.internal_date.map(InternalDate::to_rfc3339),
             body: to_crlf(body).into(),
         };
         match self
@@ -351,7 +352,7 @@ impl Lane<'_, '_> {
         for flags in attempts {
             let item = AppendItem {
                 flags,
-                internal_date: m.internal_date.clone(),
+                internal_date: m.internal_date.map(InternalDate::to_rfc3339),
                 body: body.into(),
             };
             match self
@@ -398,12 +399,10 @@ pub(super) mod tests {
             source: 0,
             uid,
             size,
-            flags: vec![],
+            flags: Default::default(),
             internal_date: None,
             key: IdentityKey([key; 32]),
-            date: String::new(),
-            from: String::new(),
-            subject: String::new(),
+            display: Default::default(),
             ledger_base: 0,
         }
     }

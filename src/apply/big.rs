@@ -256,7 +256,7 @@ impl<'p> Lane<'_, '_> {
             .begin_append(
                 &run.folder.destination_wire,
                 &flags,
-                m.internal_date.as_deref(),
+                m.internal_date.map(|d| d.to_rfc3339()).as_deref(),
                 size,
             )
             .await

@@ -125,8 +125,9 @@ impl Ctx<'_> {
         let source = &folder.sources[source_index];
         let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
         let mut got: HashMap<u32, Vec<u8>> = HashMap::with_capacity(uids.len());
+        let largest = batch.iter().map(|m| m.size).max().unwrap_or(0);
         let (status, fetched) = src
-            .examine_and_fetch(&source.wire_name, &uids, |uid, body| {
+            .examine_and_fetch(&source.wire_name, &uids, largest, |uid, body| {
                 got.insert(uid, body);
             })
             .await
@@ -352,8 +353,9 @@ impl Lane<'_, '_> {
                     .expect("never closed");
                 let uids: Vec<u32> = to_fetch.iter().map(|m| m.uid).collect();
                 let mut got: HashMap<u32, Vec<u8>> = HashMap::with_capacity(uids.len());
+                let largest = to_fetch.iter().map(|m| m.size).max().unwrap_or(0);
                 let result = src
-                    .fetch_bodies(&uids, |uid, body| {
+                    .fetch_bodies(&uids, largest, |uid, body| {
                         got.insert(uid, body);
                     })
                     .await;
@@ -495,7 +497,7 @@ impl Lane<'_, '_> {
                     self.src.backoff.progress();
                 }
                 let alone = rest.len() == 1;
-                if let ImapError::TooLarge { .. } = err {
+                if let ImapError::TooLarge { .. } | ImapError::Oversized { .. } = err {
                     // Which message is too big is known only when it is fetched alone.
                     if alone {
                         let m = rest[0];

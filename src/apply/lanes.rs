@@ -81,6 +81,15 @@ impl Lane<'_, '_> {
         report.retries += stats.retries;
         report.reconnects += stats.reconnects;
         report.retry_wait_seconds += stats.waited.as_secs_f64();
+        for wire in self.dst.recreated() {
+            let name = folders
+                .iter()
+                .find(|f| &f.destination_wire == wire)
+                .map_or_else(|| wire.as_str().to_string(), |f| f.destination.clone());
+            if !report.folders_recreated.contains(&name) {
+                report.folders_recreated.push(name);
+            }
+        }
         result
     }
 

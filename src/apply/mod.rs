@@ -243,6 +243,7 @@ impl Executor<'_> {
             &plan.destination_user,
         )
         .map_err(ApplyError::Ledger)?;
+        ledger.reserve(plan.summary.messages_to_copy as usize + plan.ledger_updates.len());
         ledger
             .record_present(&plan.ledger_updates)
             .map_err(ApplyError::Ledger)?;

@@ -183,6 +183,20 @@ pub enum ImapError {
         doing: String,
     },
 
+    /// A literal announced far bigger than the message it should hold (its size in the
+    /// plan): refused before any of it is buffered. The same answer comes every time.
+    #[error(
+        "`{host}:{port}` announced {announced} bytes while {doing}, more than the {expected} expected"
+    )]
+    Oversized {
+        host: String,
+        port: u16,
+        doing: String,
+        announced: u64,
+        /// The limit, with what it is based on.
+        expected: String,
+    },
+
     /// A response that is not IMAP as mailshift reads it; the session is unusable.
     #[error("`{host}:{port}` sent {what} while {doing}: `{line}`")]
     Unparsable {
@@ -257,6 +271,15 @@ impl Endpoint {
         }
     }
 
+    /// A response read raw (in a pipeline) that imap-proto cannot parse.
+    pub(crate) fn unparsable_raw(&self, doing: &str, raw: &[u8]) -> ImapError {
+        self.unparsable(
+            doing,
+            "a response that is not valid IMAP".to_string(),
+            first_bytes(raw),
+        )
+    }
+
     fn unparsable(&self, doing: &str, what: String, line: String) -> ImapError {
         ImapError::Unparsable {
             host: self.host.clone(),
@@ -270,6 +293,12 @@ impl Endpoint {
     /// An I/O error on an established connection: a timeout, a TLS failure, a response
     /// that cannot be parsed, or a loss.
     pub(crate) fn io(&self, err: &io::Error, doing: &str, idle: Duration) -> ImapError {
+        if let Some(guard) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<super::transport::GuardError>())
+        {
+            return self.guarded(guard, doing, idle);
+        }
         if err.kind() == io::ErrorKind::TimedOut {
             return self.timeout(doing, idle);
         }
@@ -298,6 +327,59 @@ impl Endpoint {
             return self.closed(format!("the server closed the connection (while {doing})"));
         }
         self.closed(format!("{err} (while {doing})"))
+    }
+
+    /// What the transport's guard stopped, for people.
+    fn guarded(
+        &self,
+        guard: &super::transport::GuardError,
+        doing: &str,
+        idle: Duration,
+    ) -> ImapError {
+        use super::transport::{GuardError, ASYNC_IMAP_CAP};
+        match guard {
+            GuardError::Literal {
+                announced,
+                limit,
+                expecting,
+            } => match expecting {
+                Some(what) if *announced <= ASYNC_IMAP_CAP => ImapError::Oversized {
+                    host: self.host.clone(),
+                    port: self.port,
+                    doing: doing.to_string(),
+                    announced: *announced,
+                    expected: format!("{limit} bytes ({what})"),
+                },
+                _ => ImapError::TooLarge {
+                    host: self.host.clone(),
+                    port: self.port,
+                    doing: format!("{doing}; {announced} bytes announced"),
+                },
+            },
+            GuardError::Line => self.closed(format!(
+                "the server sent a line longer than {} MiB while {doing}",
+                super::transport::MAX_LINE >> 20
+            )),
+            GuardError::Trickle {
+                got,
+                literal,
+                after,
+            } => {
+                let part = if *literal > 0 {
+                    format!("of a {literal}-byte literal ")
+                } else {
+                    String::new()
+                };
+                self.timeout(
+                    format!(
+                        "{doing} (only {got} bytes {part}arrived in {}, under {} bytes/s)",
+                        humantime::format_duration(Duration::from_secs(after.as_secs())),
+                        super::transport::MIN_BYTES_PER_SECOND
+                    ),
+                    idle,
+                )
+            }
+        }
     }
 
     /// An error from async-imap while running `command`. NO/BAD keep the session; the
@@ -519,6 +601,12 @@ impl crate::diagnostics::HasHint for ImapError {
             ImapError::TooLarge { .. } => Some(
                 "skip such messages with `max-size` in [messages], or copy them another way \
                  (the server announced a message bigger than 512 MiB)"
+                    .into(),
+            ),
+            ImapError::Oversized { .. } => Some(
+                "the server announced far more data than the message (or header) it \
+                 reported in the inventory; run apply again, and if it persists ask the \
+                 server's admin"
                     .into(),
             ),
             ImapError::Unparsable { .. } => Some(

@@ -584,9 +584,12 @@ impl Reader {
         let (mut uidvalidity, mut uidnext, mut exists) = (None, None, None);
         let mut bodies: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
         let mut received: HashSet<u32> = HashSet::with_capacity(uids.len());
+        // A response that cannot be parsed is an error (never a message taken as gone).
+        let mut unparsable: Option<Vec<u8>> = None;
         let ends = self
             .pipeline(&commands, "EXAMINE + UID FETCH BODY.PEEK[]", |i, raw| {
                 let Ok((_, response)) = Response::parse(raw) else {
+                    unparsable.get_or_insert_with(|| raw.to_vec());
                     return;
                 };
                 if i == 0 {
@@ -627,6 +630,11 @@ impl Reader {
                 }
             })
             .await?;
+        if let Some(raw) = unparsable {
+            return Err(self
+                .ep
+                .unparsable_raw("EXAMINE + UID FETCH BODY.PEEK[]", &raw));
+        }
         let mut ends = ends.into_iter();
         let examined = (|| {
             ends.next()

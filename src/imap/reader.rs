@@ -736,6 +736,26 @@ impl Reader {
         })
     }
 
+    /// The guard on what the server sends ([`transport::Guard`]).
+    pub(super) fn guard(&mut self) -> &mut transport::Guard {
+        &mut self.session.get_mut().get_mut().guard
+    }
+
+    /// Runs `step` accepting literals of at most `max` bytes (holding `what`): a server
+    /// that announces more is refused before any of it is buffered
+    /// ([`ImapError::Oversized`]).
+    pub(super) async fn expecting<T>(
+        &mut self,
+        max: u64,
+        what: &'static str,
+        step: impl AsyncFnOnce(&mut Reader) -> Result<T, ImapError>,
+    ) -> Result<T, ImapError> {
+        self.guard().expect_literals(max, what);
+        let result = step(self).await;
+        self.guard().reset_limit();
+        result
+    }
+
     /// Refuses to start a command on a dead session.
     pub(super) fn begin(&mut self) -> Result<(), ImapError> {
         if self.busy && self.broken.is_none() {

@@ -136,6 +136,10 @@ pub(super) fn classify(err: &ImapError) -> Transience {
             }
             _ => Transience::Permanent,
         },
+        // A literal far bigger than the message or header it should hold: tried again on a
+        // new connection (a body fetch that gets it for one message alone records that
+        // message as failed instead, see `apply/folder.rs`).
+        ImapError::Oversized { .. } => Transience::Transient { after: None },
         ImapError::TooLarge { .. }
         | ImapError::Tls { .. }
         | ImapError::StartTlsUnavailable { .. }
@@ -300,7 +304,7 @@ async fn retry_after(
         Transience::Transient { after } => {
             let attempt = backoff.failures() + 1;
             let budget = backoff.policy().budget;
-            if matches!(err, ImapError::Timeout { .. }) && !backoff.stalled() {
+            if is_stall(&err) && !backoff.stalled() {
                 // A server that never answers: each attempt costs a whole timeout, so
                 // only a few are tried.
                 return Err(SessionError::GaveUp {
@@ -327,6 +331,39 @@ async fn retry_after(
     }
 }
 
+/// The largest literal accepted for a body of at most `largest` bytes (as the plan says):
+/// room for servers whose RFC822.SIZE is approximate, none for one announcing 100 MB.
+fn body_limit(largest: u64) -> u64 {
+    largest.saturating_mul(2).saturating_add(1 << 20)
+}
+
+/// A failure that cost a whole timeout: a TCP handshake that never completed, a greeting
+/// or login that never came (`connect-timeout`), a command never answered or trickled
+/// (`idle-timeout`). Counted against [`RetryPolicy::stall_budget`], so a server that
+/// never answers is given up after about 3 × the timeout, not 16 ×.
+fn is_stall(err: &ImapError) -> bool {
+    matches!(
+        err,
+        ImapError::Timeout { .. }
+            | ImapError::ConnectFailed {
+                reason: super::ConnectReason::TimedOut(_),
+                ..
+            }
+    )
+}
+
+/// A connection unused for longer than this is closed and a new one opened when it is
+/// needed again: half of `idle-timeout`, at most 60 s. Servers log out idle sessions and
+/// NAT routers and firewalls forget idle connections (often silently: the next command
+/// then costs a whole `idle-timeout` before the loss is noticed); a lane that waits for
+/// pacing, a server's suggested backoff or its other connection would otherwise meet a
+/// dead connection after every long wait. Reopening costs a login and a SELECT/EXAMINE
+/// once per long wait; a NOOP every so often would keep the connection but needs a task
+/// beside every session that waits.
+pub(super) fn keepalive_after(limits: &Limits) -> Duration {
+    (limits.idle_timeout / 2).min(Duration::from_secs(60))
+}
+
 /// A refusal saying the folder does not exist (`[NONEXISTENT]`, `[TRYCREATE]`, Dovecot's
 /// `Mailbox doesn't exist`).
 fn is_missing_folder(err: &ImapError) -> bool {
@@ -350,6 +387,10 @@ pub struct SourceSession {
     /// The folder is open on the current connection.
     open: bool,
     connected_once: bool,
+    /// When the connection last carried a command ([`keepalive_after`]).
+    used: tokio::time::Instant,
+    /// Connections closed because they were idle too long (not counted as reconnects).
+    pub idle_closes: u64,
     pub backoff: Backoff,
 }
 
@@ -361,12 +402,34 @@ impl SourceSession {
             folder: None,
             open: false,
             connected_once: false,
+            used: tokio::time::Instant::now(),
+            idle_closes: 0,
             backoff: Backoff::new(policy),
         }
     }
 
     /// A live connection with the folder open (connecting and reopening as needed).
     async fn live(&mut self) -> Result<&mut Reader, SessionError> {
+        let idle = self.used.elapsed();
+        if self.reader.is_some() && idle > keepalive_after(&self.endpoint.limits) {
+            // Idle too long: the server or a router may have dropped it silently.
+            tracing::debug!(
+                account = %self.endpoint.creds.user,
+                "source connection unused for {:.1}s; opening a new one",
+                idle.as_secs_f64()
+            );
+            if let Some(r) = self.reader.take() {
+                r.close().await;
+            }
+            self.idle_closes += 1;
+            self.connected_once = false;
+        }
+        self.live_inner().await?;
+        self.used = tokio::time::Instant::now();
+        Ok(self.reader.as_mut().expect("connected by live_inner"))
+    }
+
+    async fn live_inner(&mut self) -> Result<(), SessionError> {
         loop {
             if self.reader.is_none() {
                 self.open = false;
@@ -405,7 +468,7 @@ impl SourceSession {
                     }
                 }
             }
-            return Ok(self.reader.as_mut().expect("connected above"));
+            return Ok(());
         }
     }
 
@@ -451,16 +514,22 @@ impl SourceSession {
         &mut self,
         wire_name: &WireName,
         uids: &[u32],
+        largest: u64,
         mut on_body: impl FnMut(u32, Vec<u8>),
     ) -> Result<(FolderStatus, Result<BodiesOutcome, ImapError>), SessionError> {
         self.folder = None;
         self.open = false;
         loop {
             let reader = self.live().await?;
-            let err = match reader
-                .examine_fetch_bodies(wire_name, uids, &mut on_body)
-                .await
-            {
+            let result = reader
+                .expecting(
+                    body_limit(largest),
+                    "twice the largest size in the plan, and 1 MiB more",
+                    async |r| r.examine_fetch_bodies(wire_name, uids, &mut on_body).await,
+                )
+                .await;
+            self.used = tokio::time::Instant::now();
+            let err = match result {
                 Ok((Ok(status), fetched)) => {
                     self.folder = Some((wire_name.clone(), status.uidvalidity));
                     self.open = true;
@@ -505,13 +574,26 @@ impl SourceSession {
     /// reopening first as needed, which is retried). Bodies are handed over as they
     /// arrive, so a cut keeps what came before it. A failure is returned as is (the
     /// connection is dropped when dead): the caller decides, then calls [`Self::fail`].
+    ///
+    /// `largest` is the biggest of these messages' sizes in the plan: a literal announced
+    /// far bigger (twice that and 1 MiB more) is refused before it is buffered
+    /// ([`ImapError::Oversized`]), so a server announcing 100 MB for a 2 KB message costs
+    /// no memory.
     pub async fn fetch_bodies(
         &mut self,
         uids: &[u32],
+        largest: u64,
         on_body: impl FnMut(u32, Vec<u8>),
     ) -> Result<Result<BodiesOutcome, ImapError>, SessionError> {
         let reader = self.live().await?;
-        let result = reader.fetch_bodies(uids, on_body).await;
+        let result = reader
+            .expecting(
+                body_limit(largest),
+                "twice the largest size in the plan, and 1 MiB more",
+                async |r| r.fetch_bodies(uids, on_body).await,
+            )
+            .await;
+        self.used = tokio::time::Instant::now();
         if let Err(err) = &result {
             self.drop_if_dead(err);
             if self.reader.is_none() && self.folder.is_some() {
@@ -539,7 +621,14 @@ impl SourceSession {
         len: u64,
     ) -> Result<Result<Option<Piece>, ImapError>, SessionError> {
         let reader = self.live().await?;
-        let result = reader.fetch_piece(uid, offset, len).await;
+        let result = reader
+            .expecting(
+                body_limit(len),
+                "twice the piece asked for, and 1 MiB more",
+                async |r| r.fetch_piece(uid, offset, len).await,
+            )
+            .await;
+        self.used = tokio::time::Instant::now();
         if let Err(err) = &result {
             self.drop_if_dead(err);
         }
@@ -571,6 +660,12 @@ pub struct DestinationSession {
     connected_once: bool,
     /// What the last SELECT said (also after a reconnect).
     last_select: Option<SelectInfo>,
+    /// When the connection last carried a command ([`keepalive_after`]).
+    used: tokio::time::Instant,
+    /// Connections closed because they were idle too long (not counted as reconnects).
+    pub idle_closes: u64,
+    /// Folders that disappeared during the run and were made again, in order.
+    recreated: Vec<WireName>,
     pub backoff: Backoff,
 }
 
@@ -583,8 +678,16 @@ impl DestinationSession {
             open: false,
             connected_once: false,
             last_select: None,
+            used: tokio::time::Instant::now(),
+            idle_closes: 0,
+            recreated: Vec::new(),
             backoff: Backoff::new(policy),
         }
+    }
+
+    /// The folders that disappeared during the run and were made again (each once).
+    pub fn recreated(&self) -> &[WireName] {
+        &self.recreated
     }
 
     /// Connects now (retried), so that a destination that cannot be reached fails early.
@@ -593,6 +696,26 @@ impl DestinationSession {
     }
 
     async fn live(&mut self) -> Result<&mut Writer, SessionError> {
+        let idle = self.used.elapsed();
+        if self.writer.is_some() && idle > keepalive_after(&self.endpoint.limits) {
+            // Idle too long: the server or a router may have dropped it silently.
+            tracing::debug!(
+                account = %self.endpoint.creds.user,
+                "destination connection unused for {:.1}s; opening a new one",
+                idle.as_secs_f64()
+            );
+            if let Some(w) = self.writer.take() {
+                w.close().await;
+            }
+            self.idle_closes += 1;
+            self.connected_once = false;
+        }
+        self.live_inner().await?;
+        self.used = tokio::time::Instant::now();
+        Ok(self.writer.as_mut().expect("connected by live_inner"))
+    }
+
+    async fn live_inner(&mut self) -> Result<(), SessionError> {
         let mut recreated = false;
         loop {
             if self.writer.is_none() {
@@ -628,6 +751,9 @@ impl DestinationSession {
                         // Deleted on the destination during the run: made again (what was
                         // copied into it before is gone with it; a re-run copies it again).
                         recreated = true;
+                        if !self.recreated.contains(&name) {
+                            self.recreated.push(name.clone());
+                        }
                         tracing::warn!(
                             account = %self.endpoint.creds.user,
                             "destination folder `{}` disappeared during the run; creating it again",
@@ -655,7 +781,7 @@ impl DestinationSession {
                     }
                 }
             }
-            return Ok(self.writer.as_mut().expect("connected above"));
+            return Ok(());
         }
     }
 
@@ -825,10 +951,11 @@ impl DestinationSession {
         loop {
             let mut got = Vec::new();
             let writer = self.live().await?;
-            match writer
+            let fetched = writer
                 .fetch_metadata_since(first_uid, |m| got.push(m))
-                .await
-            {
+                .await;
+            self.used = tokio::time::Instant::now();
+            match fetched {
                 Ok(()) => {
                     got.into_iter().for_each(&mut on_message);
                     return Ok(());
@@ -851,10 +978,11 @@ impl DestinationSession {
         loop {
             let mut got = Vec::new();
             let writer = self.live().await?;
-            match writer
+            let result = writer
                 .fetch_since_then_select(first_uid, next, |m| got.push(m))
-                .await
-            {
+                .await;
+            self.used = tokio::time::Instant::now();
+            match result {
                 Ok(selected) => {
                     got.into_iter().for_each(&mut on_message);
                     return match selected {
@@ -885,6 +1013,7 @@ impl DestinationSession {
     ) -> Result<Result<Vec<AppendResult>, ImapError>, SessionError> {
         let writer = self.live().await?;
         let result = writer.append_batch(wire_name, items).await;
+        self.used = tokio::time::Instant::now();
         if let Err(err) = &result {
             self.drop_if_dead(err);
         }
@@ -928,6 +1057,7 @@ impl DestinationSession {
     ) -> Result<AppendResult, ImapError> {
         let (writer, result) = stream.finish().await;
         self.writer = writer;
+        self.used = tokio::time::Instant::now();
         result
     }
 

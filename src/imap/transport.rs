@@ -26,27 +26,34 @@ use crate::settings::{Limits, Security, ServerSettings};
 /// A TCP stream whose reads and writes time out after `idle-timeout`.
 pub(crate) type Timed = Pin<Box<TimeoutStream<TcpStream>>>;
 
-/// Plain or TLS.
-pub(crate) enum Link {
-    Plain(Timed),
-    Tls(Box<TlsStream<Timed>>),
-}
-
-/// The link below async-imap, with an optional tap that keeps a copy of what the server
-/// sends while the login runs: async-imap drops the `[CAPABILITY …]` code of a tagged OK to
-/// AUTHENTICATE, and reading it there saves a CAPABILITY round trip per connection. Only
-/// the server's side is kept (never what is written, so never a credential).
+/// Plain or TLS, below async-imap, with a [`Guard`] on what the server sends.
 pub(crate) struct Transport {
     link: Link,
+    /// Watches the server's bytes before async-imap buffers them.
+    pub(crate) guard: Guard,
+    /// While a login runs, a copy of what the server sends: async-imap drops the
+    /// `[CAPABILITY …]` code of a tagged OK to AUTHENTICATE, and reading it there saves a
+    /// CAPABILITY round trip per connection. Only the server's side is kept (never what is
+    /// written, so never a credential).
     tap: Option<Vec<u8>>,
 }
 
 /// Most bytes the login tap keeps (a login answer is a few hundred bytes).
 const MAX_TAP: usize = 64 * 1024;
 
+/// The byte stream itself.
+pub(crate) enum Link {
+    Plain(Timed),
+    Tls(Box<TlsStream<Timed>>),
+}
+
 impl Transport {
-    fn new(link: Link) -> Transport {
-        Transport { link, tap: None }
+    fn new(link: Link, idle: Duration) -> Transport {
+        Transport {
+            link,
+            guard: Guard::new(idle),
+            tap: None,
+        }
     }
 
     /// Starts keeping a copy of what is read.
@@ -72,6 +79,185 @@ impl fmt::Debug for Transport {
     }
 }
 
+/// Slowest a response may arrive, on average, once it has taken longer than `idle-timeout`
+/// (bytes per second). A server that trickles a literal a few bytes at a time never lets
+/// `idle-timeout` fire; this rule ends it. No real link is this slow.
+pub(crate) const MIN_BYTES_PER_SECOND: u64 = 1024;
+/// Longest line (outside literals) accepted from a server: a line without an end would
+/// otherwise be buffered up to async-imap's 512 MiB.
+pub(crate) const MAX_LINE: u64 = 64 << 20;
+/// Async-imap cannot hold a response bigger than this.
+pub(crate) const ASYNC_IMAP_CAP: u64 = 512 << 20;
+
+/// Watches the server's bytes as they arrive, below async-imap (which buffers a whole
+/// response, literal and all, before anything above sees it): a literal announced bigger
+/// than the caller expects ([`Guard::max_literal`], async-imap's 512 MiB cap by default)
+/// is refused before a byte of it is buffered; a line longer than [`MAX_LINE`] is refused;
+/// a response that arrives at under [`MIN_BYTES_PER_SECOND`] once it has taken longer
+/// than `idle-timeout` is a stall (a trickle defeats the idle timeout, which only sees
+/// silence). The guard follows the IMAP framing: lines end with LF, and a line ending in
+/// `{n}` or `{n+}` is followed by `n` raw bytes.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    idle: Duration,
+    /// Largest literal accepted, and what it is expected to hold.
+    pub(crate) max_literal: u64,
+    pub(crate) expecting: Option<&'static str>,
+    /// Raw literal bytes still to come; 0 = in a line.
+    literal_left: u64,
+    /// Bytes of the current line so far, and its last few bytes (to find `{n}`).
+    line_len: u64,
+    tail: Vec<u8>,
+    /// The response part in progress: when its first byte came, and how many came.
+    started: Option<std::time::Instant>,
+    got: u64,
+    /// Size of the literal in progress (for the error message).
+    literal_size: u64,
+}
+
+/// Why the guard stopped a connection (an `io::Error`'s inner error, turned into an
+/// [`ImapError`] by `Endpoint::io`).
+#[derive(Debug)]
+pub(crate) enum GuardError {
+    /// A literal announced bigger than accepted.
+    Literal {
+        announced: u64,
+        limit: u64,
+        expecting: Option<&'static str>,
+    },
+    /// A line longer than [`MAX_LINE`].
+    Line,
+    /// Too slow: `got` bytes of a part (`literal` bytes long when it is a literal) in `after`.
+    Trickle {
+        got: u64,
+        literal: u64,
+        after: Duration,
+    },
+}
+
+impl fmt::Display for GuardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuardError::Literal { announced, .. } => {
+                write!(f, "a literal of {announced} bytes announced")
+            }
+            GuardError::Line => write!(f, "a line longer than {MAX_LINE} bytes"),
+            GuardError::Trickle { got, after, .. } => write!(
+                f,
+                "{got} bytes in {}",
+                humantime::format_duration(Duration::from_millis(after.as_millis() as u64))
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GuardError {}
+
+impl Guard {
+    pub(crate) fn new(idle: Duration) -> Guard {
+        Guard {
+            idle,
+            max_literal: ASYNC_IMAP_CAP,
+            expecting: None,
+            literal_left: 0,
+            line_len: 0,
+            tail: Vec::with_capacity(24),
+            started: None,
+            got: 0,
+            literal_size: 0,
+        }
+    }
+
+    /// Accept literals of at most `max` bytes (holding `what`, for the error) until
+    /// [`Guard::reset_limit`].
+    pub(crate) fn expect_literals(&mut self, max: u64, what: &'static str) {
+        self.max_literal = max.min(ASYNC_IMAP_CAP);
+        self.expecting = Some(what);
+    }
+
+    pub(crate) fn reset_limit(&mut self) {
+        self.max_literal = ASYNC_IMAP_CAP;
+        self.expecting = None;
+    }
+
+    /// Follows `bytes` (just read from the server) through the framing.
+    fn feed(&mut self, bytes: &[u8], now: std::time::Instant) -> Result<(), GuardError> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.literal_left > 0 {
+                let k = self.literal_left.min((bytes.len() - i) as u64);
+                self.literal_left -= k;
+                self.got += k;
+                i += k as usize;
+                if self.literal_left == 0 {
+                    self.started = None;
+                }
+                continue;
+            }
+            // In a line: look for its end.
+            if self.started.is_none() {
+                self.started = Some(now);
+                self.got = 0;
+                self.literal_size = 0;
+            }
+            let rest = &bytes[i..];
+            let end = rest.iter().position(|&b| b == b'\n');
+            let take = end.map_or(rest.len(), |e| e + 1);
+            let piece = &rest[..take];
+            self.line_len += take as u64;
+            self.got += take as u64;
+            if piece.len() >= 24 {
+                self.tail.clear();
+                self.tail.extend_from_slice(&piece[piece.len() - 24..]);
+            } else {
+                self.tail.extend_from_slice(piece);
+                let excess = self.tail.len().saturating_sub(24);
+                self.tail.drain(..excess);
+            }
+            i += take;
+            if end.is_none() {
+                if self.line_len > MAX_LINE {
+                    return Err(GuardError::Line);
+                }
+                continue;
+            }
+            let announced = literal_size(&self.tail);
+            self.line_len = 0;
+            self.tail.clear();
+            match announced {
+                Some(n) if n > self.max_literal => {
+                    return Err(GuardError::Literal {
+                        announced: n,
+                        limit: self.max_literal,
+                        expecting: self.expecting,
+                    })
+                }
+                Some(n) if n > 0 => {
+                    // The literal is timed on its own, from its announcement.
+                    self.literal_left = n;
+                    self.literal_size = n;
+                    self.started = Some(now);
+                    self.got = 0;
+                }
+                _ => self.started = None,
+            }
+        }
+        if let Some(started) = self.started {
+            let after = now.saturating_duration_since(started);
+            if after > self.idle
+                && (self.got as f64) < MIN_BYTES_PER_SECOND as f64 * after.as_secs_f64()
+            {
+                return Err(GuardError::Trickle {
+                    got: self.got,
+                    literal: self.literal_size,
+                    after,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -80,16 +266,21 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = match &mut this.link {
+        let polled = match &mut this.link {
             Link::Plain(s) => s.as_mut().poll_read(cx, buf),
             Link::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
-        if let (Poll::Ready(Ok(())), Some(tap)) = (&result, this.tap.as_mut()) {
-            let new = &buf.filled()[before..];
-            let room = MAX_TAP.saturating_sub(tap.len());
-            tap.extend_from_slice(&new[..new.len().min(room)]);
+        if let Poll::Ready(Ok(())) = polled {
+            let fresh = &buf.filled()[before..];
+            if let Some(tap) = this.tap.as_mut() {
+                let room = MAX_TAP.saturating_sub(tap.len());
+                tap.extend_from_slice(&fresh[..fresh.len().min(room)]);
+            }
+            if let Err(e) = this.guard.feed(fresh, std::time::Instant::now()) {
+                return Poll::Ready(Err(io::Error::other(e)));
+            }
         }
-        result
+        polled
     }
 }
 
@@ -171,7 +362,10 @@ pub(crate) async fn open(
         match server.security {
             Security::Tls => {
                 let tls = handshake(server, ep, timed).await?;
-                let mut stream = BufStream::new(Transport::new(Link::Tls(Box::new(tls))));
+                let mut stream = BufStream::new(Transport::new(
+                    Link::Tls(Box::new(tls)),
+                    limits.idle_timeout,
+                ));
                 let caps = greeting_and_caps(&mut stream, ep, limits).await?;
                 Ok(Greeted {
                     stream,
@@ -180,7 +374,8 @@ pub(crate) async fn open(
                 })
             }
             Security::StartTls => {
-                let mut stream = BufStream::new(Transport::new(Link::Plain(timed)));
+                let mut stream =
+                    BufStream::new(Transport::new(Link::Plain(timed), limits.idle_timeout));
                 let caps = greeting_and_caps(&mut stream, ep, limits).await?;
                 if !caps.has("STARTTLS") {
                     return Err(ImapError::StartTlsUnavailable {
@@ -203,7 +398,10 @@ pub(crate) async fn open(
                     unreachable!("STARTTLS runs on a plain stream")
                 };
                 let tls = handshake(server, ep, timed).await?;
-                let mut stream = BufStream::new(Transport::new(Link::Tls(Box::new(tls))));
+                let mut stream = BufStream::new(Transport::new(
+                    Link::Tls(Box::new(tls)),
+                    limits.idle_timeout,
+                ));
                 // No greeting follows the handshake; capabilities must be asked again.
                 let caps = capability(&mut stream, ep, limits.idle_timeout).await?;
                 Ok(Greeted {
@@ -213,7 +411,8 @@ pub(crate) async fn open(
                 })
             }
             Security::Plain => {
-                let mut stream = BufStream::new(Transport::new(Link::Plain(timed)));
+                let mut stream =
+                    BufStream::new(Transport::new(Link::Plain(timed), limits.idle_timeout));
                 let caps = greeting_and_caps(&mut stream, ep, limits).await?;
                 Ok(Greeted {
                     stream,
@@ -494,12 +693,19 @@ where
                 if out.len() as u64 + size > cap {
                     return Err(ep.closed(format!("oversized response while {doing}")));
                 }
+                // Grown as the bytes arrive, not allocated as announced: a server that
+                // announces 60 MB and sends nothing costs nothing.
                 let from = out.len();
-                out.resize(from + size as usize, 0);
-                stream
-                    .read_exact(&mut out[from..])
+                (&mut *stream)
+                    .take(size)
+                    .read_to_end(&mut out)
                     .await
                     .map_err(|e| ep.io(&e, doing, idle))?;
+                if ((out.len() - from) as u64) < size {
+                    return Err(
+                        ep.closed(format!("the server closed the connection while {doing}"))
+                    );
+                }
             }
         }
     }
@@ -550,6 +756,71 @@ mod tests {
         assert_eq!(literal_size(b"A1 APPEND x {12+}\r\n"), Some(12));
         assert_eq!(literal_size(b"* OK done\r\n"), None);
         assert_eq!(literal_size(b"* OK {x}\r\n"), None);
+    }
+
+    #[test]
+    fn the_guard_follows_lines_and_literals() {
+        let t0 = std::time::Instant::now();
+        let mut g = Guard::new(Duration::from_secs(1));
+        g.expect_literals(100, "test");
+        // A literal split over reads, then the rest of its line; a literal of 100 is fine.
+        g.feed(b"* 1 FETCH (UID 5 BODY[] {100}\r\nabc", t0).unwrap();
+        g.feed(&[b'x'; 97], t0).unwrap();
+        g.feed(b")\r\nA1 OK done\r\n", t0).unwrap();
+        assert_eq!(g.literal_left, 0);
+        assert!(g.started.is_none(), "nothing in progress between responses");
+        // A `{` inside the literal is not an announcement.
+        g.feed(b"* 2 FETCH (BODY[] {5}\r\n{999}\r\n)\r\n", t0)
+            .unwrap();
+        // Announced over the limit: refused at once, before any of it.
+        match g.feed(b"* 3 FETCH (BODY[] {101}\r\n", t0) {
+            Err(GuardError::Literal {
+                announced: 101,
+                limit: 100,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        g.reset_limit();
+        let mut g2 = Guard::new(Duration::from_secs(1));
+        g2.feed(b"* 3 FETCH (BODY[] {100000000}\r\n", t0).unwrap();
+    }
+
+    #[test]
+    fn the_guard_stops_a_trickle_but_not_a_pause() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut g = Guard::new(Duration::from_secs(1));
+        g.feed(b"* 1 FETCH (BODY[] {100000000}\r\n", at(0)).unwrap();
+        // A few bytes now and then: fine within idle-timeout...
+        g.feed(b"xxxx", at(500)).unwrap();
+        g.feed(b"xxxx", at(900)).unwrap();
+        // ...but under 1 KiB/s once it has taken longer than that.
+        match g.feed(b"xxxx", at(1_300)) {
+            Err(GuardError::Trickle {
+                got: 12,
+                literal: 100_000_000,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // A fast literal after a pause between responses is not a trickle.
+        let mut g = Guard::new(Duration::from_secs(1));
+        g.feed(b"A1 OK done\r\n", at(0)).unwrap();
+        g.feed(b"* 1 FETCH (BODY[] {4096}\r\n", at(5_000)).unwrap();
+        g.feed(&[b'x'; 4096], at(5_100)).unwrap();
+        g.feed(b")\r\n", at(9_000)).unwrap();
+        // A line that never ends is refused.
+        let mut g = Guard::new(Duration::from_secs(1000));
+        let chunk = vec![b'y'; 1 << 20];
+        let mut refused = false;
+        for _ in 0..=(MAX_LINE >> 20) {
+            if let Err(GuardError::Line) = g.feed(&chunk, at(0)) {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
     }
 
     #[tokio::test]

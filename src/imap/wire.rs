@@ -163,6 +163,33 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Issue 10: the inventory keeps INTERNALDATE as an instant and an offset
+        /// (`message::InternalDate`). Every date-time the reader accepts goes through it
+        /// and reaches the APPEND as the same text (day zero-padded) with the same offset.
+        #[test]
+        fn internal_dates_survive_the_compact_form(
+            day in 1u32..=28, month in 0usize..12, year in 1i32..=9999,
+            h in 0u32..24, m in 0u32..60, s in 0u32..60,
+            sign in prop::bool::ANY, oh in 0u32..24, om in 0u32..60,
+            space_padded in prop::bool::ANY,
+        ) {
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            let zone = format!("{}{oh:02}{om:02}", if sign { '-' } else { '+' });
+            let rest = format!("-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
+            let input = if space_padded && day < 10 { format!(" {day}{rest}") } else { format!("{day:02}{rest}") };
+            let rfc = internal_date_to_rfc3339(&input).expect("the reader accepts it");
+            let compact = crate::message::InternalDate::from_rfc3339(&rfc).expect("compact");
+            prop_assert_eq!(compact.to_rfc3339(), rfc.clone());
+            prop_assert_eq!(
+                crate::imap::writer::rfc3339_to_internal_date(&compact.to_rfc3339()),
+                Some(format!("{day:02}{rest}"))
+            );
+        }
+    }
+
     #[test]
     fn recent_is_dropped_keywords_kept() {
         let flags = ["\\Seen", "\\Recent", "\\recent", "$Forwarded", "Custom"];

@@ -28,6 +28,11 @@ use super::wire::{keep_flag, uid_sets, unescape_quoted};
 use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
+/// Largest literal accepted in an answer that carries identity header fields (a message's
+/// MESSAGE-ID, DATE, FROM, TO, CC and SUBJECT): a destination announcing more is refused
+/// before it is buffered ([`ImapError::Oversized`]).
+pub(super) const MAX_HEADER_LITERAL: u64 = 8 << 20;
+
 /// Most messages in one MULTIAPPEND command.
 const MULTIAPPEND_MAX_ITEMS: usize = 200;
 /// Most message bytes in one MULTIAPPEND command (a refused chunk is sent again).
@@ -449,18 +454,22 @@ impl Writer {
         let command = format!("UID FETCH {first_uid}:* {META_ITEMS}");
         let display = format!("UID FETCH {first_uid}:* (metadata)");
         let mut seen = HashSet::new();
+        let ep = self.conn.ep.clone();
         self.conn
-            .run(&command, &display, |r| {
-                let Response::Fetch(_, attrs) = r else { return };
-                if let Some(meta) = fetched_meta(attrs) {
-                    // `n:*` always includes the last message, even when its UID is < n.
-                    if meta.uid >= first_uid && seen.insert(meta.uid) {
-                        on_message(meta);
+            .expecting(MAX_HEADER_LITERAL, "identity header fields", async |conn| {
+                conn.run(&command, &display, |r| {
+                    let Response::Fetch(_, attrs) = r else { return };
+                    if let Some(meta) = fetched_meta(attrs) {
+                        // `n:*` always includes the last message, even when its UID is < n.
+                        if meta.uid >= first_uid && seen.insert(meta.uid) {
+                            on_message(meta);
+                        }
                     }
-                }
+                })
+                .await
             })
             .await?
-            .ok_or_protocol(&self.conn.ep, &display)
+            .ok_or_protocol(&ep, &display)
     }
 
     /// Appends `items` to `wire_name`, in order; one result per item. A message the server

@@ -12,15 +12,13 @@ pub(crate) fn key(n: u8) -> IdentityKey {
 
 pub(crate) fn msg(uid: u32, k: u8, size: u64, flags: &[&str]) -> MessageMeta {
     MessageMeta {
-        uid,
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        internal_date: None,
-        size,
         key: key(k),
-        date: String::new(),
-        from: String::new(),
-        subject: String::new(),
+        size,
+        flags: crate::message::FlagSet::new(flags.iter().map(|f| f.to_string()).collect()),
+        display: Default::default(),
+        internal_date: None,
         content: None,
+        uid,
     }
 }
 

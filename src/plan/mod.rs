@@ -7,12 +7,14 @@ mod account_wide;
 pub(crate) mod mapping;
 pub(crate) mod pacing;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::identity::IdentityKey;
 use crate::inventory::{Inventory, MessageMeta};
+use crate::message::{DisplayFields, FlagSet, InternalDate};
 use crate::model::{ContentHash, FolderStatus, SpecialUse, WireName};
 use crate::settings::{FlagsOnExisting, FolderRules, MessageRules};
 pub(crate) use account_wide::{HeldCounts, LedgerEntry};
@@ -78,24 +80,90 @@ impl SkipReason {
     }
 }
 
-/// One source message the plan copies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One source message the plan copies. Its flags and display fields are shared with the
+/// inventory (and with the other messages that have the same flags), not copied; it is
+/// serialised as [`MessageCopyJson`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MessageCopy {
     /// Index into the folder plan's `sources`.
     pub source: usize,
     pub uid: u32,
     pub size: u64,
-    pub flags: Vec<String>,
-    pub internal_date: Option<String>,
+    pub flags: FlagSet,
+    pub internal_date: Option<InternalDate>,
     pub key: IdentityKey,
-    pub date: String,
-    pub from: String,
-    pub subject: String,
+    /// Date, From and Subject, for display.
+    pub display: DisplayFields,
     /// What the ledger counts for this key before this run's copies: the copies the
     /// destination account held at plan time (every folder) plus those skipped as deleted
     /// there. After the n-th copy of the key delivered in a run, it records `base + n`.
-    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub ledger_base: u32,
+}
+
+/// A [`MessageCopy`] as plan files have it since format 1.
+#[derive(Serialize, Deserialize)]
+struct MessageCopyJson<'a> {
+    source: usize,
+    uid: u32,
+    size: u64,
+    flags: Cow<'a, [String]>,
+    internal_date: Option<InternalDate>,
+    key: IdentityKey,
+    date: Cow<'a, str>,
+    from: Cow<'a, str>,
+    subject: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    ledger_base: u32,
+}
+
+impl Serialize for MessageCopy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        MessageCopyJson {
+            source: self.source,
+            uid: self.uid,
+            size: self.size,
+            flags: Cow::Borrowed(self.flags.as_slice()),
+            internal_date: self.internal_date,
+            key: self.key,
+            date: Cow::Borrowed(self.display.date()),
+            from: Cow::Borrowed(self.display.from()),
+            subject: Cow::Borrowed(self.display.subject()),
+            ledger_base: self.ledger_base,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageCopy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let j = MessageCopyJson::deserialize(d)?;
+        Ok(MessageCopy {
+            source: j.source,
+            uid: j.uid,
+            size: j.size,
+            flags: FlagSet::new(j.flags.into_owned()),
+            internal_date: j.internal_date,
+            key: j.key,
+            display: DisplayFields::new(&j.date, &j.from, &j.subject),
+            ledger_base: j.ledger_base,
+        })
+    }
+}
+
+impl MessageCopy {
+    /// The copy of `m` from source folder `source`.
+    pub(crate) fn of(source: usize, m: &MessageMeta) -> MessageCopy {
+        MessageCopy {
+            source,
+            uid: m.uid,
+            size: m.size,
+            flags: m.flags.clone(),
+            internal_date: m.internal_date,
+            key: m.key,
+            display: m.display.clone(),
+            ledger_base: 0,
+        }
+    }
 }
 
 /// Flags the source has and the destination's copy lacks (`flags-on-existing = "add"`).
@@ -351,20 +419,20 @@ pub(crate) fn diff_folder(
     destination: &[MessageMeta],
     rules: &MessageRules,
 ) -> FolderDiff {
-    // Destination contents per key (`None` where the body was not compared).
-    let mut dst_by_key: HashMap<IdentityKey, Vec<Option<ContentHash>>> =
-        HashMap::with_capacity(destination.len());
-    let mut dst_messages: HashMap<IdentityKey, Vec<&MessageMeta>> = HashMap::new();
-    for m in destination {
-        dst_by_key.entry(m.key).or_default().push(m.content);
-        if rules.flags_on_existing == FlagsOnExisting::Add {
-            dst_messages.entry(m.key).or_default().push(m);
-        }
-    }
+    // Sorted vectors of references rather than maps of vectors: a folder of 500,000
+    // messages would otherwise cost a map entry and a vector per key (issue 10).
+    let mut dst: Vec<&MessageMeta> = destination.iter().collect();
+    dst.sort_unstable_by_key(|m| (m.key, m.uid));
+    let dst_of = |key: &IdentityKey| -> &[&MessageMeta] {
+        let start = dst.partition_point(|m| m.key < *key);
+        let end = start + dst[start..].partition_point(|m| m.key == *key);
+        &dst[start..end]
+    };
     let mut flag_updates = Vec::new();
     let mut skipped = Vec::new();
-    // Eligible source messages grouped by key.
-    let mut by_key: BTreeMap<IdentityKey, Vec<(usize, &MessageMeta)>> = BTreeMap::new();
+    // Eligible source messages, grouped by key (then source folder and UID).
+    let mut eligible: Vec<(usize, &MessageMeta)> =
+        Vec::with_capacity(sources.iter().map(|m| m.len()).sum());
     for (index, messages) in sources.iter().enumerate() {
         for m in messages.iter() {
             let reason = if m.is_deleted() && !rules.copy_deleted {
@@ -380,25 +448,24 @@ pub(crate) fn diff_folder(
                     uid: m.uid,
                     size: m.size,
                     reason,
-                    subject: m.subject.clone(),
+                    subject: m.display.subject().to_string(),
                 }),
-                None => by_key.entry(m.key).or_default().push((index, m)),
+                None => eligible.push((index, m)),
             }
         }
     }
-    let mut copy = Vec::new();
+    eligible.sort_unstable_by_key(|(index, m)| (m.key, *index, m.uid));
+    let mut chosen: Vec<(usize, &MessageMeta)> = Vec::new();
     let mut already_present = 0;
     let mut ambiguous_keys = Vec::new();
-    for (key, mut group) in by_key {
-        let dst_contents = dst_by_key.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-        let have = dst_contents.len() as u64;
+    for group in eligible.chunk_by(|a, b| a.1.key == b.1.key) {
+        let key = group[0].1.key;
+        let present = dst_of(&key);
+        let have = present.len() as u64;
         let want = group.len() as u64;
         already_present += have.min(want);
-        group.sort_by_key(|(index, m)| (*index, m.uid));
-        if let Some(present) = dst_messages.get(&key) {
+        if rules.flags_on_existing == FlagsOnExisting::Add {
             // Pair the lowest source UIDs with the destination copies, in UID order.
-            let mut present = present.clone();
-            present.sort_by_key(|m| m.uid);
             for ((_, src), dst) in group.iter().zip(present.iter()) {
                 let add: Vec<String> = src
                     .flags
@@ -417,17 +484,17 @@ pub(crate) fn diff_folder(
         }
         // The header count decides how many; content, when compared, decides which.
         let need = (want - have) as usize;
-        let mut candidates: Vec<(usize, &MessageMeta)> = group.clone();
+        let mut candidates: Cow<'_, [(usize, &MessageMeta)]> = Cow::Borrowed(group);
         if have > 0 {
             let compared = group.iter().all(|(_, m)| m.content.is_some())
-                && dst_contents.iter().all(Option::is_some);
+                && present.iter().all(|m| m.content.is_some());
             if compared {
-                let mut present: HashMap<ContentHash, usize> = HashMap::new();
-                for c in dst_contents.iter().flatten() {
-                    *present.entry(*c).or_insert(0) += 1;
+                let mut left: HashMap<ContentHash, usize> = HashMap::new();
+                for c in present.iter().filter_map(|m| m.content.as_deref()) {
+                    *left.entry(*c).or_insert(0) += 1;
                 }
-                candidates.retain(|(_, m)| {
-                    match m.content.as_ref().and_then(|c| present.get_mut(c)) {
+                candidates.to_mut().retain(|(_, m)| {
+                    match m.content.as_deref().and_then(|c| left.get_mut(c)) {
                         Some(n) if *n > 0 => {
                             *n -= 1;
                             false
@@ -441,22 +508,14 @@ pub(crate) fn diff_folder(
         }
         // Highest UIDs first: an interrupted earlier apply copied in ascending order.
         let start = candidates.len().saturating_sub(need);
-        for (index, m) in &candidates[start..] {
-            copy.push(MessageCopy {
-                source: *index,
-                uid: m.uid,
-                size: m.size,
-                flags: m.flags.clone(),
-                internal_date: m.internal_date.clone(),
-                key,
-                date: m.date.clone(),
-                from: m.from.clone(),
-                subject: m.subject.clone(),
-                ledger_base: 0,
-            });
-        }
+        chosen.extend_from_slice(&candidates[start..]);
     }
-    copy.sort_by_key(|c| (c.source, c.uid));
+    drop(eligible);
+    chosen.sort_unstable_by_key(|(index, m)| (*index, m.uid));
+    let copy = chosen
+        .into_iter()
+        .map(|(index, m)| MessageCopy::of(index, m))
+        .collect();
     skipped.sort_by_key(|s| (s.source, s.uid));
     FolderDiff {
         copy,
@@ -562,7 +621,7 @@ pub(crate) fn set_contents(inventory: &mut Inventory, hashes: &crate::inventory:
         };
         for m in &mut folder.messages {
             if let Some(h) = by_uid.get(&m.uid) {
-                m.content = Some(*h);
+                m.content = Some(Box::new(*h));
             }
         }
     }
@@ -647,12 +706,15 @@ fn view_only_folders(source: &Inventory) -> HashMap<&WireName, crate::inventory:
     if all_views.is_empty() {
         return HashMap::new();
     }
-    let elsewhere: std::collections::HashSet<IdentityKey> = source
+    // Sorted, not hashed: half the memory for an account of 500,000 messages.
+    let mut elsewhere: Vec<IdentityKey> = source
         .folders
         .iter()
         .filter(|f| !is_view(f))
         .flat_map(|f| f.messages.iter().map(|m| m.key))
         .collect();
+    elsewhere.sort_unstable();
+    elsewhere.dedup();
     all_views
         .into_iter()
         .map(|f| {
@@ -668,7 +730,7 @@ fn view_only_folders(source: &Inventory) -> HashMap<&WireName, crate::inventory:
                 messages: f
                     .messages
                     .iter()
-                    .filter(|m| !elsewhere.contains(&m.key))
+                    .filter(|m| elsewhere.binary_search(&m.key).is_err())
                     .cloned()
                     .collect(),
             };
@@ -769,7 +831,7 @@ pub(crate) fn plan_account(
                     uid: c.uid,
                     size: c.size,
                     reason: SkipReason::OverAppendLimit,
-                    subject: c.subject,
+                    subject: c.display.subject().to_string(),
                 }));
             diff.skipped.sort_by_key(|s| (s.source, s.uid));
         }

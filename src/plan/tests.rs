@@ -161,7 +161,7 @@ fn an_empty_noselect_source_creates_nothing() {
 fn content_decides_which_but_headers_decide_how_many() {
     let (_, m) = rules();
     let with = |mut x: MessageMeta, c: u8| {
-        x.content = Some(crate::model::ContentHash([c; 32]));
+        x.content = Some(Box::new(crate::model::ContentHash([c; 32])));
         x
     };
     // Same headers, two different bodies on the source; the destination has body 20.

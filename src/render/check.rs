@@ -157,7 +157,7 @@ fn render_capabilities(rows: &[CapabilityRow]) -> String {
     let cell = |v: Option<bool>| match v {
         Some(true) => "yes",
         Some(false) => "no",
-        None => "?",
+        None => "unknown",
     };
     for r in rows {
         table.add_row(vec![
@@ -204,8 +204,23 @@ pub(crate) fn render(report: &CheckReport) -> String {
     out.push('\n');
     if !report.capabilities.is_empty() {
         out.push('\n');
-        out.push_str(&render_capabilities(&report.capabilities));
-        out.push('\n');
+        let rows = &report.capabilities;
+        let source_known = rows.iter().any(|r| r.source.is_some());
+        let destination_known = rows.iter().any(|r| r.destination.is_some());
+        if !source_known && !destination_known {
+            // A table of question marks says nothing: say why instead.
+            out.push_str("capabilities: unknown, no login succeeded on either side\n");
+        } else {
+            out.push_str(&render_capabilities(rows));
+            out.push('\n');
+            for (side, known) in [("source", source_known), ("destination", destination_known)] {
+                if !known {
+                    out.push_str(&format!(
+                        "{side} capabilities: unknown, no login succeeded there\n"
+                    ));
+                }
+            }
+        }
     }
     for a in &report.accounts {
         for (side, r) in [("source", &a.source), ("destination", &a.destination)] {

@@ -74,6 +74,14 @@ pub(crate) fn report(report: &Report) -> String {
                 )),
             ));
         }
+        for folder in &a.folders_recreated {
+            out.push_str(&format!(
+                "{}: destination folder `{}` was deleted during the run and made again; \
+                 messages copied into it before are gone with it\n",
+                esc(&a.source_user),
+                esc(folder),
+            ));
+        }
         if a.pacing_waits > 0 {
             out.push_str(&format!(
                 "{}: pacing slowed the copy: {} for {} in all ([limits] caps)\n",
@@ -119,6 +127,23 @@ pub(crate) fn report(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::report::{AccountReport, FailedMessage};
+
+    #[test]
+    fn recreated_folders_are_told() {
+        let mut a = AccountReport::new("a", "b");
+        a.folders_recreated = vec!["Projects/2024".into()];
+        a.settle();
+        let text = report(&Report::new(vec![a], false));
+        assert!(
+            text.contains(
+                "a: destination folder `Projects/2024` was deleted during the run and made \
+                 again; messages copied into it before are gone with it\n"
+            ),
+            "{text}"
+        );
+        let quiet = report(&Report::new(vec![AccountReport::new("a", "b")], false));
+        assert!(!quiet.contains("made again"), "{quiet}");
+    }
 
     #[test]
     fn pacing_waits_are_told() {

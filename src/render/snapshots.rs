@@ -18,10 +18,12 @@ use crate::report::{AccountReport, FailedMessage, Report};
 /// A message with the fields `--detail` shows.
 fn message(uid: u32, key: u8, size: u64, flags: &[&str], subject: &str) -> MessageMeta {
     let mut m = msg(uid, key, size, flags);
-    m.internal_date = Some("2024-03-01T10:00:00+00:00".to_string());
-    m.date = "Fri, 01 Mar 2024 10:00:00 +0000".to_string();
-    m.from = "robot@old.example".to_string();
-    m.subject = subject.to_string();
+    m.internal_date = crate::message::InternalDate::from_rfc3339("2024-03-01T10:00:00+00:00");
+    m.display = crate::message::DisplayFields::new(
+        "Fri, 01 Mar 2024 10:00:00 +0000",
+        "robot@old.example",
+        subject,
+    );
     m
 }
 
@@ -242,6 +244,50 @@ fn check_table() {
         ),
     };
     insta::assert_snapshot!(render_check(&report));
+}
+
+/// Both logins failed: no table of unknowns, a line saying why nothing is known.
+#[test]
+fn check_table_when_no_login_succeeds() {
+    let failed = |side: &str| {
+        SideResult {
+        ok: false,
+        error: Some(format!(
+            "login as `carol` on `imap.{side}.example:993` failed: [AUTHENTICATIONFAILED] Authentication failed."
+        )),
+        hint: Some(format!("check the {side} user and password in `accounts.csv` line 2")),
+    }
+    };
+    let report = CheckReport {
+        accounts: vec![AccountCheck {
+            source_user: "carol@old.example".to_string(),
+            destination_user: "carol@new.example".to_string(),
+            source: failed("source"),
+            destination: failed("destination"),
+        }],
+        ok: false,
+        capabilities: crate::render::check::capability_rows(None, None),
+    };
+    insta::assert_snapshot!(render_check(&report));
+    // One side known: the table, and a line for the side nothing is known of.
+    let report = CheckReport {
+        capabilities: crate::render::check::capability_rows(
+            None,
+            Some(&["UIDPLUS"].map(String::from)),
+        ),
+        ..report
+    };
+    let text = render_check(&report);
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["UIDPLUS", "unknown", "yes"])),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nsource capabilities: unknown, no login succeeded there\n"),
+        "{text}"
+    );
+    assert!(!text.contains('?'), "{text}");
 }
 
 /// Into a Cyrus/Courier-style destination (`INBOX.` prefix, `.` separator) the plan shows

@@ -252,9 +252,9 @@ pub(crate) fn render_account(out: &mut String, a: &AccountPlan, options: TextOpt
                         let _ = writeln!(
                             out,
                             "        {}  {}  {}  ({})",
-                            esc(nonempty(&m.date, "(no date)")),
-                            esc(nonempty(&m.from, "(no sender)")),
-                            esc(nonempty(&m.subject, "(no subject)")),
+                            esc(nonempty(m.display.date(), "(no date)")),
+                            esc(nonempty(m.display.from(), "(no sender)")),
+                            esc(nonempty(m.display.subject(), "(no subject)")),
                             bytes(m.size)
                         );
                     }

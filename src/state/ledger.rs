@@ -137,15 +137,15 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, StateError> {
             })
         }
     }
+    let mut records = Vec::new();
     for line in lines {
         match parse_record(line) {
-            Some((key, count)) => {
-                let n = parsed.counts.entry(key).or_insert(0);
-                *n = (*n).max(count);
-            }
+            Some(record) => records.push(record),
             None => parsed.damaged += 1,
         }
     }
+    // The highest count of each key.
+    parsed.counts = records.into_iter().collect();
     Ok(parsed)
 }
 
@@ -193,10 +193,16 @@ fn warn_damaged(path: &Path, parsed: &Parsed) {
 pub(crate) struct LedgerWriter {
     path: PathBuf,
     file: File,
-    known: HeldCounts,
-    /// Copies of each key delivered by this run so far.
-    delivered: HashMap<IdentityKey, u32>,
+    /// Per key: the value recorded, and the copies delivered by this run so far. One map,
+    /// not two: an account of 500,000 messages has as many keys (issue 10).
+    known: HashMap<IdentityKey, Counts>,
     pending: String,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    recorded: u32,
+    delivered: u32,
 }
 
 impl LedgerWriter {
@@ -241,8 +247,17 @@ impl LedgerWriter {
         let mut writer = LedgerWriter {
             path,
             file,
-            known: parsed.counts,
-            delivered: HashMap::new(),
+            known: parsed
+                .counts
+                .iter()
+                .map(|(k, n)| {
+                    let c = Counts {
+                        recorded: *n,
+                        delivered: 0,
+                    };
+                    (*k, c)
+                })
+                .collect(),
             pending,
         };
         writer.flush()?;
@@ -261,16 +276,22 @@ impl LedgerWriter {
     /// run's copies (see `MessageCopy::ledger_base`). Buffered until
     /// [`LedgerWriter::flush`].
     pub(crate) fn delivered(&mut self, key: IdentityKey, base: u32) {
-        let n = self.delivered.entry(key).or_insert(0);
-        *n += 1;
-        let count = base.saturating_add(*n);
+        let c = self.known.entry(key).or_default();
+        c.delivered += 1;
+        let count = base.saturating_add(c.delivered);
         self.raise(key, count);
     }
 
+    /// Room for `keys` more keys at once, instead of growing by doubling mid-run (the
+    /// executor knows how many copies it delivers).
+    pub(crate) fn reserve(&mut self, keys: usize) {
+        self.known.reserve(keys);
+    }
+
     fn raise(&mut self, key: IdentityKey, count: u32) {
-        let known = self.known.entry(key).or_insert(0);
-        if count > *known {
-            *known = count;
+        let c = self.known.entry(key).or_default();
+        if count > c.recorded {
+            c.recorded = count;
             self.pending.push_str(&record(&key, count));
         }
     }
@@ -375,7 +396,7 @@ mod tests {
         w.delivered(key(4), 0);
         w.flush().unwrap();
         let counts = Ledger::read(dir.path(), &s, "u").unwrap().unwrap();
-        let mut keys: Vec<_> = counts.keys().copied().collect();
+        let mut keys: Vec<_> = counts.iter().map(|(k, _)| *k).collect();
         keys.sort();
         assert_eq!(keys, vec![key(1), key(2), key(4)]);
         // Garbage (a block of zeros after a power loss) is a damaged record, not a lost file.

@@ -236,7 +236,21 @@ fn destination_folder_deleted_mid_run_is_made_again_and_a_rerun_fills_it() {
     let r = run(&s, Duration::from_secs(60), || {
         if gate.held.load(Ordering::SeqCst) && !deleted {
             deleted = true;
-            let answer = s.dst("alice").raw_command("DELETE Projects");
+            // The first batch's APPEND runs beside the held fetch: wait until it is in, so
+            // that the DELETE cannot race it (Dovecot may recreate the folder for an APPEND
+            // in flight, and then nothing is made again by mailshift).
+            let mut dst = s.dst("alice");
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10)
+                && !dst
+                    .raw_command("STATUS Projects (MESSAGES)")
+                    .iter()
+                    .any(|l| l.contains("MESSAGES") && !l.contains("MESSAGES 0)"))
+            {
+                thread::sleep(Duration::from_millis(20));
+            }
+            thread::sleep(Duration::from_millis(100));
+            let answer = dst.raw_command("DELETE Projects");
             assert!(
                 answer.last().is_some_and(|l| l.contains("OK")),
                 "DELETE: {answer:?}"
@@ -261,6 +275,22 @@ fn destination_folder_deleted_mid_run_is_made_again_and_a_rerun_fills_it() {
             .contains("destination folder `Projects` disappeared during the run"),
         "the recreation is said\n{r}"
     );
+    // ... in the report too: a line of the text report and the account's JSON field.
+    assert!(
+        r.stdout.contains(
+            "destination folder `Projects` was deleted during the run and made again; \
+             messages copied into it before are gone with it"
+        ),
+        "the report tells the recreation\n{r}"
+    );
+    let rep: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(s.path("report.json")).expect("report"))
+            .expect("the report is JSON");
+    assert_eq!(
+        rep["accounts"][0]["folders_recreated"],
+        serde_json::json!(["Projects"]),
+        "{rep:#}"
+    );
     let dst = multiset(&mut s.dst("alice"), "Projects");
     // Whatever the timing, the folder is there again and holds at least the later batch
     // (the first one may have gone with the deleted folder, or not have arrived before).
@@ -278,6 +308,13 @@ fn destination_folder_deleted_mid_run_is_made_again_and_a_rerun_fills_it() {
     s.set_port(Side::Source, direct);
     let r = run(&s, Duration::from_secs(60), || {});
     assert_eq!(r.status, 0, "{r}");
+    let rep: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(s.path("report.json")).expect("report"))
+            .expect("the report is JSON");
+    assert!(
+        rep["accounts"][0].get("folders_recreated").is_none(),
+        "nothing made again on the re-run: {rep:#}"
+    );
     let after = multiset(&mut s.dst("alice"), "Projects");
     assert_no_doubles_or_strangers(&src_before, &after, &r);
     let gone = src_before.len() - after.len();

@@ -16,7 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::scenario::{CmdResult, Scenario, Side};
-use crate::support::{FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage};
+use crate::support::{
+    Act, ConnView, FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage,
+};
 
 const APPLY: &[&str] = &["apply", "--auto-approve", "--report", "report.json", "-v"];
 
@@ -27,6 +29,8 @@ const HOSTILE: &[(&str, u32)] = &[
     ("silent", 3001),
     ("byebye", 4001),
     ("mute", 5001),
+    ("bigliteral", 6001),
+    ("trickle", 7001),
 ];
 
 /// The proxy's answer to a client line: `Some(reply)` for a hostile account's body fetch.
@@ -60,8 +64,34 @@ fn hostile_answer(line: &[u8]) -> Option<Vec<u8>> {
         3 => Some(Vec::new()),
         // Goes away at once.
         4 => Some(b"* BYE not today\r\n".to_vec()),
+        // A literal of 100 MB (under async-imap's 512 MiB cap) announced for a message of
+        // 2 KB, a few bytes of it sent, then nothing.
+        6 => {
+            Some(format!("* 1 FETCH (UID {first} BODY[] {{100000000}}\r\nFrom: x\r\n").into_bytes())
+        }
         _ => None,
     }
+}
+
+/// The `trickle` account's source: answers the body fetch with a literal of 900,000 bytes
+/// (as much as a batch of these messages could hold) that arrives 16 bytes every 100 ms,
+/// so that `idle-timeout`, which only sees silence, never fires.
+fn trickle(view: &ConnView, chunk: &[u8]) -> Option<Act> {
+    let line = std::str::from_utf8(chunk).ok()?;
+    if view.commands.last()? != "UID FETCH" || !line.contains(" BODY.PEEK[]") {
+        return None;
+    }
+    let set = line.split_once("UID FETCH ")?.1;
+    let first: u32 = set
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    (first / 1000 == 7).then(|| Act::Trickle {
+        head: format!("* 1 FETCH (UID {first} BODY[] {{900000}}\r\n").into_bytes(),
+        every: Duration::from_millis(100),
+        chunk: 16,
+    })
 }
 
 /// Standard base64 (enough for a SASL PLAIN message); garbage in, garbage out.
@@ -99,7 +129,7 @@ fn messages(tag: &str, n: usize) -> Vec<NewMessage> {
 
 /// Runs the binary, killing it (and failing) after `limit`; `peak_kib` gets the largest
 /// resident set seen (VmHWM) while it ran.
-fn run(s: &Scenario, limit: Duration) -> (CmdResult, u64) {
+pub(crate) fn run(s: &Scenario, limit: Duration) -> (CmdResult, u64) {
     s.write_files();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
         .args(APPLY)
@@ -147,7 +177,7 @@ fn run(s: &Scenario, limit: Duration) -> (CmdResult, u64) {
     (r, peak_kib)
 }
 
-fn account<'a>(rep: &'a serde_json::Value, user: &str) -> &'a serde_json::Value {
+pub(crate) fn account<'a>(rep: &'a serde_json::Value, user: &str) -> &'a serde_json::Value {
     rep["accounts"]
         .as_array()
         .expect("accounts in the report")
@@ -157,7 +187,7 @@ fn account<'a>(rep: &'a serde_json::Value, user: &str) -> &'a serde_json::Value 
 }
 
 /// Everything an account says about why it stopped: its error, hint and failed messages.
-fn reasons(a: &serde_json::Value) -> String {
+pub(crate) fn reasons(a: &serde_json::Value) -> String {
     format!("{} {} {}", a["error"], a["hint"], a["failed"])
 }
 
@@ -171,7 +201,7 @@ fn hostile_sources_fail_their_own_account_within_the_timeouts_and_the_honest_one
         s = s.account(name);
     }
     let s = s.config(
-        "[limits]\nparallel-accounts = 6\nidle-timeout = \"1s\"\nconnect-timeout = \"1s\"\n",
+        "[limits]\nparallel-accounts = 8\nidle-timeout = \"1s\"\nconnect-timeout = \"1s\"\n",
     );
     let mut s = s;
     let mut before: Vec<(String, MailboxSnapshot)> = Vec::new();
@@ -200,6 +230,7 @@ fn hostile_sources_fail_their_own_account_within_the_timeouts_and_the_honest_one
 
     let proxy = FaultProxy::to(s.port(Side::Source))
         .answer(hostile_answer)
+        .hostile(trickle)
         .start();
     s.set_port(Side::Source, proxy.port());
     let (r, peak_kib) = run(&s, Duration::from_secs(40));
@@ -212,7 +243,7 @@ fn hostile_sources_fail_their_own_account_within_the_timeouts_and_the_honest_one
     );
     assert_eq!(r.status, 1, "{r}");
     assert!(
-        proxy.answered() >= HOSTILE.len(),
+        proxy.answered() + proxy.hostile_acts().len() >= HOSTILE.len(),
         "every hostile account met its hostile server\n{r}"
     );
     assert!(!r.all_output().contains("panicked"), "{r}");
@@ -223,8 +254,8 @@ fn hostile_sources_fail_their_own_account_within_the_timeouts_and_the_honest_one
         "took {:?}\n{r}",
         r.elapsed
     );
-    // A literal of 3.7 GiB announced is never allocated.
-    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB\n{r}");
+    // Literals of 3.7 GiB and of 100 MB announced are never allocated.
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB\n{r}");
 
     let rep: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(s.path("report.json")).expect("report written"))
@@ -245,6 +276,8 @@ fn hostile_sources_fail_their_own_account_within_the_timeouts_and_the_honest_one
         ("silent", &["within 1s"]),
         ("byebye", &["BYE", "not today"]),
         ("mute", &["within 1s"]),
+        ("bigliteral", &["announced 100000000 bytes"]),
+        ("trickle", &["under 1024 bytes/s"]),
     ];
     for (name, words) in expect {
         let a = account(&rep, &s.acct(name).source_user);

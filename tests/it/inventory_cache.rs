@@ -18,25 +18,56 @@ fn cache_file(s: &Scenario) -> PathBuf {
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("no inventory cache in {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".source.json"))
+        .filter(|p| p.to_string_lossy().ends_with(".source.cache"))
         .collect();
     assert_eq!(files.len(), 1, "one source cache file: {files:?}");
     files.into_iter().next().unwrap()
 }
 
-/// Sets every cached message's subject of `folder` to the mark.
-fn mark(s: &Scenario, folder: &str) {
-    let path = cache_file(s);
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let messages = doc["folders"][folder]["messages"]
-        .as_array_mut()
-        .unwrap_or_else(|| panic!("folder `{folder}` not cached"));
-    assert!(!messages.is_empty());
-    for m in messages {
-        m["subject"] = serde_json::Value::String(MARK.into());
+/// The message lines (`m\t...`) of `folder` in a cache file (format v2: a `folder` line
+/// with the wire name second, then its messages; `end` with the SHA-256 of what precedes).
+fn message_lines(text: &str, folder: &str) -> Vec<usize> {
+    let mut current = None;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields[0] {
+            "folder" => current = Some(fields[1].to_string()),
+            "m" if current.as_deref() == Some(folder) => out.push(i),
+            _ => {}
+        }
     }
-    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    out
+}
+
+/// Sets every cached message's subject of `folder` to the mark (and the checksum to match,
+/// as the cache's own writer would).
+fn mark(s: &Scenario, folder: &str) {
+    use sha2::Digest;
+    let path = cache_file(s);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let marked = message_lines(&text, folder);
+    assert!(!marked.is_empty(), "folder `{folder}` not cached");
+    let mut body = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("end\t") {
+            break;
+        }
+        if marked.contains(&i) {
+            let mut fields: Vec<&str> = line.split('\t').collect();
+            fields[8] = MARK; // m, uid, size, key, flags, date, Date, From, Subject, content
+            body.push_str(&fields.join("\t"));
+        } else {
+            body.push_str(line);
+        }
+        body.push('\n');
+    }
+    let digest: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    body.push_str(&format!("end\t{digest}\n"));
+    std::fs::write(&path, body).unwrap();
 }
 
 /// Per source folder of the plan: (subjects, flags) of the messages to copy.
@@ -221,12 +252,6 @@ fn a_damaged_cache_only_costs_a_reread() {
     let p = planned(&s, "INBOX");
     assert_eq!(p.len(), 4, "{p:?}");
     // The plan wrote a good cache again.
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(
-        doc["folders"]["INBOX"]["messages"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
-    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(message_lines(&text, "INBOX").len(), 4, "{text}");
 }

@@ -105,3 +105,60 @@ fn apply_keeps_to_the_caps_and_the_report_says_so() {
     assert_eq!(report["accounts"][0]["pacing_waits"], 0, "{report:#}");
     assert!(!r.stdout.contains("pacing"), "{r}");
 }
+
+#[test]
+fn connections_left_idle_by_long_pacing_waits_are_reopened_not_found_dead() {
+    // Routers and servers drop idle connections, often silently: a proxy on each side
+    // forgets a connection idle for 1.5 s. Pacing (0.5 messages/s) makes each side wait
+    // about 2 s between messages, longer than that. A connection unused for more than half
+    // of `idle-timeout` (1 s here) is reopened before use, so no command meets a dead
+    // connection: no timeout, no retry, nothing lost or doubled.
+    use crate::scenario::Side;
+    use crate::support::FaultProxy;
+    let msgs = messages(3, 4 * 1024, "idle");
+    let mut s = paced(
+        "account-messages-per-second = 0.5\nidle-timeout = \"2s\"\nconnect-timeout = \"1s\"\n",
+        &msgs,
+    );
+    let before = s.src("alice").snapshot();
+    let router = |side| {
+        FaultProxy::to(s.port(side))
+            .drop_idle_after(Duration::from_millis(1_500))
+            .start()
+    };
+    let (src_router, dst_router) = (router(Side::Source), router(Side::Destination));
+    s.set_port(Side::Source, src_router.port());
+    s.set_port(Side::Destination, dst_router.port());
+    let r = s.run(&["apply", "--auto-approve", "--report", "r.json", "-v"]);
+    let drops = src_router.idle_drops() + dst_router.idle_drops();
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(s.path("r.json")).expect("report")).unwrap();
+    let a = &report["accounts"][0];
+    eprintln!(
+        "idle connections during pacing waits: exit {} in {:?}, {drops} idle connections forgotten by the routers, {} pacing waits, {} retries, {} reconnects",
+        r.status, r.elapsed, a["pacing_waits"], a["retries"], a["reconnects"]
+    );
+    assert_eq!(r.status, 0, "{r}");
+    assert!(
+        a["pacing_waits"].as_u64().unwrap() >= 2,
+        "pacing made the lanes wait: {report:#}"
+    );
+    assert!(
+        drops >= 1,
+        "no connection was ever idle long enough to be forgotten: the test proved nothing\n{r}"
+    );
+    assert_eq!(a["copied"], 3, "{report:#}");
+    assert_eq!(
+        a["retries"], 0,
+        "a command met a connection the router had forgotten\n{report:#}\n{r}"
+    );
+    assert!(r.elapsed < Duration::from_secs(15), "{:?}\n{r}", r.elapsed);
+    let dst = s.dst("alice").fetch_all("INBOX");
+    eprintln!(
+        "{} on the source, {} on the destination (lost 0, duplicated 0 when equal)",
+        msgs.len(),
+        dst.len()
+    );
+    assert_bodies(&multiset(&msgs), &dst, "INBOX");
+    before.assert_unchanged(&s.src("alice").snapshot());
+}

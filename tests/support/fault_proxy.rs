@@ -167,14 +167,16 @@ impl Fault {
 }
 
 /// Configures a [`FaultProxy`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct FaultProxyBuilder {
     upstream_port: u16,
     fault: Option<Fault>,
     delay: Option<Duration>,
     rewrite: Option<Rewrite>,
     answer: Option<Answer>,
+    hostile: Option<Hostile>,
     throttle: Option<Throttle>,
+    idle_drop: Option<Duration>,
 }
 
 /// Answer APPEND commands on the proxy's own with a tagged NO (`text`) instead of
@@ -201,6 +203,43 @@ pub(crate) struct AppendLog {
 /// whole command line (CRLF included), the bytes to send back to the client, or `None` to
 /// forward it. Only for commands a client sends on their own line and waits for.
 pub(crate) type Answer = fn(&[u8]) -> Option<Vec<u8>>;
+
+/// A scripted hostile server in front of the real one, per logged-in user: given what the
+/// proxy knows of the connection and one chunk the client sent (ending in CRLF), what to do
+/// instead of forwarding it, or `None` to forward it. Unlike [`Answer`] it sees who logged
+/// in (the proxy decodes LOGIN and SASL PLAIN) and can keep state (it is a closure).
+pub(crate) type Hostile = Arc<dyn Fn(&ConnView, &[u8]) -> Option<Act> + Send + Sync>;
+
+/// What a [`Hostile`] hook knows of a connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnView {
+    /// The proxy's number for the connection (0-based, over all connections).
+    pub index: usize,
+    /// The user that logged in on it (the authentication identity), once known.
+    pub user: Option<String>,
+    /// The command names (upper case) the client sent on it so far, in order
+    /// (`UID FETCH` for UID commands), the current chunk's included.
+    pub commands: Vec<String>,
+    /// Bytes of a client literal still to come (not commands).
+    literal_left: usize,
+}
+
+/// What a [`Hostile`] hook does with a client chunk. In every case the chunk is not
+/// forwarded, and the connection is the hook's from then on: nothing more is forwarded in
+/// either direction (the client's bytes are swallowed, the real server's not passed on).
+#[derive(Debug, Clone)]
+pub(crate) enum Act {
+    /// Send these bytes (maybe none), then nothing more: a server that stops answering.
+    Stall(Vec<u8>),
+    /// Send these bytes, then close the connection (e.g. `* BYE ...`).
+    Close(Vec<u8>),
+    /// Send `head`, then `chunk` bytes of `x` every `every`, until the client goes away.
+    Trickle {
+        head: Vec<u8>,
+        every: Duration,
+        chunk: usize,
+    },
+}
 
 /// A same-length byte substitution in one direction (a server that "edits" what it stores,
 /// as seen from the client). Matched within one read chunk only: keep patterns short.
@@ -239,6 +278,24 @@ impl FaultProxyBuilder {
         self
     }
 
+    /// Forget a connection that carried nothing either way for `after`, silently, as a NAT
+    /// router or firewall does: the first bytes after such a gap are not forwarded, and
+    /// nothing more is (only the client's idle timeout gets it out). Counted in
+    /// [`FaultProxy::idle_drops`].
+    pub(crate) fn drop_idle_after(mut self, after: Duration) -> Self {
+        self.idle_drop = Some(after);
+        self
+    }
+
+    /// A scripted hostile server, per user (see [`Hostile`]).
+    pub(crate) fn hostile(
+        mut self,
+        hook: impl Fn(&ConnView, &[u8]) -> Option<Act> + Send + Sync + 'static,
+    ) -> Self {
+        self.hostile = Some(Arc::new(hook));
+        self
+    }
+
     /// Throttle APPENDs (see [`Throttle`]); `MULTIAPPEND` is hidden from the client so that
     /// every message is its own APPEND, as with Microsoft 365.
     pub(crate) fn throttle(mut self, times: usize, window: Duration, text: &str) -> Self {
@@ -270,6 +327,10 @@ impl FaultProxyBuilder {
             rewrite: self.rewrite,
             answer: self.answer,
             answered: AtomicUsize::new(0),
+            hostile: self.hostile,
+            hostile_acts: Mutex::new(Vec::new()),
+            idle_drop: self.idle_drop,
+            idle_drops: AtomicUsize::new(0),
             throttle: self.throttle,
             refuse_until: Mutex::new(None),
             refused: AtomicUsize::new(0),
@@ -277,6 +338,7 @@ impl FaultProxyBuilder {
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             fired: AtomicUsize::new(0),
+            disarmed: AtomicBool::new(false),
             pattern_seen: AtomicUsize::new(0),
             sockets: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
@@ -310,7 +372,9 @@ impl FaultProxy {
             delay: None,
             rewrite: None,
             answer: None,
+            hostile: None,
             throttle: None,
+            idle_drop: None,
         }
     }
 
@@ -329,9 +393,25 @@ impl FaultProxy {
         self.shared.answered.load(Ordering::SeqCst)
     }
 
+    /// Connections forgotten after an idle gap ([`FaultProxyBuilder::drop_idle_after`]).
+    pub(crate) fn idle_drops(&self) -> usize {
+        self.shared.idle_drops.load(Ordering::SeqCst)
+    }
+
+    /// What the hostile hook did so far: (user, command, act) per act.
+    pub(crate) fn hostile_acts(&self) -> Vec<(String, String, String)> {
+        self.shared.hostile_acts.lock().unwrap().clone()
+    }
+
     /// How many times the fault fired (a test should check it did, or it proved nothing).
     pub(crate) fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
+    }
+
+    /// Lets the fault fire (the default) or not, from now on: e.g. a link that is flaky
+    /// only during one command of a longer story.
+    pub(crate) fn set_armed(&self, armed: bool) {
+        self.shared.disarmed.store(!armed, Ordering::SeqCst);
     }
 
     /// Cuts every open connection now and refuses new ones for `how_long` (a server that
@@ -387,6 +467,12 @@ struct Shared {
     rewrite: Option<Rewrite>,
     answer: Option<Answer>,
     answered: AtomicUsize,
+    hostile: Option<Hostile>,
+    idle_drop: Option<Duration>,
+    /// Connections dropped for being idle.
+    idle_drops: AtomicUsize,
+    /// Every act of the hostile hook: (user, command it answered, what it did).
+    hostile_acts: Mutex<Vec<(String, String, String)>>,
     throttle: Option<Throttle>,
     /// New connections are closed at once until then.
     refuse_until: Mutex<Option<std::time::Instant>>,
@@ -396,6 +482,8 @@ struct Shared {
     stop: AtomicBool,
     connections: AtomicUsize,
     fired: AtomicUsize,
+    /// While set, the fault never fires (see [`FaultProxy::set_armed`]).
+    disarmed: AtomicBool,
     /// Occurrences of a pattern trigger seen so far, over all connections.
     pattern_seen: AtomicUsize,
     /// Every socket, to unblock readers on drop.
@@ -406,6 +494,9 @@ struct Shared {
 impl Shared {
     /// Claims one firing of the fault; false when it has fired `times` already.
     fn claim(&self, fault: &Fault) -> bool {
+        if self.disarmed.load(Ordering::SeqCst) {
+            return false;
+        }
         let limit = fault.times.unwrap_or(usize::MAX);
         self.fired
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -421,6 +512,12 @@ struct Conn {
     server: TcpStream,
     /// Set once a stall fired: neither pump forwards anything after that.
     stalled: AtomicBool,
+    /// Set once the hostile hook took the connection over.
+    hijacked: AtomicBool,
+    /// What the hostile hook knows of it.
+    view: Mutex<ConnView>,
+    /// When it last carried bytes (either way).
+    last: Mutex<std::time::Instant>,
 }
 
 impl Conn {
@@ -468,6 +565,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             client,
             server,
             stalled: AtomicBool::new(false),
+            hijacked: AtomicBool::new(false),
+            view: Mutex::new(ConnView {
+                index,
+                ..ConnView::default()
+            }),
+            last: Mutex::new(std::time::Instant::now()),
         });
         let mut threads = shared.threads.lock().unwrap();
         for direction in [Direction::ClientToServer, Direction::ServerToClient] {
@@ -514,6 +617,18 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction, index: usize) {
             park(shared);
             return;
         }
+        if let Some(after) = shared.idle_drop {
+            let mut last = conn.last.lock().unwrap();
+            if last.elapsed() >= after {
+                // Forgotten by the "router": these bytes and everything after go nowhere.
+                drop(last);
+                shared.idle_drops.fetch_add(1, Ordering::SeqCst);
+                conn.stalled.store(true, Ordering::SeqCst);
+                park(shared);
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
         if let Some(r) = shared.rewrite.as_ref().filter(|r| r.direction == direction) {
             let mut i = 0;
             while i + r.from.len() <= n {
@@ -526,19 +641,70 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction, index: usize) {
             }
         }
         let chunk = &buf[..n];
-        if direction == Direction::ClientToServer {
-            // A command line the proxy answers itself (the client sent it alone in one
-            // write and waits for its tagged reply, so the server is quiet meanwhile).
-            if let Some(reply) = shared
-                .answer
-                .filter(|_| chunk.ends_with(b"\r\n"))
-                .and_then(|answer| answer(chunk))
-            {
-                shared.answered.fetch_add(1, Ordering::SeqCst);
-                if (&conn.client).write_all(&reply).is_err() {
-                    break;
+        if conn.hijacked.load(Ordering::SeqCst) {
+            // The hostile hook owns the connection: swallow whatever comes either way.
+            continue;
+        }
+        if direction == Direction::ClientToServer && shared.hostile.is_some() {
+            if let Some(act) = hostile_act(conn, shared, chunk) {
+                conn.hijacked.store(true, Ordering::SeqCst);
+                let client = &conn.client;
+                match act {
+                    Act::Stall(bytes) => {
+                        let _ = (&*client).write_all(&bytes);
+                    }
+                    Act::Close(bytes) => {
+                        let _ = (&*client).write_all(&bytes);
+                        thread::sleep(Duration::from_millis(20));
+                        conn.cut();
+                        return;
+                    }
+                    Act::Trickle { head, every, chunk } => {
+                        let conn_stop = &shared.stop;
+                        let mut c = client;
+                        if c.write_all(&head).is_ok() {
+                            let filler = vec![b'x'; chunk];
+                            while !conn_stop.load(Ordering::SeqCst) {
+                                thread::sleep(every);
+                                if c.write_all(&filler).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        return;
+                    }
                 }
                 continue;
+            }
+        }
+        if direction == Direction::ClientToServer {
+            // Command lines the proxy answers itself (the client waits for their tagged
+            // replies). Pipelined commands arrive together in one chunk: each line is
+            // answered or forwarded on its own (the forwarded ones go to the server first).
+            if let Some(answer) = shared.answer.filter(|_| chunk.ends_with(b"\r\n")) {
+                let (mut forward, mut replies, mut answered) = (Vec::new(), Vec::new(), 0);
+                for line in chunk.split_inclusive(|b| *b == b'\n') {
+                    match answer(line) {
+                        Some(reply) => {
+                            answered += 1;
+                            replies.extend_from_slice(&reply);
+                        }
+                        None => forward.extend_from_slice(line),
+                    }
+                }
+                if answered > 0 {
+                    shared.answered.fetch_add(answered, Ordering::SeqCst);
+                    if !forward.is_empty() {
+                        if to.write_all(&forward).is_err() {
+                            break;
+                        }
+                        carried += forward.len() as u64;
+                    }
+                    if (&conn.client).write_all(&replies).is_err() {
+                        break;
+                    }
+                    continue;
+                }
             }
         }
         // How much of the chunk to forward before the fault fires, if it fires here.
@@ -603,8 +769,100 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction, index: usize) {
             }
         }
     }
-    // One side closed: pass it on.
-    let _ = to.shutdown(Shutdown::Write);
+    // One side closed: pass it on (not when the hostile hook owns the connection: the
+    // real server's end is none of the client's business then).
+    if !conn.hijacked.load(Ordering::SeqCst) {
+        let _ = to.shutdown(Shutdown::Write);
+    }
+}
+
+/// Updates what the proxy knows of the connection from a client chunk (who logs in, which
+/// commands), then asks the hostile hook about it.
+fn hostile_act(conn: &Conn, shared: &Shared, chunk: &[u8]) -> Option<Act> {
+    let hook = shared.hostile.as_ref()?;
+    let mut view = conn.view.lock().unwrap();
+    let mut command = String::new();
+    let mut pos = 0;
+    while pos < chunk.len() {
+        if view.literal_left > 0 {
+            let k = view.literal_left.min(chunk.len() - pos);
+            view.literal_left -= k;
+            pos += k;
+            continue;
+        }
+        let Some(end) = chunk[pos..].windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let line = String::from_utf8_lossy(&chunk[pos..pos + end]).to_string();
+        pos += end + 2;
+        if let Some(n) = line
+            .strip_suffix('}')
+            .and_then(|l| l.rsplit_once('{'))
+            .and_then(|(_, n)| n.trim_end_matches('+').parse::<usize>().ok())
+        {
+            view.literal_left = n;
+        }
+        let words: Vec<&str> = line.split(' ').collect();
+        let verb = match words.get(1).map(|w| w.to_ascii_uppercase()) {
+            Some(v) if v == "UID" => {
+                format!("UID {}", words.get(2).unwrap_or(&"").to_ascii_uppercase())
+            }
+            Some(v) if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphabetic()) => v,
+            _ => {
+                // A SASL response line (base64 of `authz\0user\0password`).
+                if let Some(user) = sasl_plain_user(line.trim()) {
+                    view.user = Some(user);
+                }
+                continue;
+            }
+        };
+        if verb == "LOGIN" {
+            view.user = words.get(2).map(|u| u.trim_matches('"').to_string());
+        }
+        if verb == "AUTHENTICATE" {
+            if let Some(user) = words.get(3).and_then(|w| sasl_plain_user(w)) {
+                view.user = Some(user);
+            }
+        }
+        if command.is_empty() {
+            command = verb.clone();
+        }
+        view.commands.push(verb);
+    }
+    let act = hook(&view, chunk)?;
+    let what = match &act {
+        Act::Stall(b) if b.is_empty() => "silence".to_string(),
+        Act::Stall(_) => "answer, then silence".to_string(),
+        Act::Close(_) => "close".to_string(),
+        Act::Trickle { .. } => "trickle".to_string(),
+    };
+    shared.hostile_acts.lock().unwrap().push((
+        view.user.clone().unwrap_or_default(),
+        command,
+        what,
+    ));
+    Some(act)
+}
+
+/// The authentication identity in a SASL PLAIN message (base64), if it is one.
+fn sasl_plain_user(b64: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if b64.len() < 4 {
+        return None;
+    }
+    let (mut bits, mut n, mut out) = (0u32, 0, Vec::new());
+    for c in b64.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c)?;
+        bits = bits << 6 | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    let mut parts = out.split(|b| *b == 0);
+    let (_authz, user, _password) = (parts.next()?, parts.next()?, parts.next()?);
+    String::from_utf8(user.to_vec()).ok()
 }
 
 /// Client → server with APPEND throttling: forwards line by line (literals raw), and

@@ -27,7 +27,7 @@ mod raw_imap;
 pub(crate) use dns::DnsServer;
 pub(crate) use dovecot::{unique_user, DoveadmMessage, Dovecot, DovecotBuilder, Layout};
 pub(crate) use fault_proxy::{
-    Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Rewrite, Trigger,
+    Act, ConnView, Direction, Fault, FaultAction, FaultProxy, FaultProxyBuilder, Rewrite, Trigger,
 };
 pub(crate) use message::{to_crlf, MessageBuilder};
 pub(crate) use oauth::{Checked, Introspection};
