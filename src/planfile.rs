@@ -53,8 +53,19 @@ impl PlanFile {
         self.summary.has_changes()
     }
 
+    /// The JSON document as a string (tests; commands stream it with
+    /// [`PlanFile::write_json`]).
+    #[cfg(test)]
     pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a plan always serializes")
+    }
+
+    /// The same bytes as [`PlanFile::to_json`] and a line feed, written as they are made:
+    /// a plan of 500,000 copies is never held a second time as text (issue 10).
+    pub(crate) fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")?;
+        out.flush()
     }
 
     /// Writes the plan atomically (temp file + rename), so a crash never leaves half a plan.
@@ -67,9 +78,9 @@ impl PlanFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, self.to_json().as_bytes()).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, b"\n").map_err(io)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        self.write_json(std::io::BufWriter::with_capacity(1 << 16, tmp.as_file()))
+            .map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
         Ok(())
     }
@@ -77,16 +88,22 @@ impl PlanFile {
     /// Reads a plan and refuses another format version.
     pub(crate) fn load(path: &Path) -> Result<PlanFile, PlanFileError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        // Read as a stream, twice (the version first), rather than held whole as text
+        // beside the plan: a plan of 500,000 copies is a few hundred MB of JSON.
+        let open = || {
+            std::fs::File::open(path)
+                .map(|f| std::io::BufReader::with_capacity(1 << 16, f))
+                .map_err(|source| PlanFileError::Read {
+                    path: shown.clone(),
+                    source,
+                })
+        };
         #[derive(Deserialize)]
         struct VersionOnly {
             format_version: Option<u32>,
         }
         let version: VersionOnly =
-            serde_json::from_str(&text).map_err(|source| PlanFileError::Parse {
+            serde_json::from_reader(open()?).map_err(|source| PlanFileError::Parse {
                 path: shown.clone(),
                 source,
             })?;
@@ -100,7 +117,7 @@ impl PlanFile {
             }
         }
         let plan: PlanFile =
-            serde_json::from_str(&text).map_err(|source| PlanFileError::Parse {
+            serde_json::from_reader(open()?).map_err(|source| PlanFileError::Parse {
                 path: shown.clone(),
                 source,
             })?;
@@ -222,6 +239,49 @@ impl crate::diagnostics::HasHint for PlanFileError {
 mod tests {
     use super::*;
     use crate::diagnostics::HasHint;
+
+    /// Saved and printed plans are streamed; the bytes are the document's, and a plan
+    /// with copies (shared flags, packed dates, display fields) loads back equal.
+    #[test]
+    fn streamed_json_is_the_document_and_loads_back() {
+        use crate::inventory::Inventory;
+        use crate::plan::fixtures::{folder, msg, rules};
+        let mut m = msg(7, 1, 100, &["\\Seen", "$Label1"]);
+        m.internal_date = crate::message::InternalDate::from_rfc3339("2024-03-01T10:00:00+05:30");
+        m.display = crate::message::DisplayFields::new("Fri, 1 Mar 2024", "a@b", "Grüße\t\"x\"");
+        let source = Inventory::modern(vec![folder("INBOX", &[], vec![m, msg(8, 2, 50, &[])])]);
+        let destination = Inventory::modern(vec![folder("INBOX", &[], vec![])]);
+        let (folders, messages) = rules();
+        let account = crate::plan::plan_account(
+            "a",
+            "b",
+            &source,
+            &destination,
+            crate::plan::Rules {
+                folders: &folders,
+                messages: &messages,
+                ledger: None,
+            },
+        );
+        assert_eq!(account.summary.messages_to_copy, 2);
+        let plan = PlanFile::new("abc".into(), vec![account]);
+        let mut streamed = Vec::new();
+        plan.write_json(&mut streamed).unwrap();
+        assert_eq!(streamed, format!("{}\n", plan.to_json()).into_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        plan.save(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), streamed);
+        let back = PlanFile::load(&path).unwrap();
+        assert_eq!(back, plan);
+        let copy = &back.accounts[0].folders[0].copy[0];
+        assert_eq!(copy.display.subject(), "Grüße\t\"x\"");
+        assert_eq!(
+            copy.internal_date.unwrap().to_rfc3339(),
+            "2024-03-01T10:00:00+05:30"
+        );
+        assert_eq!(copy.flags.as_slice(), ["\\Seen", "$Label1"]);
+    }
 
     #[test]
     fn round_trip_and_version_check() {

@@ -126,7 +126,12 @@ pub(crate) fn print_plan(
 ) {
     use crate::render::text::{render_plan, TextOptions};
     match format {
-        crate::cli::Format::Json => print_json(printer, &plan.to_json()),
+        crate::cli::Format::Json => {
+            // Streamed: a plan of 500,000 copies is not held again as text. Stdout errors
+            // end the process inside the writer (broken pipe: cleanly).
+            let out = std::io::BufWriter::with_capacity(1 << 16, printer.stdout_writer());
+            let _ = plan.write_json(out);
+        }
         crate::cli::Format::Text => print_text(printer, &render_plan(plan, TextOptions { detail })),
     }
 }

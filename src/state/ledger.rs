@@ -137,15 +137,15 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, StateError> {
             })
         }
     }
+    let mut records = Vec::new();
     for line in lines {
         match parse_record(line) {
-            Some((key, count)) => {
-                let n = parsed.counts.entry(key).or_insert(0);
-                *n = (*n).max(count);
-            }
+            Some(record) => records.push(record),
             None => parsed.damaged += 1,
         }
     }
+    // The highest count of each key.
+    parsed.counts = records.into_iter().collect();
     Ok(parsed)
 }
 
@@ -249,13 +249,13 @@ impl LedgerWriter {
             file,
             known: parsed
                 .counts
-                .into_iter()
+                .iter()
                 .map(|(k, n)| {
                     let c = Counts {
-                        recorded: n,
+                        recorded: *n,
                         delivered: 0,
                     };
-                    (k, c)
+                    (*k, c)
                 })
                 .collect(),
             pending,
@@ -396,7 +396,7 @@ mod tests {
         w.delivered(key(4), 0);
         w.flush().unwrap();
         let counts = Ledger::read(dir.path(), &s, "u").unwrap().unwrap();
-        let mut keys: Vec<_> = counts.keys().copied().collect();
+        let mut keys: Vec<_> = counts.iter().map(|(k, _)| *k).collect();
         keys.sort();
         assert_eq!(keys, vec![key(1), key(2), key(4)]);
         // Garbage (a block of zeros after a power loss) is a damaged record, not a lost file.

@@ -315,7 +315,10 @@ proptest! {
         let p = plan_with(&s, &d, &m, seen.as_ref());
         // Apply: append the copies and record what the ledger would.
         let mut after = dst.clone();
-        let mut ledger: HeldCounts = seen.clone().unwrap_or_default();
+        let mut ledger: HashMap<IdentityKey, u32> = seen
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, n)| (*k, *n)))
+            .collect();
         for e in &p.ledger_updates {
             let n = ledger.entry(e.key).or_insert(0);
             *n = (*n).max(e.count);
@@ -332,6 +335,7 @@ proptest! {
             }
         }
         let (s2, d2) = inventories(&src, &after);
+        let ledger: HeldCounts = ledger.into_iter().collect();
         let again = plan_with(&s2, &d2, &m, Some(&ledger));
         prop_assert!(!again.has_changes(), "{:?}", copies(&again));
         prop_assert!(again.ledger_updates.is_empty());
@@ -410,4 +414,17 @@ fn without_an_archive_folder_one_named_archive_is_created_only_when_needed() {
         "{}",
         ignored.reason
     );
+}
+
+#[test]
+fn held_counts_keep_the_highest_count_of_each_key() {
+    let counts: HeldCounts = [(key(3), 1), (key(1), 2), (key(3), 5), (key(3), 4)]
+        .into_iter()
+        .collect();
+    assert_eq!(counts.len(), 2);
+    assert_eq!(counts.get(&key(3)), Some(&5));
+    assert_eq!(counts.get(&key(1)), Some(&2));
+    assert!(!counts.contains_key(&key(2)));
+    let keys: Vec<IdentityKey> = counts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, vec![key(1), key(3)]);
 }
