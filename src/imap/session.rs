@@ -1156,6 +1156,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn idle_connections_are_replaced_after_half_the_idle_timeout_at_most_a_minute() {
+        let mut limits = crate::settings::Limits {
+            parallel_accounts: 1,
+            connections_per_account: 1,
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            pacing: Default::default(),
+            stream_above: 8 << 20,
+        };
+        assert_eq!(keepalive_after(&limits), Duration::from_secs(60));
+        limits.idle_timeout = Duration::from_secs(600);
+        assert_eq!(keepalive_after(&limits), Duration::from_secs(60));
+        limits.idle_timeout = Duration::from_secs(2);
+        assert_eq!(keepalive_after(&limits), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn connect_timeouts_are_stalls_refusals_are_not() {
+        let connect = |reason| ImapError::ConnectFailed {
+            host: "h".into(),
+            port: 1,
+            reason,
+        };
+        assert!(is_stall(&timeout()));
+        assert!(is_stall(&connect(super::super::ConnectReason::TimedOut(
+            Duration::from_secs(1)
+        ))));
+        assert!(!is_stall(&connect(super::super::ConnectReason::Refused)));
+    }
+
     #[tokio::test]
     async fn timeouts_without_progress_give_up_after_the_stall_budget() {
         let mut b = Backoff::new(RetryPolicy {
