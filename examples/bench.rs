@@ -560,8 +560,8 @@ impl Setup {
         let (source_proxy, destination_proxy) = if o.rtt_ms > 0 {
             let one_way = Duration::from_micros(o.rtt_ms * 500);
             (
-                Some(DelayProxy::start(source.port(), one_way)),
-                Some(DelayProxy::start(destination.port(), one_way)),
+                Some(DelayProxy::start(source.port(), one_way, "src")),
+                Some(DelayProxy::start(destination.port(), one_way, "dst")),
             )
         } else {
             (None, None)
@@ -705,11 +705,13 @@ struct DelayProxy {
 }
 
 impl DelayProxy {
-    fn start(upstream: u16, one_way: Duration) -> DelayProxy {
+    fn start(upstream: u16, one_way: Duration, side: &'static str) -> DelayProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the delay proxy");
         let port = listener.local_addr().expect("local address").port();
         std::thread::spawn(move || {
+            let mut conn = 0u32;
             for client in listener.incoming() {
+                conn += 1;
                 let Ok(client) = client else { continue };
                 let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
@@ -720,16 +722,46 @@ impl DelayProxy {
                     client.try_clone().expect("clone"),
                     server.try_clone().expect("clone"),
                 );
-                delay_line(client, server, one_way);
-                delay_line(s2, c2, one_way);
+                let id = format!("{side}{conn}");
+                delay_line(client, server, one_way, format!("{id} >"));
+                delay_line(s2, c2, one_way, format!("{id} <"));
             }
         });
         DelayProxy { port }
     }
 }
 
+/// Where `BENCH_WIRE_TRACE=FILE` has the proxies log every chunk (time since the first
+/// chunk, connection, direction, size, first bytes): a round-trip breakdown of a run.
+fn wire_trace() -> Option<&'static std::sync::Mutex<(Instant, std::fs::File)>> {
+    static TRACE: std::sync::OnceLock<Option<std::sync::Mutex<(Instant, std::fs::File)>>> =
+        std::sync::OnceLock::new();
+    TRACE
+        .get_or_init(|| {
+            let path = std::env::var_os("BENCH_WIRE_TRACE")?;
+            let file = std::fs::File::create(path).expect("create BENCH_WIRE_TRACE");
+            Some(std::sync::Mutex::new((Instant::now(), file)))
+        })
+        .as_ref()
+}
+
+/// A line in the wire trace (when on) saying which step starts.
+fn trace_mark(what: &str) {
+    use std::io::Write;
+    if let Some(trace) = wire_trace() {
+        let mut t = trace.lock().unwrap_or_else(|e| e.into_inner());
+        let ms = t.0.elapsed().as_secs_f64() * 1000.0;
+        let _ = writeln!(t.1, "{ms:9.1} === {what}");
+    }
+}
+
 /// Copies `from` → `to`, each chunk written `delay` after it was read.
-fn delay_line(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+fn delay_line(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    delay: Duration,
+    label: String,
+) {
     use std::io::{Read, Write};
     let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
     std::thread::spawn(move || {
@@ -738,6 +770,15 @@ fn delay_line(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay:
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    if let Some(trace) = wire_trace() {
+                        let mut t = trace.lock().unwrap_or_else(|e| e.into_inner());
+                        let ms = t.0.elapsed().as_secs_f64() * 1000.0;
+                        let head: String = String::from_utf8_lossy(&buf[..n.min(60)])
+                            .chars()
+                            .map(|c| if c.is_control() { '|' } else { c })
+                            .collect();
+                        let _ = writeln!(t.1, "{ms:9.1} {label} {n:7} {head}");
+                    }
                     if tx
                         .send((Instant::now() + delay, buf[..n].to_vec()))
                         .is_err()
@@ -836,6 +877,7 @@ fn run_tool(o: &Options, setup: &Setup, args: &[&str], step: Step) -> Outcome {
     let load = loadavg();
     let src_before = dovecot_cpu(&setup.source);
     let dst_before = dovecot_cpu(&setup.destination);
+    trace_mark(&format!("mailshift {}", args.join(" ")));
     let started = Instant::now();
     let out = cmd.output().expect("run mailshift under /usr/bin/time");
     let wall = started.elapsed().as_secs_f64();
@@ -886,6 +928,7 @@ fn run_mbsync(setup: &Setup) -> Sample {
     let load = loadavg();
     let src_before = dovecot_cpu(&setup.source);
     let dst_before = dovecot_cpu(&setup.destination);
+    trace_mark("mbsync");
     let started = Instant::now();
     let out = Command::new(GNU_TIME)
         .args(["-f", "%e %U %S %M", "-o"])

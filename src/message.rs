@@ -499,9 +499,9 @@ mod tests {
             let day_text = if pad_with_space && day < 10 { format!(" {day}") } else { format!("{day:02}") };
             let zone = format!("{}{oh:02}{om:02}", if sign { '-' } else { '+' });
             let input = format!("{day_text}-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
-            // `-0000` (zone unknown) is UTC.
-            let zone = if zone == "-0000" { "+0000".to_string() } else { zone };
-            let canonical = format!("{day:02}-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
+            // An offset of zero has one spelling: `-0000` comes back as `+0000`.
+            let zone_out = if oh == 0 && om == 0 { "+0000".to_string() } else { zone.clone() };
+            let canonical = format!("{day:02}-{}-{year:04} {h:02}:{m:02}:{s:02} {zone_out}", MONTHS[month]);
             let d = InternalDate::from_imap(&input).expect("valid");
             prop_assert_eq!(d.to_imap(), canonical);
             prop_assert_eq!(InternalDate::from_rfc3339(&d.to_rfc3339()), Some(d));

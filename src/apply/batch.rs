@@ -11,7 +11,7 @@ use crate::plan::{FolderPlan, MessageCopy};
 use crate::report::FailedMessage;
 
 use super::flags::{without_refused, FlagFilter};
-use super::lanes::Lane;
+use super::lanes::{Lane, PendingCheck};
 use super::ApplyError;
 
 /// A refused message with at most this many keywords PERMANENTFLAGS does not name is
@@ -233,8 +233,14 @@ impl Lane<'_, '_> {
                 words,
             });
         }
-        if self.checks.due() {
-            self.verify_keys(folder, &appended).await?;
+        // The key stability check is sent with the lane's next destination command (the
+        // next folder's SELECT, or before the next APPEND) rather than on its own.
+        if self.checks.due() && !appended.is_empty() {
+            self.flush_check().await?;
+            self.pending_check = Some(PendingCheck {
+                folder: folder.destination.clone(),
+                appended: appended.clone(),
+            });
         }
         if !temporary.is_empty() {
             tracing::info!(

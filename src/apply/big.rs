@@ -90,7 +90,8 @@ impl<'p> Lane<'_, '_> {
                     self.dst.backoff.progress();
                     match uid {
                         Some(uid) => {
-                            self.verify_keys(folder, &[(uid, m.key)]).await?;
+                            self.verify_keys(&folder.destination, &[(uid, m.key)])
+                                .await?;
                             run.next_uid = Some(uid + 1);
                         }
                         None => {

@@ -15,7 +15,7 @@ use crate::report::VanishedMessage;
 use super::batch::{append_items, Batcher, Ready};
 use super::flags::FlagFilter;
 use super::lanes::Lane;
-use super::reconcile::{read_keys_since, subtract_present};
+use super::reconcile::{read_keys_since, select_checked, subtract_present};
 use super::{ApplyError, Ctx, BODY_BUDGET_KIB};
 
 /// Attempts at one message sent alone before it is given up (recorded as failed, with the
@@ -92,6 +92,59 @@ impl Ctx<'_> {
     }
 }
 
+/// The first batch of a folder, read in the same round trip as its EXAMINE: how the
+/// FETCH ended, the bodies that came, their share of the body budget.
+type Prefetched = (
+    Result<BodiesOutcome, ImapError>,
+    HashMap<u32, Vec<u8>>,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+impl Ctx<'_> {
+    /// Opens the source folder read-only and reads `batch` (its first messages) in the
+    /// same round trip; checks it is the folder the plan saw before anything read is
+    /// used. `None` when nothing was read (an empty batch, or cancelled while pacing).
+    pub(super) async fn open_source_and_fetch(
+        &self,
+        folder: &FolderPlan,
+        source_index: usize,
+        batch: &[&MessageCopy],
+        src: &mut SourceSession,
+    ) -> Result<Option<Prefetched>, ApplyError> {
+        let bytes: u64 = batch.iter().map(|m| m.size).sum();
+        if batch.is_empty() || !self.pace(Side::Source, batch.len(), bytes).await {
+            self.open_source(folder, source_index, src).await?;
+            return Ok(None);
+        }
+        let kib: u64 = batch.iter().map(|m| m.size.div_ceil(1024)).sum();
+        let kib = kib.clamp(1, BODY_BUDGET_KIB as u64) as u32;
+        let permit = Arc::clone(&self.exec.body_budget)
+            .acquire_many_owned(kib)
+            .await
+            .expect("never closed");
+        let source = &folder.sources[source_index];
+        let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+        let mut got: HashMap<u32, Vec<u8>> = HashMap::with_capacity(uids.len());
+        let largest = batch.iter().map(|m| m.size).max().unwrap_or(0);
+        let (status, fetched) = src
+            .examine_and_fetch(&source.wire_name, &uids, largest, |uid, body| {
+                got.insert(uid, body);
+            })
+            .await
+            .map_err(ApplyError::src)?;
+        if let Some(planned) = source.status {
+            if planned.uidvalidity != status.uidvalidity {
+                return Err(ApplyError::StaleSource {
+                    folder: source.name.clone(),
+                    planned: planned.uidvalidity,
+                    now: status.uidvalidity,
+                });
+            }
+        }
+        Ok(Some((fetched, got, permit)))
+    }
+}
+
 /// The copy of one source folder's messages into the selected destination folder.
 pub(super) struct SourceRun<'p, 'a> {
     pub(super) folder: &'p FolderPlan,
@@ -114,21 +167,46 @@ pub(super) struct SourceRun<'p, 'a> {
 
 impl Lane<'_, '_> {
     pub(super) async fn copy_folder(&mut self, folder: &FolderPlan) -> Result<(), ApplyError> {
-        // SELECT on the destination while the first source folder is opened (EXAMINE):
-        // two connections, one round trip instead of two.
+        // SELECT on the destination (behind a key check of the previous folder still due)
+        // while the first source folder is opened and its first batch read (EXAMINE + UID
+        // FETCH pipelined): the folder's first round trip does all of it.
         let first_source = folder.copy.iter().map(|m| m.source).min();
         let ctx = self.ctx;
-        let (sel, opened) = tokio::join!(self.dst.select(&folder.destination_wire), async {
-            match first_source {
-                Some(index) => ctx
-                    .open_source(folder, index, &mut self.src)
-                    .await
-                    .map(|_| true),
-                None => Ok(false),
+        let first_batch: Vec<&MessageCopy> = match first_source {
+            Some(index) if !ctx.cancelled() => {
+                let stream_above = ctx.settings().limits.stream_above;
+                let small: Vec<&MessageCopy> = folder
+                    .copy
+                    .iter()
+                    .filter(|m| m.source == index)
+                    .take_while(|m| m.size <= stream_above)
+                    .collect();
+                let n = ctx
+                    .paced(Batcher::default(), Side::Source)
+                    .take(small.iter().map(|m| m.size));
+                small.into_iter().take(n).collect()
             }
-        });
-        let sel = sel.map_err(ApplyError::dst)?;
-        let mut opened = opened?.then_some(first_source).flatten();
+            _ => Vec::new(),
+        };
+        let pending = self.pending_check.take();
+        let (sel, opened) = tokio::join!(
+            select_checked(&mut self.dst, pending, &folder.destination_wire),
+            async {
+                match first_source {
+                    Some(index) => ctx
+                        .open_source_and_fetch(folder, index, &first_batch, &mut self.src)
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                }
+            }
+        );
+        let sel = sel?;
+        // The source folder open now, and the first batch read with it (if any).
+        let (mut opened, mut prefetched) = match opened? {
+            Some(fetched) => (first_source, fetched),
+            None => (None, None),
+        };
         let mut remaining: Vec<&MessageCopy> = folder.copy.iter().collect();
         // What arrived on the destination since the plan was made is not copied again.
         let reread_from = match folder.destination_status {
@@ -195,6 +273,22 @@ impl Lane<'_, '_> {
                 next_uid,
                 last: last_run,
             };
+            if Some(source_index) == first_source {
+                if let Some((result, got, permit)) = prefetched.take() {
+                    // The first batch came with the EXAMINE: of it, what is still to copy
+                    // (the re-read above may have found some of it there already).
+                    let queued: BTreeSet<u32> = run.queue.iter().map(|m| m.uid).collect();
+                    let asked: Vec<&MessageCopy> = first_batch
+                        .iter()
+                        .copied()
+                        .filter(|m| queued.contains(&m.uid))
+                        .collect();
+                    let taken: BTreeSet<u32> = asked.iter().map(|m| m.uid).collect();
+                    run.queue.retain(|m| !taken.contains(&m.uid));
+                    self.settle_fetch(&mut run, asked, Ok(result), got, permit)
+                        .await?;
+                }
+            }
             self.copy_source(&mut run).await?;
             next_uid = run.next_uid;
         }
@@ -227,11 +321,17 @@ impl Lane<'_, '_> {
             if to_append.is_empty() && to_fetch.is_empty() {
                 if !ctx.cancelled() && run.ready.is_empty() {
                     if let Some(m) = run.queue.pop_front() {
+                        self.flush_check().await?;
                         self.copy_big(run, m).await?;
                         continue;
                     }
                 }
                 return Ok(());
+            }
+            // A key check due from the last batch goes before anything else is appended
+            // (else it waits for the next folder's SELECT, or the lane's end).
+            if !to_append.is_empty() {
+                self.flush_check().await?;
             }
             let refused = self.refused_keywords();
             let (src, dst) = (&mut self.src, &mut self.dst);

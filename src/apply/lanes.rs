@@ -15,6 +15,17 @@ pub(super) struct Lane<'r, 't> {
     pub(super) dst: DestinationSession,
     pub(super) tally: Tally<'t>,
     pub(super) checks: KeyChecks,
+    /// A key stability check due but not sent yet: sent with the lane's next destination
+    /// command (pipelined ahead of the next folder's SELECT), and before the lane ends.
+    pub(super) pending_check: Option<PendingCheck>,
+}
+
+/// The messages of a batch whose identity keys are to be read back, in the folder they
+/// were appended to (still selected).
+#[derive(Debug)]
+pub(super) struct PendingCheck {
+    pub(super) folder: String,
+    pub(super) appended: Vec<(u32, crate::identity::IdentityKey)>,
 }
 
 /// Which appended batches get the key stability check (ARCHITECTURE.md "Key stability
@@ -60,6 +71,10 @@ impl Lane<'_, '_> {
                 break;
             }
         }
+        // No lane ends with a key stability check still unsent.
+        if result.is_ok() {
+            result = self.flush_check().await;
+        }
         let mut stats = self.src.backoff.stats();
         stats.add(self.dst.backoff.stats());
         let report = &mut *self.tally.report;
@@ -85,6 +100,9 @@ impl Lane<'_, '_> {
     }
 }
 
+/// What a folder's own round trips weigh when folders are spread over lanes, in bytes.
+const FOLDER_WEIGHT: u64 = 256 * 1024;
+
 /// Spreads folders over `lanes` lanes, biggest first onto the least loaded lane, each lane
 /// keeping plan order. Lane 0 always exists.
 pub(super) fn split_into_lanes<'p>(
@@ -92,8 +110,12 @@ pub(super) fn split_into_lanes<'p>(
     lanes: usize,
 ) -> Vec<Vec<&'p FolderPlan>> {
     let lanes = lanes.max(1);
-    let weight =
-        |f: &FolderPlan| f.bytes_to_copy() + 4096 * (f.copy.len() + f.flag_updates.len()) as u64;
+    // Bytes, plus a cost per message and per folder: across the internet a folder costs
+    // a few round trips whatever its size (SELECT, EXAMINE + first FETCH, APPEND), worth
+    // about FOLDER_WEIGHT bytes of transfer.
+    let weight = |f: &FolderPlan| {
+        f.bytes_to_copy() + 4096 * (f.copy.len() + f.flag_updates.len()) as u64 + FOLDER_WEIGHT
+    };
     let mut order: Vec<usize> = (0..folders.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(weight(folders[i])));
     let mut load = vec![0u64; lanes];

@@ -62,6 +62,9 @@ pub(crate) struct Executor<'a> {
     pub hints: crate::diagnostics::HintLookup,
     /// The pacing caps of `[limits]`: the run's buckets, and each account's.
     pub pacing: RunPacing,
+    /// The plan was made by this run a moment ago (no plan file, no question asked): its
+    /// folders may be created while the stale check runs.
+    pub fresh_plan: bool,
 }
 
 /// What every step of one account's copy needs to know: the run and the account.
@@ -261,72 +264,9 @@ impl Ctx<'_> {
             .acquire()
             .await
             .expect("never closed");
-        // Refuse a stale plan before writing anything: every source folder the plan reads
-        // must still have the UIDVALIDITY the plan saw. Checked per folder only, a saved
-        // plan would create folders and fill the folders before the stale one, and only
-        // then be refused. One pipelined STATUS round, while the destination connects.
-        let mut src = self.source_session();
-        let (checked, dst) = tokio::join!(
-            self.check_sources(plan, &mut src),
-            self.destination_session()
-        );
-        checked?;
-        let mut dst = dst?;
-        if self.cancelled() {
-            return Ok(());
-        }
-        // Folders first, parents before children (the plan is in tree order): every CREATE
-        // in one pipelined round, then the SUBSCRIBEs of those that exist now (never of a
-        // folder whose CREATE was refused).
-        let creates: Vec<&FolderPlan> = plan
-            .folders
-            .iter()
-            .filter(|f| f.action == FolderAction::Create)
-            .collect();
-        let names: Vec<WireName> = creates.iter().map(|f| f.destination_wire.clone()).collect();
-        let created = dst.create_all(&names).await.map_err(ApplyError::dst)?;
-        let mut refused = None;
-        let mut subscribe = Vec::new();
-        for (folder, result) in creates.iter().zip(created) {
-            match result {
-                Ok(created) => {
-                    if folder.subscribe {
-                        subscribe.push(folder.destination_wire.clone());
-                    }
-                    // A saved plan applied again finds its folders there already: not
-                    // created now.
-                    if created == crate::imap::Created::New {
-                        tally.report.folders_created += 1;
-                        tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
-                    }
-                }
-                Err(e) => {
-                    refused.get_or_insert(e);
-                }
-            }
-        }
-        // The existing INBOX, subscribed like the source's (the only existing folder a
-        // plan subscribes; SUBSCRIBE of a subscribed folder is harmless on a re-run).
-        let existing: Vec<&FolderPlan> = plan
-            .folders
-            .iter()
-            .filter(|f| f.subscribes_existing())
-            .collect();
-        subscribe.extend(existing.iter().map(|f| f.destination_wire.clone()));
-        for result in dst
-            .subscribe_all(&subscribe)
-            .await
-            .map_err(ApplyError::dst)?
-        {
-            result.map_err(|e| ApplyError::dst(SessionError::Permanent(e)))?;
-        }
-        for folder in existing {
-            tracing::info!(account = %plan.source_user, "subscribed folder `{}`", folder.destination);
-        }
-        if let Some(e) = refused {
-            return Err(ApplyError::dst(SessionError::Permanent(e)));
-        }
-        dst.backoff.progress();
+        // The folders to copy and the lanes: decided first, so that every lane's
+        // connections are opened at once, while the stale check and the folder creation
+        // below run (across the internet each login is a few round trips).
         let work: Vec<&FolderPlan> = plan
             .folders
             .iter()
@@ -355,45 +295,72 @@ impl Ctx<'_> {
             .map(|_| AccountReport::new(&plan.source_user, &plan.destination_user))
             .collect();
         let (progress, warned, ledger) = (tally.progress, tally.warned_keywords, tally.ledger);
-        let mut main_lane = Lane {
-            ctx: self,
-            src,
-            dst,
-            checks: KeyChecks::default(),
-            tally: Tally {
-                report: &mut *tally.report,
-                progress,
-                warned_keywords: warned,
-                ledger,
-            },
-        };
+        // The other lanes connect now and start copying once the folders exist (`go`
+        // says so; dropped without a word, the account stopped before).
+        let (go, ready) = tokio::sync::watch::channel(false);
         let other_lanes = futures::future::join_all(lane_reports.iter_mut().zip(&lanes[1..]).map(
-            |(report, folders)| async move {
-                let dst = self.destination_session().await?;
-                let mut lane = Lane {
-                    ctx: self,
-                    src: self.source_session(),
-                    dst,
-                    checks: KeyChecks::default(),
-                    tally: Tally {
-                        report,
-                        progress,
-                        warned_keywords: warned,
-                        ledger,
-                    },
-                };
-                let result = lane.run(folders).await;
-                lane.logout().await;
-                result
+            |(report, folders)| {
+                let mut ready = ready.clone();
+                async move {
+                    let mut src = self.source_session();
+                    let mut dst = DestinationSession::new(
+                        self.session_config(Side::Destination),
+                        RetryPolicy::from_limits(&self.settings().limits),
+                    );
+                    let (s, d) = tokio::join!(src.connect(), dst.connect());
+                    if ready.wait_for(|go| *go).await.is_err() {
+                        return Ok(()); // the account stopped before copying
+                    }
+                    d.map_err(ApplyError::dst)?;
+                    s.map_err(ApplyError::src)?;
+                    let mut lane = Lane {
+                        ctx: self,
+                        src,
+                        dst,
+                        checks: KeyChecks::default(),
+                        pending_check: None,
+                        tally: Tally {
+                            report,
+                            progress,
+                            warned_keywords: warned,
+                            ledger,
+                        },
+                    };
+                    let result = lane.run(folders).await;
+                    lane.logout().await;
+                    result
+                }
             },
         ));
-        let (main_result, other_results) = tokio::join!(main_lane.run(&lanes[0]), other_lanes);
+        drop(ready);
+        let report = &mut *tally.report;
+        let main_lane = async {
+            // Owned here: when this lane stops before `go`, the others hear of it.
+            let go = go;
+            let Some((src, dst)) = self.prepare_account(plan, report, &go).await? else {
+                return Ok(()); // cancelled
+            };
+            let mut main_lane = Lane {
+                ctx: self,
+                src,
+                dst,
+                checks: KeyChecks::default(),
+                pending_check: None,
+                tally: Tally {
+                    report,
+                    progress,
+                    warned_keywords: warned,
+                    ledger,
+                },
+            };
+            let result = main_lane.run(&lanes[0]).await;
+            if result.is_ok() {
+                main_lane.logout().await;
+            }
+            result
+        };
+        let (main_result, other_results) = tokio::join!(main_lane, other_lanes);
         drop(extra_slots);
-        if main_result.is_ok() {
-            main_lane.logout().await;
-        } else {
-            drop(main_lane);
-        }
         for lane in lane_reports {
             tally.report.absorb(lane);
         }
@@ -402,5 +369,101 @@ impl Ctx<'_> {
             result?;
         }
         Ok(())
+    }
+
+    /// The steps before the first copy, on the account's first connection pair: the
+    /// stale check of every source folder (while the destination connects), then the
+    /// folders to create (every CREATE in one pipelined round; then `go` lets the other
+    /// lanes start) and to subscribe (the next round: never a folder whose CREATE was
+    /// refused). Returns the first lane's connections (`None`: cancelled).
+    async fn prepare_account(
+        self,
+        plan: &AccountPlan,
+        report: &mut AccountReport,
+        go: &tokio::sync::watch::Sender<bool>,
+    ) -> Result<Option<(SourceSession, DestinationSession)>, ApplyError> {
+        // Refuse a stale plan before writing anything: every source folder the plan reads
+        // must still have the UIDVALIDITY the plan saw. Checked per folder only, a saved
+        // plan would create folders and fill the folders before the stale one, and only
+        // then be refused. One pipelined STATUS round, while the destination connects.
+        // Folders first, parents before children (the plan is in tree order): every CREATE
+        // in one pipelined round, then the SUBSCRIBEs of those that exist now (never of a
+        // folder whose CREATE was refused). A plan this run made a moment ago (no plan
+        // file, no question asked) sends its CREATE round beside the stale check: a source
+        // recreated in between still stops the account before anything is copied (the
+        // folders it made stay, empty, for the next run).
+        let creates: Vec<&FolderPlan> = plan
+            .folders
+            .iter()
+            .filter(|f| f.action == FolderAction::Create)
+            .collect();
+        let names: Vec<WireName> = creates.iter().map(|f| f.destination_wire.clone()).collect();
+        let mut src = self.source_session();
+        let (checked, connected) = tokio::join!(self.check_sources(plan, &mut src), async {
+            let mut dst = self.destination_session().await?;
+            let created = if self.exec.fresh_plan {
+                Some(dst.create_all(&names).await.map_err(ApplyError::dst)?)
+            } else {
+                None
+            };
+            Ok::<_, ApplyError>((dst, created))
+        });
+        checked?;
+        let (mut dst, created) = connected?;
+        if self.cancelled() {
+            return Ok(None);
+        }
+        let created = match created {
+            Some(created) => created,
+            None => dst.create_all(&names).await.map_err(ApplyError::dst)?,
+        };
+        let mut refused = None;
+        let mut subscribe = Vec::new();
+        for (folder, result) in creates.iter().zip(created) {
+            match result {
+                Ok(created) => {
+                    if folder.subscribe {
+                        subscribe.push(folder.destination_wire.clone());
+                    }
+                    // A saved plan applied again finds its folders there already: not
+                    // created now.
+                    if created == crate::imap::Created::New {
+                        report.folders_created += 1;
+                        tracing::info!(account = %plan.source_user, "created folder `{}`", folder.destination);
+                    }
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        // Every folder exists now: the other lanes may start (the SUBSCRIBE round below
+        // only delays this lane).
+        if refused.is_none() {
+            let _ = go.send(true);
+        }
+        // The existing INBOX, subscribed like the source's (the only existing folder a
+        // plan subscribes; SUBSCRIBE of a subscribed folder is harmless on a re-run).
+        let existing: Vec<&FolderPlan> = plan
+            .folders
+            .iter()
+            .filter(|f| f.subscribes_existing())
+            .collect();
+        subscribe.extend(existing.iter().map(|f| f.destination_wire.clone()));
+        for result in dst
+            .subscribe_all(&subscribe)
+            .await
+            .map_err(ApplyError::dst)?
+        {
+            result.map_err(|e| ApplyError::dst(SessionError::Permanent(e)))?;
+        }
+        for folder in existing {
+            tracing::info!(account = %plan.source_user, "subscribed folder `{}`", folder.destination);
+        }
+        if let Some(e) = refused {
+            return Err(ApplyError::dst(SessionError::Permanent(e)));
+        }
+        dst.backoff.progress();
+        Ok(Some((src, dst)))
     }
 }

@@ -5,11 +5,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::identity::{parse_headers, IdentityKey};
-use crate::imap::{DestinationSession, SessionError};
-use crate::plan::{FolderPlan, MessageCopy};
+use crate::imap::{DestinationSession, SelectInfo, SessionError};
+use crate::model::WireName;
+use crate::plan::MessageCopy;
 
 use super::batch::Ready;
-use super::lanes::Lane;
+use super::lanes::{Lane, PendingCheck};
 use super::ApplyError;
 
 impl Lane<'_, '_> {
@@ -56,7 +57,7 @@ impl Lane<'_, '_> {
     /// would make every later pass copy them again, so the account stops here.
     pub(super) async fn verify_keys(
         &mut self,
-        folder: &FolderPlan,
+        folder: &str,
         appended: &[(u32, IdentityKey)],
     ) -> Result<(), ApplyError> {
         let Some(first) = appended.iter().map(|(uid, _)| *uid).min() else {
@@ -69,21 +70,61 @@ impl Lane<'_, '_> {
             })
             .await
             .map_err(ApplyError::dst)?;
-        for (uid, key) in appended {
-            match stored.get(uid) {
-                Some(k) if k == key => {}
-                // Expunged right away by someone else: nothing to compare.
-                None => {}
-                Some(_) => {
-                    return Err(ApplyError::RewritesHeaders {
-                        folder: folder.destination.clone(),
-                        uid: *uid,
-                    })
-                }
+        compare_keys(folder, appended, &stored)
+    }
+
+    /// Sends a key stability check that is due and not sent yet (on its own).
+    pub(super) async fn flush_check(&mut self) -> Result<(), ApplyError> {
+        match self.pending_check.take() {
+            Some(check) => self.verify_keys(&check.folder, &check.appended).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// SELECT of `wire` on the lane's destination connection; a key stability check still
+/// pending for the folder selected before goes in the same round trip, ahead of it.
+pub(super) async fn select_checked(
+    dst: &mut DestinationSession,
+    pending: Option<PendingCheck>,
+    wire: &WireName,
+) -> Result<SelectInfo, ApplyError> {
+    let Some((check, first)) =
+        pending.and_then(|c| c.appended.iter().map(|(uid, _)| *uid).min().map(|f| (c, f)))
+    else {
+        return dst.select(wire).await.map_err(ApplyError::dst);
+    };
+    let mut stored: HashMap<u32, IdentityKey> = HashMap::with_capacity(check.appended.len());
+    let sel = dst
+        .fetch_since_then_select(first, wire, |m| {
+            stored.insert(m.uid, parse_headers(&m.header).key);
+        })
+        .await
+        .map_err(ApplyError::dst)?;
+    compare_keys(&check.folder, &check.appended, &stored)?;
+    Ok(sel)
+}
+
+/// Every appended message whose key was read back must have the key it was sent with.
+fn compare_keys(
+    folder: &str,
+    appended: &[(u32, IdentityKey)],
+    stored: &HashMap<u32, IdentityKey>,
+) -> Result<(), ApplyError> {
+    for (uid, key) in appended {
+        match stored.get(uid) {
+            Some(k) if k == key => {}
+            // Expunged right away by someone else: nothing to compare.
+            None => {}
+            Some(_) => {
+                return Err(ApplyError::RewritesHeaders {
+                    folder: folder.to_string(),
+                    uid: *uid,
+                })
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Identity keys of the selected destination folder's messages with UID ≥ `from`.

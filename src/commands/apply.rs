@@ -96,6 +96,7 @@ pub(super) async fn run(
         progress: Progress::new(std::io::stderr().is_terminal()),
         hints: super::hint_of,
         pacing: crate::apply::RunPacing::new(&settings.limits.pacing),
+        fresh_plan: args.plan_file.is_none() && args.auto_approve,
     };
     let parallel = settings.limits.parallel_accounts.max(1);
     let reports = stream::iter(work.iter())

@@ -66,21 +66,49 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Logs in on a greeted connection and returns the session.
+/// Logs in on a greeted connection and returns the session, with the capabilities the
+/// server sent in its tagged OK (`None` when it sent none: then they must be asked for).
 pub(crate) async fn login(
     greeted: Greeted,
     server: &ServerSettings,
     limits: &Limits,
     creds: &Credentials,
     ep: &Endpoint,
+) -> Result<(Session<ImapIo>, Option<super::Capabilities>), ImapError> {
+    let mut client = Client::new(greeted.stream);
+    // Keep a copy of the server's side of the login, for its `[CAPABILITY …]` code.
+    client.get_mut().get_mut().start_tap();
+    let greeted_caps = greeted.caps;
+    let mut session = login_on(
+        client,
+        &greeted_caps,
+        greeted.tls,
+        server,
+        limits,
+        creds,
+        ep,
+    )
+    .await?;
+    let read = session.get_mut().get_mut().take_tap();
+    Ok((session, super::transport::caps_in_login_answer(&read)))
+}
+
+async fn login_on(
+    client: Client<ImapIo>,
+    caps: &super::Capabilities,
+    tls: bool,
+    server: &ServerSettings,
+    limits: &Limits,
+    creds: &Credentials,
+    ep: &Endpoint,
 ) -> Result<Session<ImapIo>, ImapError> {
-    if !greeted.tls {
+    if !tls {
         let refuse = |reason: Reason| ImapError::PlaintextAuthRefused {
             host: ep.host.clone(),
             port: ep.port,
             reason,
         };
-        if greeted.caps.has("LOGINDISABLED") {
+        if caps.has("LOGINDISABLED") {
             return Err(refuse(Reason::hinted(
                 "the server advertises LOGINDISABLED on this unencrypted connection",
                 "use `security = \"starttls\"` or `security = \"tls\"`",
@@ -94,7 +122,10 @@ pub(crate) async fn login(
             )));
         }
     }
-    let mechanism = choose(server, &greeted.caps);
+    let mechanism = choose(server, caps);
+    // RFC 4959 SASL-IR: the PLAIN message goes with the command, one round trip instead of
+    // two (a `+` continuation then answered with an empty response, which aborts).
+    let initial_response = caps.has("SASL-IR");
     tracing::debug!(host = %ep.host, user = %creds.user, ?mechanism, "logging in");
     let auth_failed = |text: String, hint: Option<&str>| ImapError::AuthFailed {
         user: creds.user.clone(),
@@ -113,21 +144,31 @@ pub(crate) async fn login(
                 port: ep.port,
             })
     };
-    let client = Client::new(greeted.stream);
     let result = match mechanism {
         Mechanism::Login => {
             let pw = password()?;
             client.login(&creds.user, pw.expose_secret()).await
         }
-        Mechanism::Plain => {
-            let pw = password()?;
-            let sasl = SaslOnce::new(plain_message("", &creds.user, pw));
-            client.authenticate("PLAIN", sasl).await
-        }
-        Mechanism::AdminPlain => {
-            let admin = server.admin.as_ref().expect("chosen only with an admin");
-            let sasl = SaslOnce::new(plain_message(&creds.user, &admin.user, &admin.password));
-            client.authenticate("PLAIN", sasl).await
+        Mechanism::Plain | Mechanism::AdminPlain => {
+            let message = if mechanism == Mechanism::AdminPlain {
+                let admin = server.admin.as_ref().expect("chosen only with an admin");
+                plain_message(&creds.user, &admin.user, &admin.password)
+            } else {
+                plain_message("", &creds.user, password()?)
+            };
+            if initial_response {
+                use base64::Engine as _;
+                let command = SecretString::from(format!(
+                    "PLAIN {}",
+                    base64::engine::general_purpose::STANDARD.encode(&message)
+                ));
+                drop(message);
+                client
+                    .authenticate(command.expose_secret(), SaslOnce::empty())
+                    .await
+            } else {
+                client.authenticate("PLAIN", SaslOnce::new(message)).await
+            }
         }
         Mechanism::Xoauth2 | Mechanism::OAuthBearer => {
             return oauth_login(client, mechanism, server, limits, creds, ep).await;
@@ -274,6 +315,15 @@ impl SaslOnce {
     fn new(message: Vec<u8>) -> SaslOnce {
         SaslOnce {
             message: Some(message),
+            error_report: Default::default(),
+        }
+    }
+
+    /// For a message sent as the initial response (SASL-IR): any challenge is answered
+    /// with an empty response, which ends the exchange.
+    fn empty() -> SaslOnce {
+        SaslOnce {
+            message: None,
             error_report: Default::default(),
         }
     }

@@ -271,6 +271,15 @@ impl Endpoint {
         }
     }
 
+    /// A response read raw (in a pipeline) that imap-proto cannot parse.
+    pub(crate) fn unparsable_raw(&self, doing: &str, raw: &[u8]) -> ImapError {
+        self.unparsable(
+            doing,
+            "a response that is not valid IMAP".to_string(),
+            first_bytes(raw),
+        )
+    }
+
     fn unparsable(&self, doing: &str, what: String, line: String) -> ImapError {
         ImapError::Unparsable {
             host: self.host.clone(),

@@ -29,11 +29,11 @@ use tokio::io::AsyncWriteExt;
 use super::error::ImapError;
 use super::namespace::{namespace_data, parse_namespace_data, Namespace};
 use super::reader::{
-    fetched_meta, is_special_use, list_entry, parse_storage_quota, CommandEnd, FetchedMeta,
-    ListEntry, Reader, META_ITEMS,
+    fetched_meta, is_special_use, list_entry, parse_storage_quota, BodiesOutcome, CommandEnd,
+    FetchedMeta, ListEntry, Reader, MAX_UID_SET, META_ITEMS,
 };
 use super::transport::read_response_capped;
-use super::wire::{keep_flag, unescape_quoted};
+use super::wire::{keep_flag, uid_sets, unescape_quoted};
 use crate::model::{FolderStatus, WireName};
 
 /// Bytes of commands written ahead of their answers.
@@ -550,6 +550,152 @@ impl Reader {
             out.push(result);
         }
         Ok(out)
+    }
+
+    /// EXAMINE + `UID FETCH <uids> BODY.PEEK[]`, pipelined: a folder is opened and its
+    /// first batch read in one round trip (the server finishes the EXAMINE before the
+    /// FETCH behind it). The bodies are handed over only when the EXAMINE succeeded (a
+    /// FETCH behind a failed EXAMINE reads no folder, or on a lax server the previous one:
+    /// never used). `Ok((Err(_), _))` when the EXAMINE was refused or said no UIDVALIDITY;
+    /// the FETCH part is how [`Reader::fetch_bodies`] would have ended. UIDs that do not fit
+    /// into one command line are not asked for here (then nothing comes for them, and
+    /// none is reported missing).
+    #[allow(clippy::type_complexity)]
+    pub async fn examine_fetch_bodies(
+        &mut self,
+        wire_name: &WireName,
+        uids: &[u32],
+        mut on_body: impl FnMut(u32, Vec<u8>),
+    ) -> Result<
+        (
+            Result<FolderStatus, ImapError>,
+            Result<BodiesOutcome, ImapError>,
+        ),
+        ImapError,
+    > {
+        self.selected = None;
+        let display = format!("EXAMINE {}", self.quoted(wire_name, "EXAMINE")?);
+        let sets = uid_sets(uids, MAX_UID_SET);
+        let mut commands = vec![display.clone()];
+        if let [set] = sets.as_slice() {
+            commands.push(format!("UID FETCH {set} BODY.PEEK[]"));
+        }
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let (mut uidvalidity, mut uidnext, mut exists) = (None, None, None);
+        let mut bodies: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
+        let mut received: HashSet<u32> = HashSet::with_capacity(uids.len());
+        // A response that cannot be parsed is an error (never a message taken as gone).
+        let mut unparsable: Option<Vec<u8>> = None;
+        let ends = self
+            .pipeline(&commands, "EXAMINE + UID FETCH BODY.PEEK[]", |i, raw| {
+                let Ok((_, response)) = Response::parse(raw) else {
+                    unparsable.get_or_insert_with(|| raw.to_vec());
+                    return;
+                };
+                if i == 0 {
+                    match response {
+                        Response::Data {
+                            status: Status::Ok,
+                            outcome,
+                        } => match outcome.code {
+                            Some(ResponseCode::UidValidity(v)) => uidvalidity = Some(v),
+                            Some(ResponseCode::UidNext(v)) => uidnext = Some(v),
+                            _ => {}
+                        },
+                        Response::MailboxData(MailboxDatum::Exists(n)) => exists = Some(n),
+                        _ => {}
+                    }
+                    return;
+                }
+                let Response::Fetch(_, attrs) = response else {
+                    return;
+                };
+                let (mut uid, mut body) = (None, None);
+                for attr in attrs {
+                    match attr {
+                        AttributeValue::Uid(u) => uid = Some(u),
+                        AttributeValue::BodySection {
+                            section: None,
+                            data: Some(d),
+                            ..
+                        } => body = Some(d),
+                        AttributeValue::Rfc822(Some(d)) => body = Some(d),
+                        _ => {}
+                    }
+                }
+                if let (Some(uid), Some(body)) = (uid, body) {
+                    if wanted.contains(&uid) && received.insert(uid) {
+                        bodies.push((uid, body.into_owned()));
+                    }
+                }
+            })
+            .await?;
+        if let Some(raw) = unparsable {
+            return Err(self
+                .ep
+                .unparsable_raw("EXAMINE + UID FETCH BODY.PEEK[]", &raw));
+        }
+        let mut ends = ends.into_iter();
+        let examined = (|| {
+            ends.next()
+                .expect("one answer per command")
+                .ok_or_protocol(&self.ep, &display)?;
+            let uidvalidity = uidvalidity.ok_or_else(|| {
+                self.ep.protocol(
+                    &display,
+                    "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
+                )
+            })?;
+            let exists =
+                exists.ok_or_else(|| self.ep.protocol(&display, "the server sent no EXISTS"))?;
+            Ok((uidvalidity, exists))
+        })();
+        let (uidvalidity, exists) = match examined {
+            Ok(v) => v,
+            Err(e) => {
+                let fetch = Err(self
+                    .ep
+                    .protocol("UID FETCH BODY.PEEK[]", "the EXAMINE failed"));
+                return Ok((Err(e), fetch));
+            }
+        };
+        self.selected = Some(wire_name.clone());
+        let fetched = match ends.next() {
+            // Not sent: nothing came, and nothing is known to be gone.
+            None => Ok(BodiesOutcome::default()),
+            Some(end) => {
+                let mut outcome = BodiesOutcome::default();
+                match end {
+                    CommandEnd::Ok => Ok(()),
+                    // Dovecot answers NO when some messages vanished; the rest still came.
+                    CommandEnd::No(text) => {
+                        outcome.server_text = Some(text);
+                        Ok(())
+                    }
+                    CommandEnd::Bad(text) => Err(self.ep.protocol("UID FETCH BODY.PEEK[]", text)),
+                }
+                .map(|()| {
+                    for (uid, body) in bodies {
+                        on_body(uid, body);
+                    }
+                    let mut missing: Vec<u32> = wanted.difference(&received).copied().collect();
+                    missing.sort_unstable();
+                    outcome.missing = missing;
+                    outcome
+                })
+            }
+        };
+        if uidnext.is_none() {
+            uidnext = self.status_uidnext(wire_name).await?;
+        }
+        Ok((
+            Ok(FolderStatus {
+                uidvalidity,
+                uidnext,
+                exists,
+            }),
+            fetched,
+        ))
     }
 
     /// Writes `LOGOUT` and closes without waiting for the answer: nothing the server could

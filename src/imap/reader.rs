@@ -98,7 +98,7 @@ pub(super) const META_ITEMS: &str =
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO CC SUBJECT)])";
 
 /// Longest UID set per `UID FETCH` (servers cap command lines; Dovecot at 64 KiB).
-const MAX_UID_SET: usize = 8_000;
+pub(super) const MAX_UID_SET: usize = 8_000;
 
 /// A logged-in, read-only IMAP session.
 pub struct Reader {
@@ -140,7 +140,7 @@ impl Reader {
             port: server.port,
         };
         let greeted = transport::open(server, limits, &ep).await?;
-        let session = auth::login(greeted, server, limits, creds, &ep).await?;
+        let (session, login_caps) = auth::login(greeted, server, limits, creds, &ep).await?;
         let mut reader = Reader {
             session,
             ep,
@@ -152,7 +152,12 @@ impl Reader {
             raw_tags: 0,
             no_status_appendlimit: false,
         };
-        // Capabilities may change with login (Dovecot announces more afterwards).
+        // Capabilities may change with login (Dovecot announces more afterwards): those of
+        // the login's tagged OK when it had them, else asked for (a round trip).
+        if let Some(caps) = login_caps {
+            reader.caps = caps;
+            return Ok(reader);
+        }
         let mut atoms = Vec::new();
         reader
             .run("CAPABILITY", "CAPABILITY", |r| {

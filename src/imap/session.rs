@@ -472,6 +472,11 @@ impl SourceSession {
         }
     }
 
+    /// Connects now (retried), so that the login is done before the first command.
+    pub async fn connect(&mut self) -> Result<(), SessionError> {
+        self.live().await.map(|_| ())
+    }
+
     fn drop_if_dead(&mut self, err: &ImapError) {
         if err.kills_session() {
             self.reader = None;
@@ -498,6 +503,55 @@ impl SourceSession {
                     retry_after(&mut self.backoff, err, "source: EXAMINE", &user).await?;
                 }
             }
+        }
+    }
+
+    /// Opens `wire_name` read-only and reads the bodies of `uids` in the same round trip
+    /// ([`Reader::examine_fetch_bodies`]). The EXAMINE is retried like [`Self::examine`];
+    /// the FETCH part is one attempt, returned as [`Self::fetch_bodies`] returns it.
+    #[allow(clippy::type_complexity)]
+    pub async fn examine_and_fetch(
+        &mut self,
+        wire_name: &WireName,
+        uids: &[u32],
+        largest: u64,
+        mut on_body: impl FnMut(u32, Vec<u8>),
+    ) -> Result<(FolderStatus, Result<BodiesOutcome, ImapError>), SessionError> {
+        self.folder = None;
+        self.open = false;
+        loop {
+            let reader = self.live().await?;
+            let result = reader
+                .expecting(
+                    body_limit(largest),
+                    "twice the largest size in the plan, and 1 MiB more",
+                    async |r| r.examine_fetch_bodies(wire_name, uids, &mut on_body).await,
+                )
+                .await;
+            self.used = tokio::time::Instant::now();
+            let err = match result {
+                Ok((Ok(status), fetched)) => {
+                    self.folder = Some((wire_name.clone(), status.uidvalidity));
+                    self.open = true;
+                    if let Err(err) = &fetched {
+                        self.drop_if_dead(err);
+                    }
+                    return Ok((status, fetched));
+                }
+                Ok((Err(err), _)) => err,
+                Err(err) => {
+                    // The round failed as a whole (a cut, a stall, an answer too big for a
+                    // pipeline): the folder is opened on its own and the FETCH counts as
+                    // failed, for the caller to settle as any failed FETCH (fewer messages
+                    // at a time, through the streaming reader).
+                    self.drop_if_dead(&err);
+                    let status = self.examine(wire_name).await?;
+                    return Ok((status, Err(err)));
+                }
+            };
+            self.drop_if_dead(&err);
+            let user = self.endpoint.creds.user.clone();
+            retry_after(&mut self.backoff, err, "source: EXAMINE", &user).await?;
         }
     }
 
@@ -911,6 +965,44 @@ impl DestinationSession {
         }
     }
 
+    /// The metadata of every message with UID ≥ `first_uid` in the selected folder, then
+    /// `SELECT next`, in one pipelined round ([`Writer::fetch_since_then_select`]); both
+    /// retried (a retry reselects the first folder and starts the list again). A refused
+    /// SELECT is left to [`Self::select`] (which makes a vanished folder again).
+    pub async fn fetch_since_then_select(
+        &mut self,
+        first_uid: u32,
+        next: &WireName,
+        mut on_message: impl FnMut(super::FetchedMeta),
+    ) -> Result<SelectInfo, SessionError> {
+        loop {
+            let mut got = Vec::new();
+            let writer = self.live().await?;
+            let result = writer
+                .fetch_since_then_select(first_uid, next, |m| got.push(m))
+                .await;
+            self.used = tokio::time::Instant::now();
+            match result {
+                Ok(selected) => {
+                    got.into_iter().for_each(&mut on_message);
+                    return match selected {
+                        Ok(sel) => {
+                            self.folder = Some(next.clone());
+                            self.open = true;
+                            self.last_select = Some(sel.clone());
+                            Ok(sel)
+                        }
+                        Err(_) => self.select(next).await,
+                    };
+                }
+                Err(err) => {
+                    self.fail(err, "destination: UID FETCH (metadata) + SELECT")
+                        .await?
+                }
+            }
+        }
+    }
+
     /// One attempt at appending `items` (connecting and reselecting first as needed,
     /// which is retried). A failure is returned as is: what reached the server is
     /// unknown, so the caller finds out before it calls [`Self::fail`] and tries again.
@@ -1062,6 +1154,37 @@ mod tests {
             doing: "reading".into(),
             after: Duration::from_millis(1),
         }
+    }
+
+    #[test]
+    fn idle_connections_are_replaced_after_half_the_idle_timeout_at_most_a_minute() {
+        let mut limits = crate::settings::Limits {
+            parallel_accounts: 1,
+            connections_per_account: 1,
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            pacing: Default::default(),
+            stream_above: 8 << 20,
+        };
+        assert_eq!(keepalive_after(&limits), Duration::from_secs(60));
+        limits.idle_timeout = Duration::from_secs(600);
+        assert_eq!(keepalive_after(&limits), Duration::from_secs(60));
+        limits.idle_timeout = Duration::from_secs(2);
+        assert_eq!(keepalive_after(&limits), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn connect_timeouts_are_stalls_refusals_are_not() {
+        let connect = |reason| ImapError::ConnectFailed {
+            host: "h".into(),
+            port: 1,
+            reason,
+        };
+        assert!(is_stall(&timeout()));
+        assert!(is_stall(&connect(super::super::ConnectReason::TimedOut(
+            Duration::from_secs(1)
+        ))));
+        assert!(!is_stall(&connect(super::super::ConnectReason::Refused)));
     }
 
     #[tokio::test]

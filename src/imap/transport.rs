@@ -31,7 +31,15 @@ pub(crate) struct Transport {
     link: Link,
     /// Watches the server's bytes before async-imap buffers them.
     pub(crate) guard: Guard,
+    /// While a login runs, a copy of what the server sends: async-imap drops the
+    /// `[CAPABILITY …]` code of a tagged OK to AUTHENTICATE, and reading it there saves a
+    /// CAPABILITY round trip per connection. Only the server's side is kept (never what is
+    /// written, so never a credential).
+    tap: Option<Vec<u8>>,
 }
+
+/// Most bytes the login tap keeps (a login answer is a few hundred bytes).
+const MAX_TAP: usize = 64 * 1024;
 
 /// The byte stream itself.
 pub(crate) enum Link {
@@ -44,7 +52,18 @@ impl Transport {
         Transport {
             link,
             guard: Guard::new(idle),
+            tap: None,
         }
+    }
+
+    /// Starts keeping a copy of what is read.
+    pub(crate) fn start_tap(&mut self) {
+        self.tap = Some(Vec::new());
+    }
+
+    /// Stops the tap and returns what it kept.
+    pub(crate) fn take_tap(&mut self) -> Vec<u8> {
+        self.tap.take().unwrap_or_default()
     }
 }
 
@@ -253,6 +272,10 @@ impl AsyncRead for Transport {
         };
         if let Poll::Ready(Ok(())) = polled {
             let fresh = &buf.filled()[before..];
+            if let Some(tap) = this.tap.as_mut() {
+                let room = MAX_TAP.saturating_sub(tap.len());
+                tap.extend_from_slice(&fresh[..fresh.len().min(room)]);
+            }
             if let Err(e) = this.guard.feed(fresh, std::time::Instant::now()) {
                 return Poll::Ready(Err(io::Error::other(e)));
             }
@@ -509,6 +532,23 @@ async fn greeting_and_caps(
     }
 }
 
+/// The capabilities in the tagged OK of a login (`A0001 OK [CAPABILITY …] Logged in`), as
+/// kept by the login tap: RFC 9051 §6.2 lets a server send them there, and Dovecot,
+/// Cyrus and others do. `None` when the answer had none (then CAPABILITY is asked).
+pub(crate) fn caps_in_login_answer(read: &[u8]) -> Option<Capabilities> {
+    let text = String::from_utf8_lossy(read);
+    text.lines().rev().find_map(|line| {
+        let mut words = line.splitn(3, ' ');
+        let tag = words.next()?;
+        let status = words.next()?;
+        if tag == "*" || tag == "+" || !status.eq_ignore_ascii_case("OK") {
+            return None;
+        }
+        let rest = words.next()?.trim_start();
+        rest.starts_with('[').then(|| caps_in_code(rest)).flatten()
+    })
+}
+
 /// `* OK [CAPABILITY IMAP4rev1 STARTTLS] ready` → the capabilities.
 fn caps_in_code(text: &str) -> Option<Capabilities> {
     let start = text.find('[')?;
@@ -696,6 +736,18 @@ mod tests {
         assert!(!caps.has("LOGINDISABLED"));
         assert!(caps_in_code("* OK Dovecot ready.").is_none());
         assert!(caps_in_code("* OK [ALERT] hi").is_none());
+    }
+
+    #[test]
+    fn capabilities_from_the_tagged_login_answer() {
+        let read = b"+ \r\nA0001 OK [CAPABILITY IMAP4rev1 LIST-STATUS MULTIAPPEND] Logged in\r\n";
+        let caps = caps_in_login_answer(read).unwrap();
+        assert!(caps.has("LIST-STATUS") && caps.has("multiappend"));
+        assert!(caps_in_login_answer(b"A0001 OK Logged in\r\n").is_none());
+        assert!(caps_in_login_answer(b"A0001 OK Logged in [CAPABILITY X]\r\n").is_none());
+        assert!(caps_in_login_answer(b"* OK [CAPABILITY IMAP4rev1] hi\r\n").is_none());
+        assert!(caps_in_login_answer(b"A0001 NO [CAPABILITY IMAP4rev1] no\r\n").is_none());
+        assert!(caps_in_login_answer(b"").is_none());
     }
 
     #[test]

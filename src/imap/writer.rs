@@ -105,6 +105,35 @@ impl fmt::Debug for Writer {
     }
 }
 
+/// What a SELECT's untagged answers said.
+#[derive(Debug, Default)]
+struct SelectSeen {
+    uidvalidity: Option<u32>,
+    uidnext: Option<u32>,
+    exists: Option<u32>,
+    permanent_flags: Vec<String>,
+}
+
+impl SelectSeen {
+    fn take(&mut self, r: &Response<'_>) {
+        match r {
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => match &outcome.code {
+                Some(ResponseCode::UidValidity(v)) => self.uidvalidity = Some(*v),
+                Some(ResponseCode::UidNext(v)) => self.uidnext = Some(*v),
+                Some(ResponseCode::PermanentFlags(flags)) => {
+                    self.permanent_flags = flags.iter().map(|f| f.to_string()).collect()
+                }
+                _ => {}
+            },
+            Response::MailboxData(MailboxDatum::Exists(n)) => self.exists = Some(*n),
+            _ => {}
+        }
+    }
+}
+
 impl Writer {
     /// Connects (TLS as configured), logs in and reads the capabilities, as [`Reader`].
     pub async fn connect(
@@ -242,34 +271,36 @@ impl Writer {
         self.selected = None;
         let name = self.conn.quoted(wire_name, "SELECT")?;
         let display = format!("SELECT {name}");
-        let (mut uidvalidity, mut uidnext, mut exists) = (None, None, None);
-        let mut permanent_flags = Vec::new();
+        let mut seen = SelectSeen::default();
         self.conn
-            .run(&display, &display, |r| match r {
-                Response::Data {
-                    status: Status::Ok,
-                    outcome,
-                } => match &outcome.code {
-                    Some(ResponseCode::UidValidity(v)) => uidvalidity = Some(*v),
-                    Some(ResponseCode::UidNext(v)) => uidnext = Some(*v),
-                    Some(ResponseCode::PermanentFlags(flags)) => {
-                        permanent_flags = flags.iter().map(|f| f.to_string()).collect()
-                    }
-                    _ => {}
-                },
-                Response::MailboxData(MailboxDatum::Exists(n)) => exists = Some(*n),
-                _ => {}
-            })
+            .run(&display, &display, |r| seen.take(r))
             .await?
             .ok_or_protocol(&self.conn.ep, &display)?;
+        self.selected_by(wire_name, &display, seen).await
+    }
+
+    /// The folder `wire_name` is selected, as `seen` says (UIDVALIDITY and EXISTS are
+    /// required; UIDNEXT is asked with STATUS when the SELECT did not say).
+    async fn selected_by(
+        &mut self,
+        wire_name: &WireName,
+        display: &str,
+        seen: SelectSeen,
+    ) -> Result<SelectInfo, ImapError> {
+        let SelectSeen {
+            uidvalidity,
+            mut uidnext,
+            exists,
+            permanent_flags,
+        } = seen;
         let uidvalidity = uidvalidity.ok_or_else(|| {
             self.conn.ep.protocol(
-                &display,
+                display,
                 "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
             )
         })?;
         let exists =
-            exists.ok_or_else(|| self.conn.ep.protocol(&display, "the server sent no EXISTS"))?;
+            exists.ok_or_else(|| self.conn.ep.protocol(display, "the server sent no EXISTS"))?;
         self.selected = Some(wire_name.clone());
         if uidnext.is_none() {
             uidnext = self.conn.status_uidnext(wire_name).await?;
@@ -284,6 +315,74 @@ impl Writer {
             permanent_flags,
             new_keywords_allowed,
         })
+    }
+
+    /// `UID FETCH <first_uid>:*` of the identity metadata in the selected folder, then
+    /// `SELECT next`, pipelined: the key stability check of what was just appended to one
+    /// folder rides in the same round trip as the SELECT of the next (RFC 9051 §5.5: the
+    /// SELECT depends on nothing the FETCH answers, and a server finishes the FETCH in
+    /// the old folder before it changes folders). Every message of the FETCH goes to
+    /// `on_message` once the FETCH succeeded. `Ok(Err(_))` when only the SELECT was
+    /// refused (the caller selects again its own way); `Err(_)` when the FETCH failed or
+    /// the connection did.
+    pub async fn fetch_since_then_select(
+        &mut self,
+        first_uid: u32,
+        next: &WireName,
+        mut on_message: impl FnMut(FetchedMeta),
+    ) -> Result<Result<SelectInfo, ImapError>, ImapError> {
+        if self.selected.is_none() {
+            return Err(self
+                .conn
+                .ep
+                .protocol("UID FETCH", "no folder is selected (call `select` first)"));
+        }
+        let first_uid = first_uid.max(1);
+        let name = self.conn.quoted(next, "SELECT")?;
+        let select = format!("SELECT {name}");
+        let commands = [
+            format!("UID FETCH {first_uid}:* {META_ITEMS}"),
+            select.clone(),
+        ];
+        let mut fetched: Vec<FetchedMeta> = Vec::new();
+        let mut uids = HashSet::new();
+        let mut seen = SelectSeen::default();
+        self.selected = None;
+        let ends = self
+            .conn
+            .pipeline(&commands, "UID FETCH + SELECT", |i, raw| {
+                let Ok((_, response)) = Response::parse(raw) else {
+                    return;
+                };
+                if i == 1 {
+                    seen.take(&response);
+                    return;
+                }
+                let Response::Fetch(_, attrs) = response else {
+                    return;
+                };
+                if let Some(meta) = fetched_meta(&attrs) {
+                    // `n:*` always includes the last message, even when its UID is < n.
+                    if meta.uid >= first_uid && uids.insert(meta.uid) {
+                        fetched.push(meta);
+                    }
+                }
+            })
+            .await?;
+        let mut ends = ends.into_iter();
+        let (fetch_end, select_end) = (ends.next(), ends.next());
+        let display = format!("UID FETCH {first_uid}:* (metadata)");
+        fetch_end
+            .expect("one answer per command")
+            .ok_or_protocol(&self.conn.ep, &display)?;
+        fetched.into_iter().for_each(&mut on_message);
+        if let Err(e) = select_end
+            .expect("one answer per command")
+            .ok_or_protocol(&self.conn.ep, &select)
+        {
+            return Ok(Err(e));
+        }
+        self.selected_by(next, &select, seen).await.map(Ok)
     }
 
     /// `UID STORE <uids> +FLAGS.SILENT (<flags>)` in the selected folder: adds flags to

@@ -32,12 +32,20 @@ impl Gate {
         }
     }
 
-    fn hook(&self, line: &[u8]) -> Option<Vec<u8>> {
-        let line = String::from_utf8_lossy(line);
-        let is_body_fetch = line.split_once(' ').is_some_and(|(_, rest)| {
-            rest.starts_with("UID FETCH ") && rest.contains(" BODY.PEEK[]")
-        });
-        if is_body_fetch && self.fetches.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+    fn hook(&self, chunk: &[u8]) -> Option<Vec<u8>> {
+        // A folder's first body fetch goes pipelined behind its EXAMINE: every line of
+        // the chunk counts.
+        let chunk = String::from_utf8_lossy(chunk);
+        let body_fetches = chunk
+            .lines()
+            .filter(|line| {
+                line.split_once(' ').is_some_and(|(_, rest)| {
+                    rest.starts_with("UID FETCH ") && rest.contains(" BODY.PEEK[]")
+                })
+            })
+            .count();
+        let before = self.fetches.fetch_add(body_fetches, Ordering::SeqCst);
+        if before < 2 && before + body_fetches >= 2 {
             self.held.store(true, Ordering::SeqCst);
             let started = Instant::now();
             while !self.released.load(Ordering::SeqCst)

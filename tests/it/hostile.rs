@@ -37,8 +37,9 @@ const HOSTILE: &[(&str, u32)] = &[
 fn hostile_answer(line: &[u8]) -> Option<Vec<u8>> {
     let line = std::str::from_utf8(line).ok()?;
     // The SASL PLAIN message of `mute`'s login: never answered (a server that greets, then
-    // says nothing more).
-    if base64_decode(line.trim_end()).contains("\0mute-") {
+    // says nothing more). With SASL-IR it is the last word of `AUTHENTICATE PLAIN …`.
+    let sasl = line.trim_end().rsplit(' ').next().unwrap_or("");
+    if base64_decode(sasl).contains("\0mute-") {
         return Some(Vec::new());
     }
     if !line.contains(" BODY.PEEK[]") {

@@ -564,3 +564,53 @@ async fn ten_thousand_messages_in_one_fetch() {
         "the reader sent {client_in} bytes: more than one FETCH"
     );
 }
+
+/// What the client sent through the proxy of
+/// [`login_is_one_round_trip_and_takes_the_capabilities_from_its_answer`].
+static LOGIN_CHUNKS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn record_chunk(chunk: &[u8]) -> Option<Vec<u8>> {
+    LOGIN_CHUNKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(String::from_utf8_lossy(chunk).into_owned());
+    None
+}
+
+/// Across the internet each round trip of a login counts: with SASL-IR the PLAIN message
+/// goes with the AUTHENTICATE command (no `+` continuation), and the capabilities come
+/// from the tagged OK's `[CAPABILITY …]` code (no CAPABILITY command after login). The
+/// post-login capabilities (more than the greeting's) are the ones the reader knows.
+#[tokio::test]
+async fn login_is_one_round_trip_and_takes_the_capabilities_from_its_answer() {
+    let dc = Dovecot::start(Layout::Modern);
+    let (user, pw) = dc.fresh_user("irlogin");
+    let proxy = crate::support::FaultProxy::to(dc.port())
+        .answer(record_chunk)
+        .start();
+    let reader = Reader::connect(
+        &server(proxy.port(), Security::Plain),
+        &limits(),
+        &creds(&user, &pw),
+    )
+    .await
+    .expect("login");
+    // Dovecot's greeting does not announce UIDPLUS or MULTIAPPEND; its login answer does.
+    assert!(
+        reader.capabilities().has("UIDPLUS"),
+        "{:?}",
+        reader.capabilities()
+    );
+    assert!(reader.capabilities().has("MULTIAPPEND"));
+    let sent = LOGIN_CHUNKS.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one command for the whole login: {sent:?}");
+    assert!(
+        sent[0].starts_with("A0001 AUTHENTICATE PLAIN ") && sent[0].trim_end().len() > 30,
+        "the PLAIN message rides with the command: {:?}",
+        sent[0].split(' ').take(3).collect::<Vec<_>>()
+    );
+    // The same session still works (the tap is off, the stream in step).
+    let mut reader = reader;
+    let listed = reader.list_all().await.expect("LIST after login");
+    assert!(listed.iter().any(|e| e.wire_name.as_str() == "INBOX"));
+}

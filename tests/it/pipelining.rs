@@ -226,3 +226,52 @@ fn a_big_inventory_is_read_over_two_connections_and_is_complete() {
     );
     before.assert_unchanged(&src.snapshot());
 }
+
+#[test]
+fn a_source_cut_in_a_folders_pipelined_examine_and_first_fetch_loses_and_doubles_nothing() {
+    let (mut s, before) = scenario();
+    // In the copy, a folder's EXAMINE and the FETCH of its first batch go in one round
+    // (its answer holds `BODY[] {`; the inventory's holds `BODY[HEADER.FIELDS`): cut the
+    // source connection after the first body of such a round, before the second.
+    let proxy = FaultProxy::to(s.port(Side::Source))
+        .fault(Fault::cut_at(Direction::ServerToClient, b"BODY[] {").nth(2))
+        .start();
+    s.set_port(Side::Source, proxy.port());
+    let r = s.run(&["apply", "--auto-approve", "-v"]);
+    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    // The folder is opened again on a new connection and the batch read again: every
+    // message arrives once, nothing read before the cut is appended twice.
+    assert_eq!(r.status, 0, "{r}");
+    assert_complete_once(&s, &before);
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
+}
+
+#[test]
+fn a_destination_cut_in_a_pipelined_key_check_and_select_loses_and_doubles_nothing() {
+    let (mut s, before) = scenario();
+    // A lane's first batch is read back (the key stability check) in the same round as
+    // the SELECT of its next folder; on the destination only these reads ask for the
+    // identity headers. Cut the connection in the middle of the first such answer.
+    let proxy = FaultProxy::to(s.port(Side::Destination))
+        .fault(Fault::cut_at(
+            Direction::ServerToClient,
+            b"BODY[HEADER.FIELDS (MESSAGE-ID",
+        ))
+        .start();
+    s.set_port(Side::Destination, proxy.port());
+    let r = s.run(&["apply", "--auto-approve", "-v"]);
+    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    // The session reconnects, selects the folder that was appended to again, reads the
+    // keys back and selects the next one: every message once, the account done.
+    assert_eq!(r.status, 0, "{r}");
+    assert_complete_once(&s, &before);
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
+}

@@ -678,18 +678,33 @@ fn pump(conn: &Conn, shared: &Shared, direction: Direction, index: usize) {
             }
         }
         if direction == Direction::ClientToServer {
-            // A command line the proxy answers itself (the client sent it alone in one
-            // write and waits for its tagged reply, so the server is quiet meanwhile).
-            if let Some(reply) = shared
-                .answer
-                .filter(|_| chunk.ends_with(b"\r\n"))
-                .and_then(|answer| answer(chunk))
-            {
-                shared.answered.fetch_add(1, Ordering::SeqCst);
-                if (&conn.client).write_all(&reply).is_err() {
-                    break;
+            // Command lines the proxy answers itself (the client waits for their tagged
+            // replies). Pipelined commands arrive together in one chunk: each line is
+            // answered or forwarded on its own (the forwarded ones go to the server first).
+            if let Some(answer) = shared.answer.filter(|_| chunk.ends_with(b"\r\n")) {
+                let (mut forward, mut replies, mut answered) = (Vec::new(), Vec::new(), 0);
+                for line in chunk.split_inclusive(|b| *b == b'\n') {
+                    match answer(line) {
+                        Some(reply) => {
+                            answered += 1;
+                            replies.extend_from_slice(&reply);
+                        }
+                        None => forward.extend_from_slice(line),
+                    }
                 }
-                continue;
+                if answered > 0 {
+                    shared.answered.fetch_add(answered, Ordering::SeqCst);
+                    if !forward.is_empty() {
+                        if to.write_all(&forward).is_err() {
+                            break;
+                        }
+                        carried += forward.len() as u64;
+                    }
+                    if (&conn.client).write_all(&replies).is_err() {
+                        break;
+                    }
+                    continue;
+                }
             }
         }
         // How much of the chunk to forward before the fault fires, if it fires here.
