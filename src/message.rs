@@ -1,8 +1,8 @@
 //! Compact per-message values for inventories and plans of huge mailboxes (issue 10: a
 //! 500,000-message account within 200 MB): INTERNALDATE as an instant plus the server's
 //! offset instead of a string, flag sets held once and shared by every message that has
-//! them, and the display fields (Date, From, Subject) in one shared allocation that a
-//! plan's copy points to instead of cloning. A leaf: it imports nothing from the crate.
+//! them, and the display fields (Date, From, Subject) in shared blocks of text that a
+//! plan's copy points into instead of cloning. A leaf: it imports nothing from the crate.
 
 use std::fmt;
 use std::sync::Arc;
@@ -420,6 +420,11 @@ mod tests {
                 "01-jan-1970 00:00:00 +0000",
                 "01-Jan-1970 00:00:00 +0000",
                 "1970-01-01T00:00:00+00:00",
+            ),
+            (
+                "01-Jan-2001 00:00:00 -0000",
+                "01-Jan-2001 00:00:00 +0000",
+                "2001-01-01T00:00:00+00:00",
             ),
             (
                 "31-Dec-1969 23:59:59 -0001",

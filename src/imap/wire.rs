@@ -180,6 +180,9 @@ mod tests {
             let zone = format!("{}{oh:02}{om:02}", if sign { '-' } else { '+' });
             let rest = format!("-{}-{year:04} {h:02}:{m:02}:{s:02} {zone}", MONTHS[month]);
             let input = if space_padded && day < 10 { format!(" {day}{rest}") } else { format!("{day:02}{rest}") };
+            // `-0000` (RFC 5322: zone unknown) is read as UTC and sent as `+0000`, as
+            // before the compact form.
+            let rest = rest.replace("-0000", "+0000");
             let rfc = internal_date_to_rfc3339(&input).expect("the reader accepts it");
             let compact = crate::message::InternalDate::from_rfc3339(&rfc).expect("compact");
             prop_assert_eq!(compact.to_rfc3339(), rfc.clone());

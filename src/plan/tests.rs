@@ -359,3 +359,10 @@ fn a_folders_own_appendlimit_beats_the_server_wide_one() {
         [("New".to_string(), 1), ("Small".to_string(), 1)]
     );
 }
+
+/// Issue 10: a plan of 500,000 copies fits within 200 MB only while a copy stays this small.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn a_copy_stays_compact() {
+    assert!(std::mem::size_of::<MessageCopy>() <= 88);
+}
