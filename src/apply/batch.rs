@@ -239,6 +239,7 @@ impl Lane<'_, '_> {
             self.flush_check().await?;
             self.pending_check = Some(PendingCheck {
                 folder: folder.destination.clone(),
+                wire: folder.destination_wire.clone(),
                 appended: appended.clone(),
             });
         }

@@ -90,8 +90,12 @@ impl<'p> Lane<'_, '_> {
                     self.dst.backoff.progress();
                     match uid {
                         Some(uid) => {
-                            self.verify_keys(&folder.destination, &[(uid, m.key)])
-                                .await?;
+                            self.verify_keys(
+                                &folder.destination,
+                                &folder.destination_wire,
+                                &[(uid, m.key)],
+                            )
+                            .await?;
                             run.next_uid = Some(uid + 1);
                         }
                         None => {
@@ -187,9 +191,13 @@ impl<'p> Lane<'_, '_> {
                         .await
                         .map_err(ApplyError::dst)?;
                     // The APPEND may have completed just before the cut: look first.
-                    let found = read_keys_since(&mut self.dst, run.next_uid.unwrap_or(1))
-                        .await
-                        .map_err(ApplyError::dst)?;
+                    let found = read_keys_since(
+                        &mut self.dst,
+                        &folder.destination_wire,
+                        run.next_uid.unwrap_or(1),
+                    )
+                    .await
+                    .map_err(ApplyError::dst)?;
                     if let Some(sel) = self.dst.last_select() {
                         run.next_uid = sel.status.uidnext;
                     }

@@ -94,7 +94,7 @@ impl Ctx<'_> {
 
 /// The first batch of a folder, read in the same round trip as its EXAMINE: how the
 /// FETCH ended, the bodies that came, their share of the body budget.
-type Prefetched = (
+pub(super) type Prefetched = (
     Result<BodiesOutcome, ImapError>,
     HashMap<u32, Vec<u8>>,
     tokio::sync::OwnedSemaphorePermit,
@@ -145,6 +145,50 @@ impl Ctx<'_> {
     }
 }
 
+/// The lane's next folder, opened while the last batch of the folder before it was
+/// appended: its SELECT written behind that APPEND, its first source folder examined and
+/// its first batch read meanwhile on the source connection.
+pub(super) struct Ahead {
+    pub(super) wire: WireName,
+    /// The SELECT behind the APPEND went through (the session has it selected).
+    pub(super) selected: bool,
+    /// The first source folder (index), the UIDs asked for, what came.
+    pub(super) source: Option<AheadSource>,
+}
+
+/// A next folder's first source folder (index) opened ahead, the UIDs asked for, what came.
+pub(super) type AheadSource = (usize, Vec<u32>, Result<Option<Prefetched>, ApplyError>);
+
+/// What the source connection did beside an APPEND.
+enum SourceStep {
+    Nothing,
+    Batch(
+        Result<Result<BodiesOutcome, ImapError>, SessionError>,
+        HashMap<u32, Vec<u8>>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    Ahead(usize, Vec<u32>, Result<Option<Prefetched>, ApplyError>),
+}
+
+/// The first batch of `folder`'s source folder `index`: its first messages in plan order,
+/// as many as a batch holds, stopping before one over `stream-above`.
+fn first_batch<'p>(ctx: &Ctx<'_>, folder: &'p FolderPlan, index: usize) -> Vec<&'p MessageCopy> {
+    if ctx.cancelled() {
+        return Vec::new();
+    }
+    let stream_above = ctx.settings().limits.stream_above;
+    let small: Vec<&MessageCopy> = folder
+        .copy
+        .iter()
+        .filter(|m| m.source == index)
+        .take_while(|m| m.size <= stream_above)
+        .collect();
+    let n = ctx
+        .paced(Batcher::default(), Side::Source)
+        .take(small.iter().map(|m| m.size));
+    small.into_iter().take(n).collect()
+}
+
 /// The copy of one source folder's messages into the selected destination folder.
 pub(super) struct SourceRun<'p, 'a> {
     pub(super) folder: &'p FolderPlan,
@@ -163,38 +207,67 @@ pub(super) struct SourceRun<'p, 'a> {
     pub(super) next_uid: Option<u32>,
     /// The lane's last source folder: its last batch gets the key stability check.
     pub(super) last: bool,
+    /// The lane's next folder, when this is the folder's last source folder: opened
+    /// beside this folder's last APPEND.
+    pub(super) next: Option<&'p FolderPlan>,
 }
 
 impl Lane<'_, '_> {
-    pub(super) async fn copy_folder(&mut self, folder: &FolderPlan) -> Result<(), ApplyError> {
+    pub(super) async fn copy_folder<'p>(
+        &mut self,
+        folder: &'p FolderPlan,
+        next: Option<&'p FolderPlan>,
+    ) -> Result<(), ApplyError> {
         // SELECT on the destination (behind a key check of the previous folder still due)
         // while the first source folder is opened and its first batch read (EXAMINE + UID
-        // FETCH pipelined): the folder's first round trip does all of it.
+        // FETCH pipelined): the folder's first round trip does all of it. When the folder
+        // was opened ahead (beside the last APPEND of the one before), what that did is
+        // used instead.
         let first_source = folder.copy.iter().map(|m| m.source).min();
         let ctx = self.ctx;
-        let first_batch: Vec<&MessageCopy> = match first_source {
-            Some(index) if !ctx.cancelled() => {
-                let stream_above = ctx.settings().limits.stream_above;
-                let small: Vec<&MessageCopy> = folder
+        let (ahead_selected, ahead_source) = match self.ahead.take() {
+            Some(a) if a.wire == folder.destination_wire => (
+                a.selected,
+                a.source
+                    .filter(|(index, _, _)| Some(*index) == first_source),
+            ),
+            _ => (false, None),
+        };
+        // Still selected (no step since selected another folder), and no key check of the
+        // folder before is left to read there.
+        let ahead_selected = ahead_selected
+            && self.pending_check.is_none()
+            && self.dst.folder() == Some(&folder.destination_wire)
+            && self.dst.last_select().is_some();
+        let first_batch: Vec<&MessageCopy> = match (&ahead_source, first_source) {
+            (Some((index, uids, _)), _) => {
+                let uids: BTreeSet<u32> = uids.iter().copied().collect();
+                folder
                     .copy
                     .iter()
-                    .filter(|m| m.source == index)
-                    .take_while(|m| m.size <= stream_above)
-                    .collect();
-                let n = ctx
-                    .paced(Batcher::default(), Side::Source)
-                    .take(small.iter().map(|m| m.size));
-                small.into_iter().take(n).collect()
+                    .filter(|m| m.source == *index && uids.contains(&m.uid))
+                    .collect()
             }
-            _ => Vec::new(),
+            (None, Some(index)) => first_batch(&ctx, folder, index),
+            (None, None) => Vec::new(),
         };
         let pending = self.pending_check.take();
+        let dst = &mut self.dst;
+        let src = &mut self.src;
         let (sel, opened) = tokio::join!(
-            select_checked(&mut self.dst, pending, &folder.destination_wire),
             async {
+                match dst.last_select().filter(|_| ahead_selected) {
+                    Some(sel) => Ok(sel.clone()),
+                    None => select_checked(dst, pending, &folder.destination_wire).await,
+                }
+            },
+            async {
+                if let Some((_, _, result)) = ahead_source {
+                    return result.map(Some);
+                }
                 match first_source {
                     Some(index) => ctx
-                        .open_source_and_fetch(folder, index, &first_batch, &mut self.src)
+                        .open_source_and_fetch(folder, index, &first_batch, src)
                         .await
                         .map(Some),
                     None => Ok(None),
@@ -222,7 +295,7 @@ impl Lane<'_, '_> {
             None => None,
         };
         if let Some(from) = reread_from {
-            let found = read_keys_since(&mut self.dst, from)
+            let found = read_keys_since(&mut self.dst, &folder.destination_wire, from)
                 .await
                 .map_err(ApplyError::dst)?;
             let removed = subtract_present(&mut remaining, found);
@@ -272,6 +345,7 @@ impl Lane<'_, '_> {
                 alone: HashMap::new(),
                 next_uid,
                 last: last_run,
+                next: next.filter(|_| last_source == Some(source_index)),
             };
             if Some(source_index) == first_source {
                 if let Some((result, got, permit)) = prefetched.take() {
@@ -333,16 +407,38 @@ impl Lane<'_, '_> {
             if !to_append.is_empty() {
                 self.flush_check().await?;
             }
+            // The folder's last batch: the lane's next folder is opened beside it (its
+            // first batch read, and its SELECT written behind this APPEND unless a key
+            // check is due for this batch: that one reads this folder first).
+            let last_of_folder = !to_append.is_empty()
+                && to_fetch.is_empty()
+                && run.ready.is_empty()
+                && run.queue.is_empty();
+            let next = run
+                .next
+                .filter(|_| last_of_folder && !ctx.cancelled() && self.ahead.is_none());
+            let select_next = next
+                .filter(|_| !self.checks.would_be_due() && self.pending_check.is_none())
+                .map(|f| f.destination_wire.clone());
+            let open_next = next.and_then(|f| {
+                let index = f.copy.iter().map(|m| m.source).min()?;
+                Some((f, index, first_batch(&ctx, f, index)))
+            });
             let refused = self.refused_keywords();
             let (src, dst) = (&mut self.src, &mut self.dst);
             let (wire, allowed) = (&run.folder.destination_wire, run.allowed);
             let fetch = async {
+                if let Some((f, index, batch)) = &open_next {
+                    let uids = batch.iter().map(|m| m.uid).collect();
+                    let result = ctx.open_source_and_fetch(f, *index, batch, src).await;
+                    return SourceStep::Ahead(*index, uids, result);
+                }
                 if to_fetch.is_empty() {
-                    return None;
+                    return SourceStep::Nothing;
                 }
                 let bytes: u64 = to_fetch.iter().map(|m| m.size).sum();
                 if !ctx.pace(Side::Source, to_fetch.len(), bytes).await {
-                    return None; // cancelled while pacing: these stay pending
+                    return SourceStep::Nothing; // cancelled while pacing: these stay pending
                 }
                 // Wait for room in the body budget before reading the bodies.
                 let kib: u64 = to_fetch.iter().map(|m| m.size.div_ceil(1024)).sum();
@@ -359,7 +455,7 @@ impl Lane<'_, '_> {
                         got.insert(uid, body);
                     })
                     .await;
-                Some((result, got, permit))
+                SourceStep::Batch(result, got, permit)
             };
             // The batch's share of the body budget is released as soon as its bodies are
             // sent (inside the join), so that the fetch beside it, waiting for budget,
@@ -377,19 +473,52 @@ impl Lane<'_, '_> {
                     return None; // cancelled while pacing: these stay pending
                 }
                 let items = append_items(&to_append, allowed, &refused);
-                let result = dst.append_batch(wire, &items).await;
+                let result = match &select_next {
+                    Some(next) => dst.append_batch_then_select(wire, &items, next).await,
+                    None => dst
+                        .append_batch(wire, &items)
+                        .await
+                        .map(|r| r.map(|results| (results, false))),
+                };
                 drop(permits);
                 Some(result)
             };
             let (fetched, appended) = tokio::join!(fetch, append);
+            if let Some(f) = next {
+                if let Some(Ok(Ok((_, true)))) = &appended {
+                    self.ahead_mut(f).selected = true;
+                }
+                if let SourceStep::Ahead(..) = fetched {
+                    // Filled below.
+                    self.ahead_mut(f);
+                }
+            }
             if let Some(result) = appended {
+                let result = result.map(|r| r.map(|(results, _)| results));
                 self.settle_append(run, to_append, result).await?;
             }
-            if let Some((result, got, permit)) = fetched {
-                self.settle_fetch(run, to_fetch, result, got, permit)
-                    .await?;
+            match fetched {
+                SourceStep::Nothing => {}
+                SourceStep::Batch(result, got, permit) => {
+                    self.settle_fetch(run, to_fetch, result, got, permit)
+                        .await?;
+                }
+                SourceStep::Ahead(index, uids, result) => {
+                    if let Some(a) = self.ahead.as_mut() {
+                        a.source = Some((index, uids, result));
+                    }
+                }
             }
         }
+    }
+
+    /// The record of the next folder opened ahead (made when missing).
+    fn ahead_mut(&mut self, next: &FolderPlan) -> &mut Ahead {
+        self.ahead.get_or_insert_with(|| Ahead {
+            wire: next.destination_wire.clone(),
+            selected: false,
+            source: None,
+        })
     }
 
     /// Settles an APPEND: per message when answered; after a cut, what arrived is counted,
@@ -419,7 +548,11 @@ impl Lane<'_, '_> {
                     .map_err(ApplyError::dst)?;
                 // The in-flight messages may have arrived: look before sending again.
                 let arrived = self
-                    .drop_arrived(&mut batch, run.next_uid.unwrap_or(1))
+                    .drop_arrived(
+                        &folder.destination_wire,
+                        &mut batch,
+                        run.next_uid.unwrap_or(1),
+                    )
                     .await?;
                 if let Some(sel) = self.dst.last_select() {
                     run.next_uid = sel.status.uidnext;

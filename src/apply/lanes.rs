@@ -18,6 +18,9 @@ pub(super) struct Lane<'r, 't> {
     /// A key stability check due but not sent yet: sent with the lane's next destination
     /// command (pipelined ahead of the next folder's SELECT), and before the lane ends.
     pub(super) pending_check: Option<PendingCheck>,
+    /// The lane's next folder, opened while the last batch of the one before was
+    /// appended (cross-folder overlap): used by [`Lane::copy_folder`] when it gets there.
+    pub(super) ahead: Option<super::folder::Ahead>,
 }
 
 /// The messages of a batch whose identity keys are to be read back, in the folder they
@@ -25,6 +28,7 @@ pub(super) struct Lane<'r, 't> {
 #[derive(Debug)]
 pub(super) struct PendingCheck {
     pub(super) folder: String,
+    pub(super) wire: crate::model::WireName,
     pub(super) appended: Vec<(u32, crate::identity::IdentityKey)>,
 }
 
@@ -48,6 +52,11 @@ pub(super) struct KeyChecks {
 impl KeyChecks {
     pub(super) const EVERY: u64 = 8;
 
+    /// Whether the batch about to be appended will be checked ([`Self::due`] after it).
+    pub(super) fn would_be_due(&self) -> bool {
+        self.appended.is_multiple_of(Self::EVERY) || self.last
+    }
+
     /// Whether the batch just appended is checked; counts it.
     pub(super) fn due(&mut self) -> bool {
         let due = self.appended.is_multiple_of(Self::EVERY) || self.last;
@@ -66,7 +75,7 @@ impl Lane<'_, '_> {
                 break;
             }
             self.checks.last_folder = i + 1 == folders.len();
-            result = self.copy_folder(folder).await;
+            result = self.copy_folder(folder, folders.get(i + 1).copied()).await;
             if result.is_err() {
                 break;
             }

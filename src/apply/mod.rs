@@ -319,6 +319,7 @@ impl Ctx<'_> {
                         dst,
                         checks: KeyChecks::default(),
                         pending_check: None,
+                        ahead: None,
                         tally: Tally {
                             report,
                             progress,
@@ -346,6 +347,7 @@ impl Ctx<'_> {
                 dst,
                 checks: KeyChecks::default(),
                 pending_check: None,
+                ahead: None,
                 tally: Tally {
                     report,
                     progress,

@@ -19,10 +19,11 @@ impl Lane<'_, '_> {
     /// counts those as copied, and removes them from `batch`: only the rest is sent again.
     pub(super) async fn drop_arrived(
         &mut self,
+        wire: &WireName,
         batch: &mut Vec<Ready<'_>>,
         from: u32,
     ) -> Result<u64, ApplyError> {
-        let found = read_keys_since(&mut self.dst, from)
+        let found = read_keys_since(&mut self.dst, wire, from)
             .await
             .map_err(ApplyError::dst)?;
         let mut copies: Vec<&MessageCopy> = batch.iter().map(|r| r.copy).collect();
@@ -58,11 +59,13 @@ impl Lane<'_, '_> {
     pub(super) async fn verify_keys(
         &mut self,
         folder: &str,
+        wire: &WireName,
         appended: &[(u32, IdentityKey)],
     ) -> Result<(), ApplyError> {
         let Some(first) = appended.iter().map(|(uid, _)| *uid).min() else {
             return Ok(());
         };
+        select_if_other(&mut self.dst, wire).await?;
         let mut stored: HashMap<u32, IdentityKey> = HashMap::with_capacity(appended.len());
         self.dst
             .fetch_metadata_since(first, |m| {
@@ -76,7 +79,10 @@ impl Lane<'_, '_> {
     /// Sends a key stability check that is due and not sent yet (on its own).
     pub(super) async fn flush_check(&mut self) -> Result<(), ApplyError> {
         match self.pending_check.take() {
-            Some(check) => self.verify_keys(&check.folder, &check.appended).await,
+            Some(check) => {
+                self.verify_keys(&check.folder, &check.wire, &check.appended)
+                    .await
+            }
             None => Ok(()),
         }
     }
@@ -94,6 +100,8 @@ pub(super) async fn select_checked(
     else {
         return dst.select(wire).await.map_err(ApplyError::dst);
     };
+    // The check reads the folder it was appended to.
+    select_if_other(dst, &check.wire).await?;
     let mut stored: HashMap<u32, IdentityKey> = HashMap::with_capacity(check.appended.len());
     let sel = dst
         .fetch_since_then_select(first, wire, |m| {
@@ -127,11 +135,24 @@ fn compare_keys(
     Ok(())
 }
 
-/// Identity keys of the selected destination folder's messages with UID ≥ `from`.
+/// Selects `wire` unless the session has it selected already: a step that reads a
+/// folder never reads another one (the next folder may be selected ahead).
+async fn select_if_other(dst: &mut DestinationSession, wire: &WireName) -> Result<(), ApplyError> {
+    if dst.folder() != Some(wire) {
+        dst.select(wire).await.map_err(ApplyError::dst)?;
+    }
+    Ok(())
+}
+
+/// Identity keys of the destination folder `wire`'s messages with UID ≥ `from`.
 pub(super) async fn read_keys_since(
     dst: &mut DestinationSession,
+    wire: &WireName,
     from: u32,
 ) -> Result<Vec<IdentityKey>, SessionError> {
+    if dst.folder() != Some(wire) {
+        dst.select(wire).await?;
+    }
     let mut keys = Vec::new();
     dst.fetch_metadata_since(from, |m| keys.push(parse_headers(&m.header).key))
         .await?;

@@ -1020,6 +1020,48 @@ impl DestinationSession {
         Ok(result)
     }
 
+    /// One attempt at appending `items` to `wire_name` with `SELECT next` written behind
+    /// the APPEND ([`Writer::append_batch_then_select`]): the next folder is selected in
+    /// the same round trip. `true` beside the results when `next` is selected now (later
+    /// reconnects select it again); `false` when only the SELECT failed (the APPEND was
+    /// answered; the folder appended to is selected again by the next step that needs
+    /// it). A failure is returned as [`Self::append_batch`] returns it, and then the folder
+    /// appended to is still the session's folder (what arrived is looked up there).
+    pub async fn append_batch_then_select(
+        &mut self,
+        wire_name: &WireName,
+        items: &[AppendItem<'_>],
+        next: &WireName,
+    ) -> Result<Result<(Vec<AppendResult>, bool), ImapError>, SessionError> {
+        let writer = self.live().await?;
+        let result = writer
+            .append_batch_then_select(wire_name, items, next)
+            .await;
+        self.used = tokio::time::Instant::now();
+        Ok(match result {
+            Err(err) => {
+                self.drop_if_dead(&err);
+                Err(err)
+            }
+            Ok((appended, Ok(sel))) => {
+                self.folder = Some(next.clone());
+                self.open = true;
+                self.last_select = Some(sel);
+                Ok((appended, true))
+            }
+            Ok((appended, Err(err))) => {
+                self.drop_if_dead(&err);
+                self.open = false;
+                Ok((appended, false))
+            }
+        })
+    }
+
+    /// The folder this session has selected, or selects again on its next step.
+    pub fn folder(&self) -> Option<&WireName> {
+        self.folder.as_ref()
+    }
+
     /// One attempt at starting a streamed APPEND of one message of `size` bytes
     /// ([`Writer::begin_append`]; connecting and reselecting first as needed, which is
     /// retried). `Ok(Ok(Err(words)))` when the server refused the message. The stream owns

@@ -94,6 +94,8 @@ pub struct Writer {
     /// The folder of the last successful SELECT.
     selected: Option<WireName>,
     raw_tags: u32,
+    /// A command was written behind the APPEND being sent (its answer is still to read).
+    then_sent: bool,
 }
 
 impl fmt::Debug for Writer {
@@ -145,6 +147,7 @@ impl Writer {
             conn: Reader::connect(server, limits, creds).await?,
             selected: None,
             raw_tags: 0,
+            then_sent: false,
         })
     }
 
@@ -504,12 +507,93 @@ impl Writer {
             .collect())
     }
 
+    /// [`Writer::append_batch`] with `SELECT next` written right behind the last APPEND
+    /// (after its literals: RFC 9051 §5.5 lets a command follow once the one before is
+    /// complete), so that the next folder is selected in the same round trip. The
+    /// appended messages go to `wire_name` by name; `next` is selected afterwards (the
+    /// folder selected before is not any more). The second result is the SELECT's; an
+    /// `Err(_)` outside is a connection-level failure, as for [`Writer::append_batch`]
+    /// (what reached the server is unknown, and the SELECT's fate too).
+    pub async fn append_batch_then_select(
+        &mut self,
+        wire_name: &WireName,
+        items: &[AppendItem<'_>],
+        next: &WireName,
+    ) -> Result<(Vec<AppendResult>, Result<SelectInfo, ImapError>), ImapError> {
+        let folder = self.conn.quoted(wire_name, "APPEND")?;
+        let display = format!("SELECT {}", self.conn.quoted(next, "SELECT")?);
+        let mut results: Vec<Option<AppendResult>> = vec![None; items.len()];
+        let mut prepared = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            match prepare(index, item) {
+                Ok(p) => prepared.push(p),
+                Err(why) => results[index] = Some(Err(why)),
+            }
+        }
+        let settled = |results: Vec<Option<AppendResult>>| -> Vec<AppendResult> {
+            results
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| Err("the server did not answer for this message".into()))
+                })
+                .collect()
+        };
+        if prepared.is_empty() {
+            let select = self.select(next).await;
+            return Ok((settled(results), select));
+        }
+        self.selected = None;
+        self.conn.begin()?;
+        self.then_sent = false;
+        let tag = self.next_tag();
+        let then = format!("{tag} {display}\r\n");
+        let sent = self
+            .append_prepared_then(&folder, items, &prepared, Some((&tag, &then)))
+            .await;
+        let (appended, seen) = self.conn.finish(sent)?;
+        for (index, result) in appended {
+            results[index] = Some(result);
+        }
+        let select = match seen {
+            Some(Ok(seen)) => self.selected_by(next, &display, seen).await,
+            Some(Err(e)) => Err(e),
+            None => Err(self
+                .conn
+                .ep
+                .protocol(&display, "the SELECT was not sent behind the APPEND")),
+        };
+        Ok((settled(results), select))
+    }
+
     async fn append_prepared(
         &mut self,
         folder: &str,
         items: &[AppendItem<'_>],
         prepared: &[Prepared],
     ) -> Result<Vec<(usize, AppendResult)>, ImapError> {
+        Ok(self
+            .append_prepared_then(folder, items, prepared, None)
+            .await?
+            .0)
+    }
+
+    /// Appends `prepared`; with `then` = (tag, command line), that command is written
+    /// behind the last APPEND and its answer read (a SELECT: what its untagged answers
+    /// said, or how it was refused).
+    #[allow(clippy::type_complexity)]
+    async fn append_prepared_then(
+        &mut self,
+        folder: &str,
+        items: &[AppendItem<'_>],
+        prepared: &[Prepared],
+        then: Option<(&str, &str)>,
+    ) -> Result<
+        (
+            Vec<(usize, AppendResult)>,
+            Option<Result<SelectSeen, ImapError>>,
+        ),
+        ImapError,
+    > {
         let caps = self.conn.capabilities();
         let literals = Literals {
             plus: caps.has("LITERAL+"),
@@ -517,9 +601,21 @@ impl Writer {
         };
         let multi = caps.has("MULTIAPPEND");
         let mut out = Vec::with_capacity(prepared.len());
+        let mut seen = None;
         if multi && prepared.len() > 1 {
-            for chunk in multiappend_chunks(items, prepared) {
-                match self.multiappend(folder, items, chunk, literals).await? {
+            let chunks = multiappend_chunks(items, prepared);
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let then_here = then.filter(|_| i == last).map(|(_, line)| line);
+                let result = self
+                    .multiappend(folder, items, chunk, literals, then_here)
+                    .await?;
+                // The command behind it is answered next (also when the MULTIAPPEND was
+                // refused before its last literal: then it was not sent).
+                if let (Some((tag, _)), true) = (then, std::mem::take(&mut self.then_sent)) {
+                    seen = Some(self.then_answer(tag).await?);
+                }
+                match result {
                     Ok(uids) => {
                         out.extend(chunk.iter().zip(uids).map(|(p, uid)| (p.index, Ok(uid))))
                     }
@@ -530,17 +626,74 @@ impl Writer {
                             messages = chunk.len(),
                             "MULTIAPPEND refused; appending one by one"
                         );
-                        out.extend(self.append_singles(folder, items, chunk, literals).await?);
+                        let then_again = then
+                            .filter(|_| i == last && seen.is_none())
+                            .map(|(_, line)| line);
+                        out.extend(
+                            self.append_singles(folder, items, chunk, literals, then_again)
+                                .await?,
+                        );
+                        if let (Some((tag, _)), true) = (then, std::mem::take(&mut self.then_sent))
+                        {
+                            seen = Some(self.then_answer(tag).await?);
+                        }
                     }
                 }
             }
         } else {
             out.extend(
-                self.append_singles(folder, items, prepared, literals)
+                self.append_singles(folder, items, prepared, literals, then.map(|(_, l)| l))
                     .await?,
             );
+            if let (Some((tag, _)), true) = (then, std::mem::take(&mut self.then_sent)) {
+                seen = Some(self.then_answer(tag).await?);
+            }
         }
-        Ok(out)
+        Ok((out, seen))
+    }
+
+    /// Reads the answer to the command written behind an APPEND (a SELECT): its untagged
+    /// answers until its tagged completion. `Err` inside when the server refused it.
+    async fn then_answer(&mut self, tag: &str) -> Result<Result<SelectSeen, ImapError>, ImapError> {
+        const LABEL: &str = "SELECT (behind APPEND)";
+        let mut seen = SelectSeen::default();
+        loop {
+            let response = match self.conn.session.read_response().await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return Err(self
+                        .conn
+                        .ep
+                        .closed(format!("the server closed the connection during {LABEL}")))
+                }
+                Err(e) => return Err(self.conn.ep.io(&e, LABEL, self.conn.idle)),
+            };
+            match response.parsed() {
+                Response::Done {
+                    tag: done,
+                    status,
+                    outcome,
+                } => {
+                    if done.0 != tag {
+                        return Err(self.unexpected(&done.0, LABEL));
+                    }
+                    let text = outcome_text(outcome);
+                    return Ok(match status {
+                        Status::Ok => Ok(seen),
+                        Status::No => Err(self.conn.ep.protocol(LABEL, text)),
+                        _ => Err(self.conn.ep.protocol(LABEL, text)),
+                    });
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
+                    let text = outcome_text(outcome);
+                    return Err(self.conn.ep.closed(format!("the server said BYE: {text}")));
+                }
+                other => seen.take(other),
+            }
+        }
     }
 
     /// One MULTIAPPEND of `chunk`: per message its UID (if APPENDUID came), or the server's
@@ -551,6 +704,7 @@ impl Writer {
         items: &[AppendItem<'_>],
         chunk: &[Prepared],
         literals: Literals,
+        then: Option<&str>,
     ) -> Result<Result<Vec<Option<u32>>, String>, ImapError> {
         const LABEL: &str = "MULTIAPPEND";
         let tag = self.next_tag();
@@ -581,6 +735,10 @@ impl Writer {
             self.write(body, LABEL).await?;
         }
         self.write(b"\r\n", LABEL).await?;
+        if let Some(line) = then {
+            self.write(line.as_bytes(), LABEL).await?;
+            self.then_sent = true;
+        }
         self.flush(LABEL).await?;
         match self.next_event(LABEL).await? {
             Event::Continue => Err(self
@@ -604,6 +762,7 @@ impl Writer {
         items: &[AppendItem<'_>],
         chunk: &[Prepared],
         literals: Literals,
+        then: Option<&str>,
     ) -> Result<Vec<(usize, AppendResult)>, ImapError> {
         const LABEL: &str = "APPEND";
         let mut pending: HashMap<String, usize> = HashMap::with_capacity(chunk.len());
@@ -639,6 +798,10 @@ impl Writer {
             }
             self.write(body, LABEL).await?;
             self.write(b"\r\n", LABEL).await?;
+        }
+        if let Some(line) = then {
+            self.write(line.as_bytes(), LABEL).await?;
+            self.then_sent = true;
         }
         self.flush(LABEL).await?;
         while !pending.is_empty() {

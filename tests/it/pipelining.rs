@@ -275,3 +275,58 @@ fn a_destination_cut_in_a_pipelined_key_check_and_select_loses_and_doubles_nothi
         "No changes. The destination has every message."
     );
 }
+
+/// [`scenario`] with one lane (one connection pair), so that the order of the copy is
+/// the plan's: INBOX, Alpha, Beta, Gamma, Zeta. The first and the last batch get the key
+/// stability check; the APPENDs of Alpha, Beta and Gamma carry the next folder's SELECT
+/// behind them, and the next folder's EXAMINE and first FETCH run on the source meanwhile.
+fn one_lane() -> (Scenario, MailboxSnapshot) {
+    let (s, before) = scenario();
+    (s.config("[limits]\nconnections-per-account = 1\n"), before)
+}
+
+#[test]
+fn a_cut_after_an_append_with_the_next_select_behind_it_loses_and_doubles_nothing() {
+    let (mut s, before) = one_lane();
+    // Alpha's APPEND (the second of the run) and the SELECT of Beta behind it both reach
+    // the server; the connection is cut before the client hears of either.
+    let proxy = FaultProxy::to(s.port(Side::Destination))
+        .fault(Fault::cut_at(Direction::ServerToClient, b"[APPENDUID ").nth(2))
+        .start();
+    s.set_port(Side::Destination, proxy.port());
+    let r = s.run(&["apply", "--auto-approve", "-v"]);
+    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    // Alpha is looked at again (on a new connection, Alpha selected, not Beta): its
+    // messages are there and are not sent again; Beta is selected anew.
+    assert!(
+        r.stderr.contains("had arrived; not sending them again"),
+        "the interrupted APPEND was not looked up\n{r}"
+    );
+    assert_eq!(r.status, 0, "{r}");
+    assert_complete_once(&s, &before);
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
+}
+
+#[test]
+fn a_source_cut_while_the_next_folder_is_read_ahead_loses_and_doubles_nothing() {
+    let (mut s, before) = one_lane();
+    // INBOX's three bodies come with its EXAMINE; Alpha's two are read ahead while
+    // INBOX's batch is appended: cut before Alpha's second body.
+    let proxy = FaultProxy::to(s.port(Side::Source))
+        .fault(Fault::cut_at(Direction::ServerToClient, b"BODY[] {").nth(5))
+        .start();
+    s.set_port(Side::Source, proxy.port());
+    let r = s.run(&["apply", "--auto-approve", "-v"]);
+    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    assert_eq!(r.status, 0, "{r}");
+    assert_complete_once(&s, &before);
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
+}
