@@ -383,6 +383,61 @@ impl std::hash::Hash for DisplayFields {
     }
 }
 
+/// What [`sharing`] shares on this thread while it runs.
+#[derive(Default)]
+struct Sharing {
+    flags: FlagInterner,
+    display: DisplayBlocks,
+}
+
+thread_local! {
+    static SHARING: std::cell::RefCell<Option<Sharing>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a deserialisation, which builds values one by one) with [`FlagSet::shared`]
+/// and [`DisplayFields::shared`] sharing flag sets and display blocks across the values it
+/// makes, as the inventory does: a plan file of 500,000 copies loads into about as much
+/// memory as the plan took when it was made. The display fields are readable once `f`
+/// has returned.
+pub(crate) fn sharing<T>(f: impl FnOnce() -> T) -> T {
+    if SHARING.with(|s| s.borrow().is_some()) {
+        return f();
+    }
+    /// Ends the sharing (and seals the last block) also when `f` panics.
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let ended = SHARING.with(|s| s.borrow_mut().take());
+            drop(ended);
+        }
+    }
+    SHARING.with(|s| *s.borrow_mut() = Some(Sharing::default()));
+    let _guard = Guard;
+    f()
+}
+
+impl FlagSet {
+    /// Within [`sharing`], the set shared with the other values that have it; else a set
+    /// of its own.
+    pub(crate) fn shared(flags: Vec<String>) -> FlagSet {
+        SHARING.with(|s| match s.borrow_mut().as_mut() {
+            Some(sharing) => sharing.flags.intern(flags),
+            None => FlagSet::new(flags),
+        })
+    }
+}
+
+impl DisplayFields {
+    /// Within [`sharing`], in the shared blocks (readable once it ends); else in a block
+    /// of its own.
+    pub(crate) fn shared(date: &str, from: &str, subject: &str) -> DisplayFields {
+        SHARING.with(|s| match s.borrow_mut().as_mut() {
+            Some(sharing) => sharing.display.add(date, from, subject),
+            None => DisplayFields::new(date, from, subject),
+        })
+    }
+}
+
 impl fmt::Debug for DisplayFields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DisplayFields")
@@ -587,6 +642,30 @@ mod tests {
         let alone = DisplayFields::new("d", "f", "s");
         let (block, _) = alone.0.as_ref().unwrap();
         assert_eq!(block.get().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn sharing_shares_flags_and_blocks_until_it_ends() {
+        let (a, b, d1, d2) = sharing(|| {
+            let a = FlagSet::shared(vec!["\\Seen".into()]);
+            let b = FlagSet::shared(vec!["\\Seen".into()]);
+            let d1 = DisplayFields::shared("d1", "f1", "s1");
+            let d2 = DisplayFields::shared("d2", "f2", "s2");
+            assert_eq!(d1.date(), "", "sealed only when the sharing ends");
+            (a, b, d1, d2)
+        });
+        assert!(a.same_set(&b));
+        assert_eq!((d1.date(), d2.subject()), ("d1", "s2"));
+        let (x, _) = d1.0.as_ref().unwrap();
+        let (y, _) = d2.0.as_ref().unwrap();
+        assert!(Arc::ptr_eq(x, y), "one block");
+        // Outside: values of their own, readable at once.
+        let c = FlagSet::shared(vec!["\\Seen".into()]);
+        assert!(!c.same_set(&a));
+        assert_eq!(DisplayFields::shared("d", "", "").date(), "d");
+        // A panic inside ends the sharing too.
+        let _ = std::panic::catch_unwind(|| sharing(|| panic!("inside")));
+        assert_eq!(DisplayFields::shared("e", "", "").date(), "e");
     }
 
     #[test]

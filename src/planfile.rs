@@ -116,10 +116,14 @@ impl PlanFile {
                 })
             }
         }
+        // Flag sets and display fields shared across the copies, as when it was made.
+        let reader = open()?;
         let plan: PlanFile =
-            serde_json::from_reader(open()?).map_err(|source| PlanFileError::Parse {
-                path: shown.clone(),
-                source,
+            crate::message::sharing(|| serde_json::from_reader(reader)).map_err(|source| {
+                PlanFileError::Parse {
+                    path: shown.clone(),
+                    source,
+                }
             })?;
         plan.validate().map_err(|problem| PlanFileError::Invalid {
             path: shown,

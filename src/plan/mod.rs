@@ -141,10 +141,10 @@ impl<'de> Deserialize<'de> for MessageCopy {
             source: j.source,
             uid: j.uid,
             size: j.size,
-            flags: FlagSet::new(j.flags.into_owned()),
+            flags: FlagSet::shared(j.flags.into_owned()),
             internal_date: j.internal_date,
             key: j.key,
-            display: DisplayFields::new(&j.date, &j.from, &j.subject),
+            display: DisplayFields::shared(&j.date, &j.from, &j.subject),
             ledger_base: j.ledger_base,
         })
     }
