@@ -321,9 +321,14 @@ impl Drop for DisplayBlocks {
 }
 
 impl DisplayFields {
-    /// The fields of one message, in a block of their own (plan files, tests).
+    /// The fields of one message, in a block of their own, sized to them (plan files,
+    /// tests).
     pub(crate) fn new(date: &str, from: &str, subject: &str) -> DisplayFields {
-        DisplayBlocks::default().add(date, from, subject)
+        let mut one = DisplayBlocks {
+            block: Block::default(),
+            text: Vec::with_capacity(3 + date.len() + from.len() + subject.len()),
+        };
+        one.add(date, from, subject)
     }
 
     /// The three fields; empty before the block is sealed.
@@ -578,6 +583,10 @@ mod tests {
             DisplayFields::new("Mon, 1 Jan 2024", "a@b", "subject 1")
         );
         assert_eq!(std::mem::size_of::<DisplayFields>(), 16);
+        // One message alone takes only its own bytes.
+        let alone = DisplayFields::new("d", "f", "s");
+        let (block, _) = alone.0.as_ref().unwrap();
+        assert_eq!(block.get().unwrap().len(), 6);
     }
 
     #[test]
