@@ -1246,7 +1246,12 @@ fn huge_bench(o: &Options, n: usize) {
             "≤ 200 MB, ≤ 60 s",
             Step::Full,
         ),
-        ("plan --out FILE", &["plan", "--out", planfile], "", Step::Other),
+        (
+            "plan --out FILE",
+            &["plan", "--out", planfile],
+            "",
+            Step::Other,
+        ),
         (
             "apply FILE --auto-approve",
             &["apply", planfile, "--auto-approve", "--report", report],
