@@ -249,24 +249,13 @@ mod tests {
     #[test]
     fn streamed_json_is_the_document_and_loads_back() {
         use crate::inventory::Inventory;
-        use crate::plan::fixtures::{folder, msg, rules};
+        use crate::plan::fixtures::{folder, msg, planned};
         let mut m = msg(7, 1, 100, &["\\Seen", "$Label1"]);
         m.internal_date = crate::message::InternalDate::from_rfc3339("2024-03-01T10:00:00+05:30");
         m.display = crate::message::DisplayFields::new("Fri, 1 Mar 2024", "a@b", "Grüße\t\"x\"");
         let source = Inventory::modern(vec![folder("INBOX", &[], vec![m, msg(8, 2, 50, &[])])]);
         let destination = Inventory::modern(vec![folder("INBOX", &[], vec![])]);
-        let (folders, messages) = rules();
-        let account = crate::plan::plan_account(
-            "a",
-            "b",
-            &source,
-            &destination,
-            crate::plan::Rules {
-                folders: &folders,
-                messages: &messages,
-                ledger: None,
-            },
-        );
+        let account = planned("a", "b", &source, &destination);
         assert_eq!(account.summary.messages_to_copy, 2);
         let plan = PlanFile::new("abc".into(), vec![account]);
         let mut streamed = Vec::new();
@@ -319,24 +308,13 @@ mod tests {
     /// A saved plan (as JSON) of one account: INBOX and `Work` created, 2 + 1 copies.
     fn sample_plan() -> serde_json::Value {
         use crate::inventory::Inventory;
-        use crate::plan::fixtures::{folder, msg, rules};
+        use crate::plan::fixtures::{folder, msg, planned};
         let source = Inventory::classic(vec![
             folder("INBOX", &[], vec![msg(1, 1, 10, &[]), msg(2, 2, 10, &[])]),
             folder("INBOX.Work", &[], vec![msg(1, 3, 10, &[])]),
         ]);
         let destination = Inventory::modern(vec![folder("INBOX", &[], vec![])]);
-        let (folders, messages) = rules();
-        let account = crate::plan::plan_account(
-            "alice",
-            "alice",
-            &source,
-            &destination,
-            crate::plan::Rules {
-                folders: &folders,
-                messages: &messages,
-                ledger: None,
-            },
-        );
+        let account = planned("alice", "alice", &source, &destination);
         let plan = PlanFile::new("abc".into(), vec![account]);
         serde_json::from_str(&plan.to_json()).unwrap()
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::imap::{AppendResult, BodiesOutcome, ImapError, SessionError, SourceSession};
 use crate::model::{Side, WireName};
-use crate::plan::{AccountPlan, FolderPlan, MessageCopy};
+use crate::plan::{AccountPlan, FolderPlan, MessageCopy, SourceFolder};
 use crate::report::VanishedMessage;
 
 use super::batch::{append_items, Batcher, Ready};
@@ -79,16 +79,21 @@ impl Ctx<'_> {
             .examine(&source.wire_name)
             .await
             .map_err(ApplyError::src)?;
-        if let Some(planned) = source.status {
-            if planned.uidvalidity != status.uidvalidity {
-                return Err(ApplyError::StaleSource {
-                    folder: source.name.clone(),
-                    planned: planned.uidvalidity,
-                    now: status.uidvalidity,
-                });
-            }
-        }
+        same_source_folder(source, status.uidvalidity)?;
         Ok(())
+    }
+}
+
+/// Stops the account when the source folder is not the one the plan saw (its UIDVALIDITY
+/// changed: UIDs mean other messages now).
+fn same_source_folder(source: &SourceFolder, uidvalidity: u32) -> Result<(), ApplyError> {
+    match source.status {
+        Some(planned) if planned.uidvalidity != uidvalidity => Err(ApplyError::StaleSource {
+            folder: source.name.clone(),
+            planned: planned.uidvalidity,
+            now: uidvalidity,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -132,15 +137,7 @@ impl Ctx<'_> {
             })
             .await
             .map_err(ApplyError::src)?;
-        if let Some(planned) = source.status {
-            if planned.uidvalidity != status.uidvalidity {
-                return Err(ApplyError::StaleSource {
-                    folder: source.name.clone(),
-                    planned: planned.uidvalidity,
-                    now: status.uidvalidity,
-                });
-            }
-        }
+        same_source_folder(source, status.uidvalidity)?;
         Ok(Some((fetched, got, permit)))
     }
 }

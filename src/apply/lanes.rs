@@ -23,6 +23,26 @@ pub(super) struct Lane<'r, 't> {
     pub(super) ahead: Option<super::folder::Ahead>,
 }
 
+impl<'r, 't> Lane<'r, 't> {
+    /// A lane on two connected sessions, with nothing checked or read ahead yet.
+    pub(super) fn new(
+        ctx: Ctx<'r>,
+        src: SourceSession,
+        dst: DestinationSession,
+        tally: Tally<'t>,
+    ) -> Self {
+        Lane {
+            ctx,
+            src,
+            dst,
+            tally,
+            checks: KeyChecks::default(),
+            pending_check: None,
+            ahead: None,
+        }
+    }
+}
+
 /// The messages of a batch whose identity keys are to be read back, in the folder they
 /// were appended to (still selected).
 #[derive(Debug)]

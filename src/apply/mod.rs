@@ -40,7 +40,7 @@ use crate::settings::{Account, Settings};
 use crate::state::LedgerWriter;
 
 pub(crate) use error::ApplyError;
-use lanes::{split_into_lanes, KeyChecks, Lane};
+use lanes::{split_into_lanes, Lane};
 use lock::DestinationLock;
 use pacing::AccountPacer;
 pub(crate) use pacing::RunPacing;
@@ -313,20 +313,13 @@ impl Ctx<'_> {
                     }
                     d.map_err(ApplyError::dst)?;
                     s.map_err(ApplyError::src)?;
-                    let mut lane = Lane {
-                        ctx: self,
-                        src,
-                        dst,
-                        checks: KeyChecks::default(),
-                        pending_check: None,
-                        ahead: None,
-                        tally: Tally {
-                            report,
-                            progress,
-                            warned_keywords: warned,
-                            ledger,
-                        },
+                    let tally = Tally {
+                        report,
+                        progress,
+                        warned_keywords: warned,
+                        ledger,
                     };
+                    let mut lane = Lane::new(self, src, dst, tally);
                     let result = lane.run(folders).await;
                     lane.logout().await;
                     result
@@ -341,20 +334,13 @@ impl Ctx<'_> {
             let Some((src, dst)) = self.prepare_account(plan, report, &go).await? else {
                 return Ok(()); // cancelled
             };
-            let mut main_lane = Lane {
-                ctx: self,
-                src,
-                dst,
-                checks: KeyChecks::default(),
-                pending_check: None,
-                ahead: None,
-                tally: Tally {
-                    report,
-                    progress,
-                    warned_keywords: warned,
-                    ledger,
-                },
+            let tally = Tally {
+                report,
+                progress,
+                warned_keywords: warned,
+                ledger,
             };
+            let mut main_lane = Lane::new(self, src, dst, tally);
             let result = main_lane.run(&lanes[0]).await;
             if result.is_ok() {
                 main_lane.logout().await;

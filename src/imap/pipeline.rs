@@ -33,7 +33,7 @@ use super::reader::{
     FetchedMeta, ListEntry, Reader, MAX_UID_SET, META_ITEMS,
 };
 use super::transport::read_response_capped;
-use super::wire::{keep_flag, uid_sets, unescape_quoted};
+use super::wire::{keep_flag, uid_and_body, uid_sets, unescape_quoted};
 use crate::model::{FolderStatus, WireName};
 
 /// Bytes of commands written ahead of their answers.
@@ -610,22 +610,9 @@ impl Reader {
                 let Response::Fetch(_, attrs) = response else {
                     return;
                 };
-                let (mut uid, mut body) = (None, None);
-                for attr in attrs {
-                    match attr {
-                        AttributeValue::Uid(u) => uid = Some(u),
-                        AttributeValue::BodySection {
-                            section: None,
-                            data: Some(d),
-                            ..
-                        } => body = Some(d),
-                        AttributeValue::Rfc822(Some(d)) => body = Some(d),
-                        _ => {}
-                    }
-                }
-                if let (Some(uid), Some(body)) = (uid, body) {
+                if let Some((uid, body)) = uid_and_body(&attrs) {
                     if wanted.contains(&uid) && received.insert(uid) {
-                        bodies.push((uid, body.into_owned()));
+                        bodies.push((uid, body.to_vec()));
                     }
                 }
             })

@@ -19,7 +19,9 @@ use super::auth::{self, Credentials};
 use super::error::{Endpoint, ImapError};
 use super::namespace::{namespace_data, parse_namespace_data, Namespace};
 use super::transport::{self, Capabilities, ImapIo};
-use super::wire::{internal_date_to_rfc3339, keep_flag, quote, uid_sets, unescape_quoted};
+use super::wire::{
+    internal_date_to_rfc3339, keep_flag, quote, uid_and_body, uid_sets, unescape_quoted,
+};
 use crate::model::{FolderStatus, WireName};
 use crate::settings::{Limits, ServerSettings};
 
@@ -468,21 +470,7 @@ impl Reader {
                     "UID FETCH BODY.PEEK[]",
                     |r| {
                         let Response::Fetch(_, attrs) = r else { return };
-                        let mut uid = None;
-                        let mut body = None;
-                        for attr in attrs {
-                            match attr {
-                                AttributeValue::Uid(u) => uid = Some(*u),
-                                AttributeValue::BodySection {
-                                    section: None,
-                                    data: Some(d),
-                                    ..
-                                } => body = Some(d),
-                                AttributeValue::Rfc822(Some(d)) => body = Some(d),
-                                _ => {}
-                            }
-                        }
-                        if let (Some(uid), Some(body)) = (uid, body) {
+                        if let Some((uid, body)) = uid_and_body(attrs) {
                             if wanted.contains(&uid) && received.insert(uid) {
                                 on_body(uid, body.to_vec());
                             }

@@ -88,6 +88,26 @@ pub(crate) fn keep_flag(flag: &str) -> bool {
     !flag.eq_ignore_ascii_case("\\Recent")
 }
 
+/// The UID and the whole body (`BODY[]` or `RFC822`) of one FETCH answer, when it has both.
+pub(crate) fn uid_and_body<'a>(
+    attrs: &'a [imap_proto::AttributeValue<'_>],
+) -> Option<(u32, &'a [u8])> {
+    let (mut uid, mut body) = (None, None);
+    for attr in attrs {
+        match attr {
+            imap_proto::AttributeValue::Uid(u) => uid = Some(*u),
+            imap_proto::AttributeValue::BodySection {
+                section: None,
+                data: Some(d),
+                ..
+            }
+            | imap_proto::AttributeValue::Rfc822(Some(d)) => body = Some(d.as_ref()),
+            _ => {}
+        }
+    }
+    Some((uid?, body?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,6 +137,17 @@ impl SelectSeen {
 }
 
 impl Writer {
+    /// Commands that work on the selected folder refuse to run without one.
+    fn require_selected(&self, doing: &str) -> Result<(), ImapError> {
+        match self.selected {
+            Some(_) => Ok(()),
+            None => Err(self
+                .conn
+                .ep
+                .protocol(doing, "no folder is selected (call `select` first)")),
+        }
+    }
+
     /// Connects (TLS as configured), logs in and reads the capabilities, as [`Reader`].
     pub async fn connect(
         server: &ServerSettings,
@@ -334,12 +345,7 @@ impl Writer {
         next: &WireName,
         mut on_message: impl FnMut(FetchedMeta),
     ) -> Result<Result<SelectInfo, ImapError>, ImapError> {
-        if self.selected.is_none() {
-            return Err(self
-                .conn
-                .ep
-                .protocol("UID FETCH", "no folder is selected (call `select` first)"));
-        }
+        self.require_selected("UID FETCH")?;
         let first_uid = first_uid.max(1);
         let name = self.conn.quoted(next, "SELECT")?;
         let select = format!("SELECT {name}");
@@ -398,12 +404,7 @@ impl Writer {
         uids: &[u32],
         flags: &[String],
     ) -> Result<Result<(), String>, ImapError> {
-        if self.selected.is_none() {
-            return Err(self
-                .conn
-                .ep
-                .protocol("UID STORE", "no folder is selected (call `select` first)"));
-        }
+        self.require_selected("UID STORE")?;
         let flags: Vec<&str> = flags
             .iter()
             .map(String::as_str)
@@ -447,12 +448,7 @@ impl Writer {
         first_uid: u32,
         mut on_message: impl FnMut(FetchedMeta),
     ) -> Result<(), ImapError> {
-        if self.selected.is_none() {
-            return Err(self
-                .conn
-                .ep
-                .protocol("UID FETCH", "no folder is selected (call `select` first)"));
-        }
+        self.require_selected("UID FETCH")?;
         let first_uid = first_uid.max(1);
         let command = format!("UID FETCH {first_uid}:* {META_ITEMS}");
         let display = format!("UID FETCH {first_uid}:* (metadata)");

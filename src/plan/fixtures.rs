@@ -62,3 +62,24 @@ pub(crate) fn rules() -> (FolderRules, MessageRules) {
         },
     )
 }
+
+/// The plan of one account under the default rules of [`rules`], with no ledger.
+pub(crate) fn planned(
+    source_user: &str,
+    destination_user: &str,
+    source: &crate::inventory::Inventory,
+    destination: &crate::inventory::Inventory,
+) -> super::AccountPlan {
+    let (folders, messages) = rules();
+    super::plan_account(
+        source_user,
+        destination_user,
+        source,
+        destination,
+        super::Rules {
+            folders: &folders,
+            messages: &messages,
+            ledger: None,
+        },
+    )
+}
