@@ -112,7 +112,9 @@ fn base64_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn messages(tag: &str, n: usize) -> Vec<NewMessage> {
+/// `n` small seen messages, sizes growing by 300 bytes from 2,000 (shared with the
+/// hostile-destination tests).
+pub(crate) fn messages(tag: &str, n: usize) -> Vec<NewMessage> {
     (0..n)
         .map(|i| {
             NewMessage::new(

@@ -15,12 +15,10 @@ use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::hostile::{account, reasons, run};
+use crate::hostile::{account, messages, reasons, run};
 use crate::reliability::{multiset, Multiset};
 use crate::scenario::{Scenario, Side};
-use crate::support::{
-    Act, ConnView, FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage,
-};
+use crate::support::{Act, ConnView, FaultProxy, Layout, MailboxSnapshot};
 
 /// What each hostile destination account meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,21 +114,6 @@ fn script(users: HashMap<String, Kind>) -> impl Fn(&ConnView, &[u8]) -> Option<A
             _ => None,
         }
     }
-}
-
-fn messages(tag: &str, n: usize) -> Vec<NewMessage> {
-    (0..n)
-        .map(|i| {
-            NewMessage::new(
-                MessageBuilder::new()
-                    .subject(&format!("{tag} {i}"))
-                    .pad_to(2_000 + 300 * i)
-                    .build(),
-            )
-            .flags(&["\\Seen"])
-            .internal_date("04-Apr-2023 10:00:00 +0000")
-        })
-        .collect()
 }
 
 /// (lost, duplicated): source messages missing on the destination, and destination copies

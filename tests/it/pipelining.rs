@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::scenario::{Scenario, Side};
+use crate::scenario::{CmdResult, Scenario, Side};
 use crate::support::{
     Direction, Fault, FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage, RawImap,
 };
@@ -66,7 +66,8 @@ fn destination_subjects(dst: &mut RawImap) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-/// Every source message exactly once in its mapped destination folder.
+/// Every source message exactly once in its mapped destination folder, the source
+/// unchanged, and a new plan has nothing left to do.
 #[track_caller]
 fn assert_complete_once(s: &Scenario, before: &MailboxSnapshot) {
     let got = destination_subjects(&mut s.dst("alice"));
@@ -79,6 +80,30 @@ fn assert_complete_once(s: &Scenario, before: &MailboxSnapshot) {
     }
     assert_eq!(got, want, "lost or doubled on the destination");
     before.assert_unchanged(&s.src("alice").snapshot());
+    let again = s.run(&["plan"]);
+    assert_eq!(
+        again.last_line(),
+        "No changes. The destination has every message."
+    );
+}
+
+/// `apply -v` through a proxy on `side` that injects `fault`: the fault fired once, the
+/// run succeeded and [`assert_complete_once`] holds. Returns the run for more checks.
+#[track_caller]
+fn apply_through_one_fault(
+    s: &mut Scenario,
+    before: &MailboxSnapshot,
+    side: Side,
+    fault: Fault,
+) -> CmdResult {
+    let proxy = FaultProxy::to(s.port(side)).fault(fault).start();
+    s.set_port(side, proxy.port());
+    let r = s.run(&["apply", "--auto-approve", "-v"]);
+    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    assert_eq!(r.status, 0, "{r}");
+    // The re-plan goes through the proxy too: its one fault is spent.
+    assert_complete_once(s, before);
+    r
 }
 
 #[test]
@@ -124,11 +149,6 @@ fn one_refused_create_in_a_pipelined_round_loses_and_doubles_nothing() {
     let r = s.run(&["apply", "--auto-approve"]);
     assert_eq!(r.status, 0, "{r}");
     assert_complete_once(&s, &before);
-    let again = s.run(&["plan"]);
-    assert_eq!(
-        again.last_line(),
-        "No changes. The destination has every message."
-    );
 }
 
 #[test]
@@ -153,11 +173,6 @@ fn a_connection_cut_after_some_create_answers_loses_and_doubles_nothing() {
             "{name}: {subscribed:?}"
         );
     }
-    let again = s.run(&["plan"]);
-    assert_eq!(
-        again.last_line(),
-        "No changes. The destination has every message."
-    );
 }
 
 #[test]
@@ -178,11 +193,6 @@ fn a_source_cut_in_the_pipelined_inventory_is_read_again_never_short() {
     );
     assert_eq!(r.status, 0, "{r}");
     assert_complete_once(&s, &before);
-    let again = s.run(&["plan"]);
-    assert_eq!(
-        again.last_line(),
-        "No changes. The destination has every message."
-    );
 }
 
 #[test]
@@ -233,21 +243,10 @@ fn a_source_cut_in_a_folders_pipelined_examine_and_first_fetch_loses_and_doubles
     // In the copy, a folder's EXAMINE and the FETCH of its first batch go in one round
     // (its answer holds `BODY[] {`; the inventory's holds `BODY[HEADER.FIELDS`): cut the
     // source connection after the first body of such a round, before the second.
-    let proxy = FaultProxy::to(s.port(Side::Source))
-        .fault(Fault::cut_at(Direction::ServerToClient, b"BODY[] {").nth(2))
-        .start();
-    s.set_port(Side::Source, proxy.port());
-    let r = s.run(&["apply", "--auto-approve", "-v"]);
-    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
     // The folder is opened again on a new connection and the batch read again: every
     // message arrives once, nothing read before the cut is appended twice.
-    assert_eq!(r.status, 0, "{r}");
-    assert_complete_once(&s, &before);
-    let again = s.run(&["plan"]);
-    assert_eq!(
-        again.last_line(),
-        "No changes. The destination has every message."
-    );
+    let cut = Fault::cut_at(Direction::ServerToClient, b"BODY[] {").nth(2);
+    apply_through_one_fault(&mut s, &before, Side::Source, cut);
 }
 
 #[test]
@@ -256,24 +255,10 @@ fn a_destination_cut_in_a_pipelined_key_check_and_select_loses_and_doubles_nothi
     // A lane's first batch is read back (the key stability check) in the same round as
     // the SELECT of its next folder; on the destination only these reads ask for the
     // identity headers. Cut the connection in the middle of the first such answer.
-    let proxy = FaultProxy::to(s.port(Side::Destination))
-        .fault(Fault::cut_at(
-            Direction::ServerToClient,
-            b"BODY[HEADER.FIELDS (MESSAGE-ID",
-        ))
-        .start();
-    s.set_port(Side::Destination, proxy.port());
-    let r = s.run(&["apply", "--auto-approve", "-v"]);
-    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
     // The session reconnects, selects the folder that was appended to again, reads the
     // keys back and selects the next one: every message once, the account done.
-    assert_eq!(r.status, 0, "{r}");
-    assert_complete_once(&s, &before);
-    let again = s.run(&["plan"]);
-    assert_eq!(
-        again.last_line(),
-        "No changes. The destination has every message."
-    );
+    let cut = Fault::cut_at(Direction::ServerToClient, b"BODY[HEADER.FIELDS (MESSAGE-ID");
+    apply_through_one_fault(&mut s, &before, Side::Destination, cut);
 }
 
 /// [`scenario`] with one lane (one connection pair), so that the order of the copy is
@@ -290,24 +275,13 @@ fn a_cut_after_an_append_with_the_next_select_behind_it_loses_and_doubles_nothin
     let (mut s, before) = one_lane();
     // Alpha's APPEND (the second of the run) and the SELECT of Beta behind it both reach
     // the server; the connection is cut before the client hears of either.
-    let proxy = FaultProxy::to(s.port(Side::Destination))
-        .fault(Fault::cut_at(Direction::ServerToClient, b"[APPENDUID ").nth(2))
-        .start();
-    s.set_port(Side::Destination, proxy.port());
-    let r = s.run(&["apply", "--auto-approve", "-v"]);
-    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
+    let cut = Fault::cut_at(Direction::ServerToClient, b"[APPENDUID ").nth(2);
+    let r = apply_through_one_fault(&mut s, &before, Side::Destination, cut);
     // Alpha is looked at again (on a new connection, Alpha selected, not Beta): its
     // messages are there and are not sent again; Beta is selected anew.
     assert!(
         r.stderr.contains("had arrived; not sending them again"),
         "the interrupted APPEND was not looked up\n{r}"
-    );
-    assert_eq!(r.status, 0, "{r}");
-    assert_complete_once(&s, &before);
-    let again = s.run(&["plan"]);
-    assert_eq!(
-        again.last_line(),
-        "No changes. The destination has every message."
     );
 }
 
@@ -316,17 +290,6 @@ fn a_source_cut_while_the_next_folder_is_read_ahead_loses_and_doubles_nothing() 
     let (mut s, before) = one_lane();
     // INBOX's three bodies come with its EXAMINE; Alpha's two are read ahead while
     // INBOX's batch is appended: cut before Alpha's second body.
-    let proxy = FaultProxy::to(s.port(Side::Source))
-        .fault(Fault::cut_at(Direction::ServerToClient, b"BODY[] {").nth(5))
-        .start();
-    s.set_port(Side::Source, proxy.port());
-    let r = s.run(&["apply", "--auto-approve", "-v"]);
-    assert_eq!(proxy.fired(), 1, "the cut never happened\n{r}");
-    assert_eq!(r.status, 0, "{r}");
-    assert_complete_once(&s, &before);
-    let again = s.run(&["plan"]);
-    assert_eq!(
-        again.last_line(),
-        "No changes. The destination has every message."
-    );
+    let cut = Fault::cut_at(Direction::ServerToClient, b"BODY[] {").nth(5);
+    apply_through_one_fault(&mut s, &before, Side::Source, cut);
 }
