@@ -635,9 +635,12 @@ impl SourceSession {
         Ok(result)
     }
 
-    /// A failed attempt of the caller's: counts it, waits, or gives up.
+    /// A failed attempt of the caller's: counts it, waits, or gives up. The step that
+    /// returned `err` has already dropped its connection when the error killed it, and may
+    /// have opened a new one since (a FETCH cut mid-answer reopens the folder at once to
+    /// check its UIDVALIDITY): that one is not dropped here. Dropping it cost a second login
+    /// and EXAMINE per cut (the report counted two reconnects for each).
     pub async fn fail(&mut self, err: ImapError, what: &str) -> Result<(), SessionError> {
-        self.drop_if_dead(&err);
         let user = self.endpoint.creds.user.clone();
         retry_after(&mut self.backoff, err, what, &user).await
     }

@@ -319,6 +319,18 @@ fn small_cuts_on_small_messages_still_complete() {
     for (i, name) in ["alice", "bob"].iter().enumerate() {
         before[i].assert_unchanged(&s.src(name).snapshot());
     }
+    // Each cut costs at most one new connection: a source FETCH cut mid-answer reopens
+    // the folder at once, and the retry after it used to drop that fresh connection and
+    // log in again (two reconnects per cut in the report).
+    let rep = report(&s);
+    let reconnects: u64 = (0..2)
+        .map(|i| rep["accounts"][i]["reconnects"].as_u64().unwrap())
+        .sum();
+    let cuts = (src.fired() + dst.fired()) as u64;
+    assert!(
+        (1..=cuts).contains(&reconnects),
+        "{reconnects} reconnects for {cuts} cuts\n{rep:#}"
+    );
 }
 
 #[test]
