@@ -515,15 +515,7 @@ impl Reader {
             let display = format!("EXAMINE {}", self.quoted(name, "EXAMINE")?);
             let result = (|| {
                 examine.ok_or_protocol(&self.ep, &display)?;
-                let uidvalidity = s.uidvalidity.ok_or_else(|| {
-                    self.ep.protocol(
-                        &display,
-                        "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
-                    )
-                })?;
-                let exists = s
-                    .exists
-                    .ok_or_else(|| self.ep.protocol(&display, "the server sent no EXISTS"))?;
+                let (uidvalidity, exists) = self.examined(&display, s.uidvalidity, s.exists)?;
                 fetched.ok_or_protocol(&self.ep, "UID FETCH 1:*")?;
                 let received = s.uids.len() as u32;
                 if received < exists {
@@ -627,15 +619,7 @@ impl Reader {
             ends.next()
                 .expect("one answer per command")
                 .ok_or_protocol(&self.ep, &display)?;
-            let uidvalidity = uidvalidity.ok_or_else(|| {
-                self.ep.protocol(
-                    &display,
-                    "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
-                )
-            })?;
-            let exists =
-                exists.ok_or_else(|| self.ep.protocol(&display, "the server sent no EXISTS"))?;
-            Ok((uidvalidity, exists))
+            self.examined(&display, uidvalidity, exists)
         })();
         let (uidvalidity, exists) = match examined {
             Ok(v) => v,

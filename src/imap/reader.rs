@@ -131,6 +131,25 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
+    /// What an EXAMINE (or SELECT) must have said: UIDVALIDITY (without it UIDs cannot be
+    /// trusted) and EXISTS.
+    pub(super) fn examined(
+        &self,
+        display: &str,
+        uidvalidity: Option<u32>,
+        exists: Option<u32>,
+    ) -> Result<(u32, u32), ImapError> {
+        let uidvalidity = uidvalidity.ok_or_else(|| {
+            self.ep.protocol(
+                display,
+                "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
+            )
+        })?;
+        let exists =
+            exists.ok_or_else(|| self.ep.protocol(display, "the server sent no EXISTS"))?;
+        Ok((uidvalidity, exists))
+    }
+
     /// Connects (TLS as configured), logs in and reads the capabilities.
     pub async fn connect(
         server: &ServerSettings,
@@ -373,14 +392,7 @@ impl Reader {
         })
         .await?
         .ok_or_protocol(&self.ep, &display)?;
-        let uidvalidity = uidvalidity.ok_or_else(|| {
-            self.ep.protocol(
-                &display,
-                "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
-            )
-        })?;
-        let exists =
-            exists.ok_or_else(|| self.ep.protocol(&display, "the server sent no EXISTS"))?;
+        let (uidvalidity, exists) = self.examined(&display, uidvalidity, exists)?;
         self.selected = Some(wire_name.clone());
         if uidnext.is_none() {
             uidnext = self.status_uidnext(wire_name).await?;

@@ -307,14 +307,7 @@ impl Writer {
             exists,
             permanent_flags,
         } = seen;
-        let uidvalidity = uidvalidity.ok_or_else(|| {
-            self.conn.ep.protocol(
-                display,
-                "the server sent no UIDVALIDITY; its UIDs cannot be trusted",
-            )
-        })?;
-        let exists =
-            exists.ok_or_else(|| self.conn.ep.protocol(display, "the server sent no EXISTS"))?;
+        let (uidvalidity, exists) = self.conn.examined(display, uidvalidity, exists)?;
         self.selected = Some(wire_name.clone());
         if uidnext.is_none() {
             uidnext = self.conn.status_uidnext(wire_name).await?;

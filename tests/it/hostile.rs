@@ -188,6 +188,27 @@ pub(crate) fn account<'a>(rep: &'a serde_json::Value, user: &str) -> &'a serde_j
         .unwrap_or_else(|| panic!("no account `{user}` in {rep:#}"))
 }
 
+/// The hostile account `name` did not complete, copied nothing, and its error or failed
+/// messages say what its server did (one of `words`, case-insensitive).
+#[track_caller]
+pub(crate) fn assert_failed_saying(
+    rep: &serde_json::Value,
+    s: &Scenario,
+    name: &str,
+    words: &[&str],
+    run: &CmdResult,
+) {
+    let a = account(rep, &s.acct(name).source_user);
+    assert_ne!(a["status"], "done", "{name}: {a:#}");
+    assert_eq!(a["copied"], 0, "{name}: {a:#}");
+    let why = reasons(a).to_lowercase();
+    eprintln!("{name}: {} after {}", a["error"], a["seconds"]);
+    assert!(
+        words.iter().any(|w| why.contains(&w.to_lowercase())),
+        "{name}: the reason says what the server did ({words:?}): {a:#}\n{run}"
+    );
+}
+
 /// Everything an account says about why it stopped: its error, hint and failed messages.
 pub(crate) fn reasons(a: &serde_json::Value) -> String {
     format!("{} {} {}", a["error"], a["hint"], a["failed"])
@@ -282,15 +303,7 @@ fn hostile_sources_fail_their_own_account_within_the_timeouts_and_the_honest_one
         ("trickle", &["under 1024 bytes/s"]),
     ];
     for (name, words) in expect {
-        let a = account(&rep, &s.acct(name).source_user);
-        assert_ne!(a["status"], "done", "{name}: {a:#}");
-        assert_eq!(a["copied"], 0, "{name}: {a:#}");
-        let why = reasons(a).to_lowercase();
-        eprintln!("{name}: {} after {}", a["error"], a["seconds"]);
-        assert!(
-            words.iter().any(|w| why.contains(&w.to_lowercase())),
-            "{name}: the reason says what the server did ({words:?}): {a:#}\n{r}"
-        );
+        assert_failed_saying(&rep, &s, name, words, &r);
         assert!(
             multiset(&mut s.dst(name), "INBOX").is_empty(),
             "{name}: nothing half-copied on the destination"

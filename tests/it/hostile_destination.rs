@@ -15,7 +15,7 @@ use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::hostile::{account, messages, reasons, run};
+use crate::hostile::{account, assert_failed_saying, messages, run};
 use crate::reliability::{multiset, Multiset};
 use crate::scenario::{Scenario, Side};
 use crate::support::{Act, ConnView, FaultProxy, Layout, MailboxSnapshot};
@@ -219,15 +219,7 @@ fn hostile_destinations_fail_their_own_account_within_the_timeouts_and_the_rest_
         ("dinventory", &["bytes/s"]),
     ];
     for (name, words) in expect {
-        let a = account(&rep, &s.acct(name).source_user);
-        assert_ne!(a["status"], "done", "{name}: {a:#}");
-        assert_eq!(a["copied"], 0, "{name}: {a:#}");
-        let why = reasons(a).to_lowercase();
-        eprintln!("{name}: {} after {}", a["error"], a["seconds"]);
-        assert!(
-            words.iter().any(|w| why.contains(&w.to_lowercase())),
-            "{name}: the reason says what the server did ({words:?}): {a:#}\n{r}"
-        );
+        assert_failed_saying(&rep, &s, name, words, &r);
     }
     let (mut lost_total, mut doubled_total) = (0, 0);
     for (name, snap) in &before {
