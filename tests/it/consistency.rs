@@ -6,7 +6,6 @@
 
 use crate::reliability::{multiset, Multiset};
 use std::fs;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -98,41 +97,7 @@ fn assert_no_doubles_or_strangers(src: &Multiset, dst: &Multiset, r: &CmdResult)
 
 /// Runs `apply`, calling `tick` every 20 ms meanwhile; fails after `limit`.
 fn run(s: &Scenario, limit: Duration, mut tick: impl FnMut()) -> CmdResult {
-    s.write_files();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(APPLY)
-        .current_dir(s.dir())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(s.path(".stdout")).unwrap())
-        .stderr(fs::File::create(s.path(".stderr")).unwrap())
-        .spawn()
-        .expect("run the mailshift binary");
-    let started = Instant::now();
-    let read = |p: std::path::PathBuf| String::from_utf8_lossy(&fs::read(p).unwrap()).into_owned();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mailshift hung: still running after {limit:?}\n--- stderr ---\n{}",
-                read(s.path(".stderr"))
-            );
-        }
-        tick();
-        thread::sleep(Duration::from_millis(20));
-    };
-    CmdResult {
-        status: status.code().unwrap_or(-1),
-        stdout: read(s.path(".stdout")),
-        stderr: read(s.path(".stderr")),
-        elapsed: started.elapsed(),
-    }
+    s.run_watched(APPLY, limit, |_, _| tick())
 }
 
 fn report(s: &Scenario) -> serde_json::Value {

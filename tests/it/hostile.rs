@@ -11,9 +11,7 @@
 
 use crate::reliability::multiset;
 use std::fs;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::scenario::{CmdResult, Scenario, Side};
 use crate::support::{
@@ -132,23 +130,9 @@ pub(crate) fn messages(tag: &str, n: usize) -> Vec<NewMessage> {
 /// Runs the binary, killing it (and failing) after `limit`; `peak_kib` gets the largest
 /// resident set seen (VmHWM) while it ran.
 pub(crate) fn run(s: &Scenario, limit: Duration) -> (CmdResult, u64) {
-    s.write_files();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(APPLY)
-        .current_dir(s.dir())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(s.path(".stdout")).unwrap())
-        .stderr(fs::File::create(s.path(".stderr")).unwrap())
-        .spawn()
-        .expect("run the mailshift binary");
-    let started = Instant::now();
-    let read = |p: std::path::PathBuf| String::from_utf8_lossy(&fs::read(p).unwrap()).into_owned();
     let mut peak_kib = 0u64;
-    let status = loop {
-        if let Ok(text) = fs::read_to_string(format!("/proc/{}/status", child.id())) {
+    let r = s.run_watched(APPLY, limit, |_, pid| {
+        if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) {
             if let Some(kib) = text
                 .lines()
                 .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -157,25 +141,7 @@ pub(crate) fn run(s: &Scenario, limit: Duration) -> (CmdResult, u64) {
                 peak_kib = peak_kib.max(kib);
             }
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mailshift hung: still running after {limit:?}\n--- stderr ---\n{}",
-                read(s.path(".stderr"))
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let r = CmdResult {
-        status: status.code().unwrap_or(-1),
-        stdout: read(s.path(".stdout")),
-        stderr: read(s.path(".stderr")),
-        elapsed: started.elapsed(),
-    };
+    });
     (r, peak_kib)
 }
 

@@ -13,11 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::scenario::{CmdResult, Scenario, Side};
+use crate::scenario::{run_mailshift_watched, CmdResult, Scenario, Side};
 use crate::support::{
     Direction, Fault, FaultProxy, Layout, MailboxSnapshot, MessageBuilder, NewMessage, RawImap,
 };
@@ -110,57 +108,8 @@ fn lost_and_doubled(s: &Scenario, account: &str) -> (usize, usize, bool) {
     (lost, doubled, src == dst)
 }
 
-fn spawn(s: &Scenario, args: &[&str]) -> (Child, Instant) {
-    s.write_files();
-    let child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(args)
-        .current_dir(s.dir())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(s.path(".stdout")).unwrap())
-        .stderr(fs::File::create(s.path(".stderr")).unwrap())
-        .spawn()
-        .expect("run the mailshift binary");
-    (child, Instant::now())
-}
-
-/// Waits for the child (killing it and failing after `limit`), calling `tick` meanwhile.
-fn finish(
-    s: &Scenario,
-    mut child: Child,
-    started: Instant,
-    limit: Duration,
-    mut tick: impl FnMut(Duration),
-) -> CmdResult {
-    let read = |p: std::path::PathBuf| String::from_utf8_lossy(&fs::read(p).unwrap()).into_owned();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mailshift hung: still running after {limit:?}\n--- stderr ---\n{}",
-                read(s.path(".stderr"))
-            );
-        }
-        tick(started.elapsed());
-        thread::sleep(Duration::from_millis(20));
-    };
-    CmdResult {
-        status: status.code().unwrap_or(-1),
-        stdout: read(s.path(".stdout")),
-        stderr: read(s.path(".stderr")),
-        elapsed: started.elapsed(),
-    }
-}
-
 fn run(s: &Scenario, limit: Duration) -> CmdResult {
-    let (child, started) = spawn(s, APPLY);
-    finish(s, child, started, limit, |_| {})
+    s.run_watched(APPLY, limit, |_, _| {})
 }
 
 fn report(s: &Scenario) -> serde_json::Value {
@@ -405,9 +354,8 @@ fn a_server_refusing_connections_for_a_while_is_waited_for() {
         .delay(Duration::from_millis(15))
         .start();
     s.set_port(Side::Destination, dst.port());
-    let (child, started) = spawn(&s, APPLY);
     let mut refused_at = None;
-    let r = finish(&s, child, started, Duration::from_secs(120), |t| {
+    let r = s.run_watched(APPLY, Duration::from_secs(120), |t, _| {
         // Once the copy is under way: every connection is cut and new ones are closed
         // before the greeting, for 30 s.
         if refused_at.is_none() && dst_count(&s, "alice") >= 1 {
@@ -450,33 +398,20 @@ fn destination_restarted_twice_during_apply_loses_and_doubles_nothing() {
         .start();
     let dst_port = dst.port();
     s.set_port(Side::Destination, dst_port);
-    let (child, started) = spawn(&s, APPLY);
     let mut restarts = Vec::new();
     // Once the first messages are there, and again once more arrived after that.
     let mut threshold = 1;
-    // `finish` borrows the scenario; restarts need it mutably, so poll here.
-    let mut child = child;
-    let r = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break CmdResult {
-                status: status.code().unwrap_or(-1),
-                stdout: fs::read_to_string(s.path(".stdout")).unwrap(),
-                stderr: fs::read_to_string(s.path(".stderr")).unwrap(),
-                elapsed: started.elapsed(),
-            };
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("apply hung across restarts");
-        }
+    // Restarts need the scenario mutably: run in its directory, not through it.
+    s.write_files();
+    let dir = s.dir().to_path_buf();
+    let r = run_mailshift_watched(&dir, APPLY, Duration::from_secs(120), |_, _| {
         let there = dst_count(&s, "alice");
         if restarts.len() < 2 && there >= threshold {
             let away = s.restart(Side::Destination);
             restarts.push((there, away));
             threshold = there + 1;
         }
-        thread::sleep(Duration::from_millis(20));
-    };
+    });
     let (lost, doubled, same) = lost_and_doubled(&s, "alice");
     eprintln!(
         "destination restarted {} times ((messages there, time away): {restarts:?}): lost \
@@ -507,10 +442,9 @@ fn doveadm_kick_during_apply_reconnects() {
         .start();
     s.set_port(Side::Destination, dst.port());
     let user = s.acct("alice").destination_user.clone();
-    let (child, started) = spawn(&s, APPLY);
     let mut kicks = 0;
     let mut threshold = 1;
-    let r = finish(&s, child, started, Duration::from_secs(120), |_| {
+    let r = s.run_watched(APPLY, Duration::from_secs(120), |_, _| {
         let there = dst_count(&s, "alice");
         if kicks < 2 && there >= threshold {
             threshold = there + 1;

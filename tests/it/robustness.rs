@@ -10,11 +10,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::scenario::{CmdResult, Scenario, Side};
 use crate::support::{
@@ -121,41 +120,7 @@ fn assert_copied_exactly_once(s: &Scenario, before: &MailboxSnapshot, r: &CmdRes
 
 /// Runs the binary like `Scenario::run`, but kills it (and fails) after `limit`.
 fn run_bounded(s: &Scenario, args: &[&str], limit: Duration) -> CmdResult {
-    s.write_files();
-    let (out_path, err_path) = (s.path(".stdout"), s.path(".stderr"));
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailshift"))
-        .args(args)
-        .current_dir(s.dir())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("run the mailshift binary");
-    let read = |p: &std::path::Path| String::from_utf8_lossy(&fs::read(p).unwrap()).into_owned();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mailshift {args:?} hung: still running after {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                read(&out_path),
-                read(&err_path)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let r = CmdResult {
-        status: status.code().unwrap_or(-1),
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-        elapsed: started.elapsed(),
-    };
+    let r = s.run_watched(args, limit, |_, _| {});
     if std::env::var_os("ROBUSTNESS_SHOW").is_some() {
         eprintln!("=== mailshift {args:?}\n{r}");
     }

@@ -412,11 +412,35 @@ impl Scenario {
         self.write_files();
         run_mailshift(self.dir.path(), args)
     }
+
+    /// [`Self::run`] with a time limit and a `tick(elapsed, pid)` while it runs
+    /// ([`run_mailshift_watched`]).
+    pub(crate) fn run_watched(
+        &self,
+        args: &[&str],
+        limit: Duration,
+        tick: impl FnMut(Duration, u32),
+    ) -> CmdResult {
+        self.write_files();
+        run_mailshift_watched(self.dir.path(), args, limit, tick)
+    }
 }
 
 /// Run the real binary with `args` in `dir` (stdin closed, no colours, no RUST_LOG).
 /// Output goes to files, so a chatty run cannot block on a full pipe.
 pub(crate) fn run_mailshift(dir: &Path, args: &[&str]) -> CmdResult {
+    run_mailshift_watched(dir, args, RUN_TIMEOUT, |_, _| {})
+}
+
+/// [`run_mailshift`], failing after `limit` instead of the default, and calling
+/// `tick(elapsed, pid)` about every 20 ms while the binary runs (to act on the servers
+/// mid-run, or to watch the process).
+pub(crate) fn run_mailshift_watched(
+    dir: &Path,
+    args: &[&str],
+    limit: Duration,
+    mut tick: impl FnMut(Duration, u32),
+) -> CmdResult {
     let out_path = dir.join(".stdout");
     let err_path = dir.join(".stderr");
     let stdout = fs::File::create(&out_path).expect("create the stdout file");
@@ -435,18 +459,23 @@ pub(crate) fn run_mailshift(dir: &Path, args: &[&str]) -> CmdResult {
         .stderr(stderr)
         .spawn()
         .expect("run the mailshift binary");
+    let mut ticked = started;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for mailshift") {
             break status;
         }
-        if started.elapsed() > RUN_TIMEOUT {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "mailshift {args:?} did not finish within {RUN_TIMEOUT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                "mailshift {args:?} hung: still running after {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                 read_lossy(&out_path),
                 read_lossy(&err_path)
             );
+        }
+        if ticked.elapsed() >= Duration::from_millis(20) {
+            ticked = Instant::now();
+            tick(started.elapsed(), child.id());
         }
         std::thread::sleep(Duration::from_millis(5));
     };
